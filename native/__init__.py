@@ -1,0 +1,75 @@
+"""Syscalls Python 3.11 lacks, each raising OSError with the errno the kernel gave."""
+from __future__ import annotations
+
+import os
+
+from native._native import ffi, lib
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_BIND = 4096
+MS_MOVE = 8192
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MS_SHARED = 1 << 20
+
+MNT_FORCE = 1
+MNT_DETACH = 2
+
+PR_SET_NO_NEW_PRIVS = 38
+PR_SET_PDEATHSIG = 1
+
+
+def _check(ret: int, *paths: str | None) -> int:
+    if ret < 0:
+        err = ffi.errno
+        names = [p for p in paths if p]
+        if len(names) >= 2:
+            raise OSError(err, os.strerror(err), names[0], None, names[1])
+        raise OSError(err, os.strerror(err), names[0] if names else None)
+    return ret
+
+
+def _c(s: str | None) -> object:
+    return ffi.NULL if s is None else os.fsencode(s)
+
+
+def unshare(flags: int) -> None:
+    _check(lib.rl_unshare(flags))
+
+
+def setns(fd: int, nstype: int = 0) -> None:
+    _check(lib.rl_setns(fd, nstype))
+
+
+def mount(source: str | None, target: str, fstype: str | None = None, flags: int = 0,
+          data: str | None = None) -> None:
+    _check(lib.rl_mount(_c(source), _c(target), _c(fstype), flags, _c(data)), source, target)
+
+
+def umount2(target: str, flags: int = 0) -> None:
+    _check(lib.rl_umount2(_c(target), flags), target)
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    _check(lib.rl_pivot_root(_c(new_root), _c(put_old)), new_root, put_old)
+
+
+def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
+    return _check(lib.rl_prctl(option, arg2, arg3, arg4, arg5))
+
+
+def mknod_whiteout(dir_fd: int, name: str) -> None:
+    _check(lib.rl_mknod_whiteout(dir_fd, os.fsencode(name)), name)

@@ -1,0 +1,3 @@
+"""rl: a rootless container runtime."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""The `rl` command line: a thin layer over the Python API."""

@@ -1,0 +1,190 @@
+"""Image commands: import, images, tag, rmi, inspect, history."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from rootless.cli.common import open_store
+from rootless.cli.output import human_age, human_size, json_doc, json_lines, table
+from rootless.errors import RlError, UsageError
+from rootless.image.reference import Reference, parse
+from rootless.store.records import ImageRecord
+from rootless.store.store import Store, _parse_time
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from rootless.image.importer import import_rootfs
+
+    ref = parse(args.reference) if args.reference else None
+    with open_store(args) as store:
+        image = import_rootfs(store, args.source, ref, args.change, args.message)
+    print(image.id)
+    return 0
+
+
+def _rows(store: Store, name: str | None) -> list[tuple[ImageRecord, Reference | None]]:
+    want = None
+    if name:
+        want = parse(name, default_tag=False)
+    out: list[tuple[ImageRecord, Reference | None]] = []
+    for img in store.images():
+        refs = [parse(t) for t in img.tags] or [None]
+        for r in refs:
+            if want is not None:
+                if r is None or r.repository != want.repository or (want.tag and r.tag != want.tag):
+                    continue
+            out.append((img, r))
+    return out
+
+
+def cmd_images(args: argparse.Namespace) -> int:
+    with open_store(args) as store:
+        rows = _rows(store, args.name)
+    if args.quiet:
+        seen: list[str] = []
+        for img, _ in rows:
+            i = img.id if args.no_trunc else img.short_id
+            if i not in seen:
+                seen.append(i)
+        sys.stdout.write("".join(i + "\n" for i in seen))
+        return 0
+    if args.format == "json":
+        json_lines([{
+            "Containers": "N/A",
+            "CreatedAt": _iso(img.created),
+            "CreatedSince": human_age(img.created),
+            "Digest": img.manifest_digest,
+            "ID": img.id if args.no_trunc else img.short_id,
+            "Repository": r.familiar_repository if r else "<none>",
+            "Tag": r.tag if r else "<none>",
+            "Size": human_size(img.size),
+            "VirtualSize": human_size(img.size),
+        } for img, r in rows])
+        return 0
+    if args.format not in (None, "table"):
+        raise UsageError(f"--format {args.format!r} is not supported: use 'json' or 'table'")
+    headers = ["REPOSITORY", "TAG"] + (["DIGEST"] if args.digests else []) + ["IMAGE ID", "CREATED", "SIZE"]
+    table(headers, [
+        [r.familiar_repository if r else "<none>", r.tag if r else "<none>"]
+        + ([img.manifest_digest] if args.digests else [])
+        + [img.id if args.no_trunc else img.short_id, human_age(img.created), human_size(img.size)]
+        for img, r in rows
+    ])
+    return 0
+
+
+def cmd_tag(args: argparse.Namespace) -> int:
+    target = parse(args.target)
+    if target.digest:
+        raise UsageError("a tag cannot contain a digest")
+    with open_store(args) as store:
+        store.tag(store.resolve(args.source), target)
+    return 0
+
+
+def cmd_rmi(args: argparse.Namespace) -> int:
+    failed = False
+    with open_store(args) as store:
+        for name in args.images:
+            try:
+                res = store.remove_image(name, force=args.force)
+            except RlError as e:
+                sys.stderr.write(f"Error: {e}\n")
+                failed = True
+                continue
+            for t in res.untagged:
+                print(f"Untagged: {parse(t).familiar()}")
+            for d in res.deleted:
+                print(f"Deleted: {d}")
+    return 1 if failed else 0
+
+
+def _iso(ts: float) -> str:
+    from rootless.image.oci import rfc3339
+
+    return rfc3339(ts) if ts > 0 else ""
+
+
+def inspect_image(store: Store, img: ImageRecord) -> dict[str, Any]:
+    cfg = store.config(img)
+    history = cfg.get("history") or []
+    tags = [parse(t) for t in img.tags]
+    return {
+        "Id": img.id,
+        "Digest": img.manifest_digest,
+        "RepoTags": [t.familiar() for t in tags],
+        "RepoDigests": sorted({f"{t.familiar_repository}@{img.manifest_digest}" for t in tags}),
+        "Parent": "",
+        "Comment": (history[-1].get("comment", "") if history else ""),
+        "Created": cfg.get("created", ""),
+        "Author": cfg.get("author", ""),
+        "Config": cfg.get("config") or {},
+        "Architecture": cfg.get("architecture", ""),
+        "Variant": cfg.get("variant", ""),
+        "Os": cfg.get("os", ""),
+        "Size": img.size,
+        "VirtualSize": img.size,
+        "RootFS": {"Type": "layers", "Layers": list(cfg["rootfs"]["diff_ids"])},
+        "Metadata": {"LastTagTime": _iso(img.added)},
+        "ManifestMediaType": store.manifest(img).media_type,
+        "History": history,
+    }
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    out: list[dict[str, Any]] = []
+    missing: list[str] = []
+    with open_store(args) as store:
+        for name in args.objects:
+            try:
+                out.append(inspect_image(store, store.resolve(name)))
+            except RlError as e:
+                missing.append(str(e))
+    if args.format not in (None, "json"):
+        import json
+
+        from rootless.cli.template import render
+
+        for o in out:
+            print(render(args.format, o, json))
+    else:
+        json_doc(out)
+    for m in missing:
+        sys.stderr.write(f"Error: {m}\n")
+    return 1 if missing else 0
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    with open_store(args) as store:
+        img = store.resolve(args.image)
+        cfg = store.config(img)
+        sizes = [store.db.execute("SELECT size FROM layers WHERE chain_id=?", (c,)).fetchone() for c in img.chain_ids]
+    layer_sizes = [s[0] if s else 0 for s in sizes]
+    entries = []
+    li = 0
+    for h in cfg.get("history") or []:
+        size = 0
+        if not h.get("empty_layer"):
+            size = layer_sizes[li] if li < len(layer_sizes) else 0
+            li += 1
+        entries.append((h, size))
+    entries.reverse()
+    ids = [img.id if args.no_trunc else img.short_id] + ["<missing>"] * (len(entries) - 1)
+    if args.quiet:
+        print("\n".join(ids))
+        return 0
+    if args.format == "json":
+        json_lines([{"ID": i, "Created": h.get("created", ""), "CreatedBy": h.get("created_by", ""),
+                     "Size": s, "Comment": h.get("comment", "")} for i, (h, s) in zip(ids, entries)])
+        return 0
+    rows = []
+    for i, (h, s) in zip(ids, entries):
+        by = h.get("created_by", "")
+        if not args.no_trunc and len(by) > 45:
+            by = by[:44] + "…"
+        created = _parse_time(h.get("created"))
+        rows.append([i, human_age(created) if args.human else h.get("created", ""), by,
+                     human_size(s) if args.human else str(s), h.get("comment", "")])
+    table(["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"], rows)
+    return 0

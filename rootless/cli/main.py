@@ -1,0 +1,146 @@
+"""Entry point of `rl`. Imports stay light here: each command loads what it needs when it runs."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import NoReturn
+
+from rootless import __version__
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"Error: {message} (see '{self.prog} --help')\n")
+        sys.exit(125)
+
+
+def _add(sub: argparse._SubParsersAction, name: str, help: str, run: str, **kw: object) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+    p = sub.add_parser(name, help=help, description=help, **kw)  # type: ignore[arg-type]
+    p.set_defaults(run=run)
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="rl", description="rl: build, run and share container images without root or a daemon")
+    parser.add_argument("--version", action="version", version=f"rl version {__version__}")
+    parser.add_argument("--root", help="the image store (default: $RL_ROOT, else $XDG_DATA_HOME/rl)")
+    parser.add_argument("--storage-driver", choices=("overlay", "fuse-overlay", "vfs"),
+                        help="how containers see their layers (default: $RL_STORAGE_DRIVER, else chosen by rl info)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = _add(sub, "import", "Import a root filesystem (tarball, directory or -) as an image", "images:cmd_import")
+    p.add_argument("source", metavar="TARBALL|DIR|-")
+    p.add_argument("reference", metavar="NAME[:TAG]", nargs="?")
+    p.add_argument("-c", "--change", action="append", default=[], help="apply a Dockerfile instruction (CMD, ENV, ...)")
+    p.add_argument("-m", "--message", help="commit message for the history")
+    p.add_argument("-q", "--quiet", action="store_true")
+
+    p = _add(sub, "images", "List images", "images:cmd_images")
+    p.add_argument("name", nargs="?", metavar="REPOSITORY[:TAG]")
+    p.add_argument("-q", "--quiet", action="store_true", help="only image ids")
+    p.add_argument("-a", "--all", action="store_true", help="accepted for Docker compatibility")
+    p.add_argument("--no-trunc", action="store_true")
+    p.add_argument("--digests", action="store_true")
+    p.add_argument("--format", help="'json' or 'table'")
+
+    p = _add(sub, "tag", "Give an image another name", "images:cmd_tag")
+    p.add_argument("source", metavar="SOURCE_IMAGE[:TAG]")
+    p.add_argument("target", metavar="TARGET_IMAGE[:TAG]")
+
+    p = _add(sub, "rmi", "Remove images", "images:cmd_rmi")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("-f", "--force", action="store_true")
+
+    p = _add(sub, "inspect", "Show details of images as JSON", "images:cmd_inspect")
+    p.add_argument("objects", nargs="+", metavar="IMAGE")
+    p.add_argument("--type", choices=("image",))
+    p.add_argument("-f", "--format", help="'json' (the default)")
+
+    p = _add(sub, "history", "Show the history of an image", "images:cmd_history")
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("--no-trunc", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("-H", "--human", default=True, type=lambda s: s.lower() not in ("false", "0", "no"))
+    p.add_argument("--format", help="'json' or 'table'")
+
+    p = _add(sub, "save", "Save images to a tar archive (OCI layout plus Docker manifest.json)", "archive:cmd_save")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("-o", "--output", help="write to this file instead of stdout")
+    p.add_argument("--format", default="docker-archive", choices=("docker-archive", "oci-archive", "oci-dir"),
+                   help="docker-archive and oci-archive both hold an OCI layout and a manifest.json; oci-dir writes a directory")
+
+    p = _add(sub, "load", "Load images from a Docker or OCI archive, or an OCI layout directory", "archive:cmd_load")
+    p.add_argument("-i", "--input", default="-", help="archive file or OCI layout directory (default: stdin)")
+    p.add_argument("-q", "--quiet", action="store_true")
+
+    p = _add(sub, "info", "Show how rl runs on this host", "system:cmd_info")
+    p.add_argument("--format", help="'json'")
+
+    sysp = sub.add_parser("system", help="Manage the store", description="Manage the store")
+    syssub = sysp.add_subparsers(dest="subcommand", metavar="COMMAND", parser_class=_Parser, required=True)
+    p = _add(syssub, "df", "Show disk usage", "system:cmd_df")
+    p.add_argument("--format", help="'json'")
+    p = _add(syssub, "prune", "Remove unused images, layers and blobs", "system:cmd_prune")
+    p.add_argument("-a", "--all", action="store_true", help="remove every image no container uses, not only untagged ones")
+    p.add_argument("-f", "--force", action="store_true", help="do not ask for confirmation")
+    p = _add(syssub, "info", "Show how rl runs on this host", "system:cmd_info")
+    p.add_argument("--format", help="'json'")
+
+    p = _add(sub, "version", "Show the rl version", "system:cmd_version")
+    return parser
+
+
+def _load(target: str) -> Callable[[argparse.Namespace], int | None]:
+    module, func = target.split(":")
+    import importlib
+
+    return getattr(importlib.import_module(f"rootless.cli.{module}"), func)  # type: ignore[no-any-return]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return 0 if args.command is None else 125
+    from rootless.errors import RlError
+
+    try:
+        code = _load(args.run)(args)
+    except RlError as e:
+        if os.environ.get("RL_DEBUG"):
+            raise
+        sys.stderr.write(f"Error: {e}\n")
+        return e.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader went away (e.g. `rl images | head`); say nothing, as Docker does.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except OSError as e:
+        if os.environ.get("RL_DEBUG"):
+            raise
+        where = f": {e.filename}" if e.filename else ""
+        sys.stderr.write(f"Error: {e.strerror or e}{where}\n")
+        return 125
+    except Exception as e:  # noqa: BLE001 - a user never sees a traceback
+        if os.environ.get("RL_DEBUG"):
+            raise
+        sys.stderr.write(f"Error: internal error: {type(e).__name__}: {e} (run with RL_DEBUG=1 for details)\n")
+        return 125
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return code or 0
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

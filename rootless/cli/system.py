@@ -1,0 +1,143 @@
+"""`rl info`, `rl system df`, `rl system prune`, `rl version`."""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+from typing import Any
+
+from rootless import __version__
+from rootless.cli.common import open_store
+from rootless.cli.output import human_size, json_doc, json_lines, table
+from rootless.errors import UsageError
+
+
+def cmd_version(args: argparse.Namespace) -> int:
+    print(f"rl version {__version__}")
+    print(f"Python {platform.python_version()}, kernel {platform.release()}")
+    return 0
+
+
+def gather_info(args: argparse.Namespace) -> dict[str, Any]:
+    from rootless.host import probe
+    from rootless.paths import runtime_dir
+
+    with open_store(args) as store:
+        mapping = store.mapping
+        xattrs = probe.user_xattrs(store.root)
+        overlay = probe.kernel_overlay(mapping, store.scratch.dir)
+        fuse = probe.fuse()
+        images = len(store.images())
+        containers = len(store.containers())
+        root = str(store.root)
+    if mapping.mode == "single":
+        driver, why = ("fuse-overlay", "single-id mode keeps owners in xattrs, which only the FUSE overlay shows") \
+            if fuse.ok else ("vfs", f"single-id mode needs the FUSE overlay, which is not usable: {fuse.detail}")
+    elif overlay.ok and xattrs.ok:
+        driver, why = "overlay", "kernel overlayfs works in a user namespace here: native speed"
+    elif fuse.ok:
+        driver, why = "fuse-overlay", overlay.detail if not overlay.ok else xattrs.detail
+    else:
+        driver, why = "vfs", "neither kernel overlayfs nor FUSE is usable: every container copies its layers"
+    requested = args.storage_driver or os.environ.get("RL_STORAGE_DRIVER")
+    if requested:
+        driver, why = requested, "chosen by --storage-driver" if args.storage_driver else "chosen by RL_STORAGE_DRIVER"
+    tun = probe.tun()
+    return {
+        "version": __version__,
+        "store": {"root": root, "runtime": str(runtime_dir()), "images": images, "containers": containers},
+        "idMapping": {"mode": mapping.mode, "description": mapping.describe(), "reason": mapping.reason,
+                      "uidMap": [[r.inside, r.outside, r.count] for r in mapping.uids],
+                      "gidMap": [[r.inside, r.outside, r.count] for r in mapping.gids]},
+        "storage": {"driver": driver, "reason": why,
+                    "kernelOverlay": {"usable": overlay.ok, "detail": overlay.detail},
+                    "fuse": {"usable": fuse.ok, "detail": fuse.detail},
+                    "userXattrs": {"usable": xattrs.ok, "detail": xattrs.detail}},
+        "network": {"helpers": probe.network_helpers(), "tun": {"usable": tun.ok, "detail": tun.detail}},
+        "cgroups": {"usable": (cg := probe.cgroups()).ok, "detail": cg.detail},
+        "host": {"kernel": platform.release(), "arch": platform.machine(), "uid": os.getuid()},
+    }
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    info = gather_info(args)
+    if args.format == "json":
+        json_doc(info)
+        return 0
+    if args.format is not None:
+        raise UsageError(f"--format {args.format!r} is not supported: use 'json'")
+    s, m, st, n = info["store"], info["idMapping"], info["storage"], info["network"]
+    yes = {True: "yes", False: "no"}
+    lines = [
+        f"rl version:       {info['version']}",
+        f"store:            {s['root']} ({s['images']} images, {s['containers']} containers)",
+        f"runtime state:    {s['runtime']}",
+        f"id mapping:       {m['description']}",
+        f"                  {m['reason']}",
+        f"storage driver:   {st['driver']} ({st['reason']})",
+        f"kernel overlay:   {yes[st['kernelOverlay']['usable']]}: {st['kernelOverlay']['detail']}",
+        f"FUSE:             {yes[st['fuse']['usable']]}: {st['fuse']['detail']}",
+        f"user xattrs:      {yes[st['userXattrs']['usable']]}: {st['userXattrs']['detail']}",
+        "network helpers:  " + (", ".join(f"{k} ({v})" for k, v in n["helpers"].items() if v) or "none found"),
+        f"/dev/net/tun:     {yes[n['tun']['usable']]}: {n['tun']['detail']}",
+        f"cgroups:          {yes[info['cgroups']['usable']]}: {info['cgroups']['detail']}",
+        f"kernel:           {info['host']['kernel']} ({info['host']['arch']})",
+    ]
+    if m["mode"] == "single":
+        lines.append("warning:          single-id mode: files of other owners are emulated with xattrs, "
+                     "setuid programs and chown to other ids cannot work for real")
+    print("\n".join(lines))
+    return 0
+
+
+def cmd_df(args: argparse.Namespace) -> int:
+    with open_store(args) as store:
+        images = store.images()
+        used_images = {c.image_id for c in store.containers()}
+        layer_users: dict[str, set[str]] = {}
+        for img in images:
+            for c in img.chain_ids:
+                layer_users.setdefault(c, set()).add(img.id)
+        sizes = dict(store.db.execute("SELECT chain_id, size FROM layers").fetchall())
+        total = sum(sizes.get(c, 0) for c in layer_users)
+        reclaim = sum(sizes.get(c, 0) for c, users in layer_users.items() if not users & used_images)
+        n_containers = len(store.containers())
+    pct = f" ({round(100 * reclaim / total)}%)" if total else ""
+    rows = [
+        {"Type": "Images", "TotalCount": len(images), "Active": len(used_images), "Size": total,
+         "Reclaimable": reclaim},
+        {"Type": "Containers", "TotalCount": n_containers, "Active": 0, "Size": 0, "Reclaimable": 0},
+        {"Type": "Local Volumes", "TotalCount": 0, "Active": 0, "Size": 0, "Reclaimable": 0},
+    ]
+    if args.format == "json":
+        json_lines([{**r, "Size": human_size(r["Size"]), "Reclaimable": human_size(r["Reclaimable"])} for r in rows])
+        return 0
+    if args.format is not None:
+        raise UsageError(f"--format {args.format!r} is not supported: use 'json'")
+    table(["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"],
+          [[r["Type"], str(r["TotalCount"]), str(r["Active"]), human_size(r["Size"]),
+            human_size(r["Reclaimable"]) + (pct if r["Type"] == "Images" else "")] for r in rows])
+    return 0
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    if not args.force:
+        what = "all images without at least one container" if args.all else "all dangling images"
+        sys.stdout.write(f"WARNING! This will remove:\n  - {what}\n  - all layers and blobs no image uses\n"
+                         "Are you sure you want to continue? [y/N] ")
+        sys.stdout.flush()
+        answer = sys.stdin.readline().strip().lower()
+        if answer not in ("y", "yes"):
+            print("Total reclaimed space: 0B")
+            return 0
+    with open_store(args) as store:
+        deleted = store.prune_images(args.all)
+        stats = store.gc()
+    if deleted:
+        print("Deleted Images:")
+        for d in deleted:
+            print(f"deleted: {d}")
+        print()
+    print(f"Total reclaimed space: {human_size(stats.bytes)}")
+    return 0

@@ -1,0 +1,51 @@
+"""The one exception tree of rl. Every message is a sentence a user can act on."""
+from __future__ import annotations
+
+
+class RlError(Exception):
+    """An error of rl itself: exit code 125, like Docker's."""
+
+    exit_code = 125
+
+
+class UsageError(RlError):
+    """The command line is wrong."""
+
+
+class StoreError(RlError):
+    """The image store cannot do what was asked."""
+
+
+class ImageNotFound(StoreError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"image not known: {name}")
+        self.name = name
+
+
+class ImageInUse(StoreError):
+    """An image a container still uses."""
+
+
+class NameInvalid(RlError):
+    """An image reference that does not parse."""
+
+
+class LayerError(RlError):
+    """A layer that cannot be unpacked: corrupt, escaping, or unsupported."""
+
+
+class LayerEscape(LayerError):
+    """A layer entry that would land outside the layer directory."""
+
+
+class ArchiveError(RlError):
+    """An image archive that is truncated, corrupt, or of an unknown format."""
+
+
+class DigestMismatch(RlError):
+    def __init__(self, what: str, expected: str, got: str) -> None:
+        super().__init__(f"digest mismatch for {what}: expected {expected}, got {got}")
+
+
+class IdMapError(RlError):
+    """The user namespace id mapping cannot be set up."""

@@ -1,0 +1,1 @@
+"""What this host lets an unprivileged user do, found out by trying."""

@@ -1,0 +1,167 @@
+"""OCI image formats: media types, manifests, configs, ChainIDs."""
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from dataclasses import dataclass
+from typing import Any
+
+from rootless.errors import ArchiveError
+
+MT_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+MT_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+MT_OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+MT_OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
+MT_OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+MT_OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
+MT_OCI_LAYER_ND = "application/vnd.oci.image.layer.nondistributable.v1.tar"
+MT_OCI_LAYER_ND_GZIP = "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
+MT_OCI_LAYER_ND_ZSTD = "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd"
+MT_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+MT_DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+MT_DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+MT_DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+MT_DOCKER_LAYER_FOREIGN = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
+
+MANIFEST_TYPES = (MT_OCI_MANIFEST, MT_DOCKER_MANIFEST)
+INDEX_TYPES = (MT_OCI_INDEX, MT_DOCKER_LIST)
+
+# Compression by layer media type; Docker's gzip type is also used for uncompressed tars in the
+# wild, so the bytes' magic number has the last word (see sniff_compression).
+LAYER_COMPRESSION: dict[str, str] = {
+    MT_OCI_LAYER: "none",
+    MT_OCI_LAYER_ND: "none",
+    MT_OCI_LAYER_GZIP: "gzip",
+    MT_OCI_LAYER_ND_GZIP: "gzip",
+    MT_OCI_LAYER_ZSTD: "zstd",
+    MT_OCI_LAYER_ND_ZSTD: "zstd",
+    MT_DOCKER_LAYER: "gzip",
+    MT_DOCKER_LAYER_FOREIGN: "gzip",
+}
+
+OCI_LAYER_FOR = {"none": MT_OCI_LAYER, "gzip": MT_OCI_LAYER_GZIP, "zstd": MT_OCI_LAYER_ZSTD}
+
+REF_NAME_ANNOTATION = "org.opencontainers.image.ref.name"
+CONTAINERD_NAME_ANNOTATION = "io.containerd.image.name"
+
+
+def sniff_compression(head: bytes) -> str:
+    if head[:2] == b"\x1f\x8b":
+        return "gzip"
+    if head[:4] == b"\x28\xb5\x2f\xfd":
+        return "zstd"
+    if head[:3] == b"BZh":
+        return "bzip2"
+    if head[:6] == b"\xfd7zXZ\x00":
+        return "xz"
+    return "none"
+
+
+def layer_compression(media_type: str) -> str:
+    try:
+        return LAYER_COMPRESSION[media_type]
+    except KeyError:
+        raise ArchiveError(f"unknown layer media type {media_type!r}") from None
+
+
+def chain_ids(diff_ids: list[str]) -> list[str]:
+    """ChainID(L0) = DiffID(L0); ChainID(Ln) = sha256(ChainID(Ln-1) + " " + DiffID(Ln))."""
+    out: list[str] = []
+    for d in diff_ids:
+        if not out:
+            out.append(d)
+        else:
+            out.append("sha256:" + hashlib.sha256(f"{out[-1]} {d}".encode()).hexdigest())
+    return out
+
+
+def host_platform() -> tuple[str, str]:
+    machine = platform.machine()
+    arch = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386",
+            "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}.get(machine, machine)
+    return "linux", arch
+
+
+def rfc3339(ts: float) -> str:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def canonical_json(obj: Any) -> bytes:
+    """The bytes rl writes for a JSON document it creates (digests are always of these bytes)."""
+    return json.dumps(obj, separators=(",", ":"), sort_keys=False).encode()
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    media_type: str
+    digest: str
+    size: int
+    annotations: tuple[tuple[str, str], ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
+        if self.annotations:
+            d["annotations"] = dict(self.annotations)
+        return d
+
+    @staticmethod
+    def from_json(d: Any, what: str) -> "Descriptor":
+        try:
+            return Descriptor(str(d["mediaType"]), str(d["digest"]), int(d["size"]),
+                              tuple((str(k), str(v)) for k, v in (d.get("annotations") or {}).items()))
+        except (KeyError, TypeError, ValueError):
+            raise ArchiveError(f"malformed descriptor in {what}") from None
+
+
+@dataclass(frozen=True)
+class Manifest:
+    media_type: str
+    config: Descriptor
+    layers: tuple[Descriptor, ...]
+
+    @staticmethod
+    def parse(data: bytes, what: str = "manifest") -> "Manifest":
+        try:
+            doc = json.loads(data)
+        except (ValueError, UnicodeDecodeError):
+            raise ArchiveError(f"{what} is not valid JSON") from None
+        if not isinstance(doc, dict):
+            raise ArchiveError(f"{what} is not a JSON object")
+        mt = doc.get("mediaType") or MT_OCI_MANIFEST
+        if mt not in MANIFEST_TYPES:
+            raise ArchiveError(f"{what} has unsupported media type {mt!r}")
+        if doc.get("schemaVersion") != 2:
+            raise ArchiveError(f"{what} has unsupported schemaVersion {doc.get('schemaVersion')!r}")
+        layers = doc.get("layers")
+        if not isinstance(layers, list):
+            raise ArchiveError(f"{what} has no layer list")
+        return Manifest(mt, Descriptor.from_json(doc.get("config"), what),
+                        tuple(Descriptor.from_json(x, what) for x in layers))
+
+    def to_bytes(self) -> bytes:
+        return canonical_json({
+            "schemaVersion": 2,
+            "mediaType": self.media_type,
+            "config": self.config.to_json(),
+            "layers": [x.to_json() for x in self.layers],
+        })
+
+
+def parse_config(data: bytes, what: str = "image config") -> dict[str, Any]:
+    try:
+        doc = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        raise ArchiveError(f"{what} is not valid JSON") from None
+    if not isinstance(doc, dict):
+        raise ArchiveError(f"{what} is not a JSON object")
+    rootfs = doc.get("rootfs")
+    if not isinstance(rootfs, dict) or rootfs.get("type") != "layers" or not isinstance(rootfs.get("diff_ids"), list):
+        raise ArchiveError(f"{what} has no rootfs.diff_ids of type 'layers'")
+    return doc
+
+
+def diff_ids(config: dict[str, Any]) -> list[str]:
+    return [str(d) for d in config["rootfs"]["diff_ids"]]

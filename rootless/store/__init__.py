@@ -1,0 +1,1 @@
+"""The per-user image store: SQLite metadata, content-addressed blobs, unpacked layers."""

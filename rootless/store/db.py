@@ -1,0 +1,90 @@
+"""The store's SQLite database: one transaction per logical change, WAL so readers never wait."""
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from rootless.errors import StoreError
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS layers (
+    chain_id TEXT PRIMARY KEY,
+    diff_id TEXT NOT NULL,
+    parent TEXT,
+    size INTEGER NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS images (
+    id TEXT PRIMARY KEY,
+    manifest_digest TEXT NOT NULL,
+    created REAL NOT NULL,
+    added REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS image_layers (
+    image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    idx INTEGER NOT NULL,
+    chain_id TEXT NOT NULL,
+    blob_digest TEXT NOT NULL,
+    PRIMARY KEY (image_id, idx)
+);
+CREATE TABLE IF NOT EXISTS tags (
+    name TEXT PRIMARY KEY,
+    image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE
+);
+CREATE TABLE IF NOT EXISTS containers (
+    id TEXT PRIMARY KEY,
+    name TEXT UNIQUE NOT NULL,
+    image_id TEXT NOT NULL,
+    created REAL NOT NULL,
+    state TEXT NOT NULL,
+    config TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS volumes (
+    name TEXT PRIMARY KEY,
+    created REAL NOT NULL,
+    labels TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS image_layers_chain ON image_layers(chain_id);
+CREATE INDEX IF NOT EXISTS tags_image ON tags(image_id);
+"""
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    try:
+        conn = sqlite3.connect(path, timeout=60, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=60000")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version < SCHEMA_VERSION:
+            with transaction(conn):
+                _create(conn)
+        elif version > SCHEMA_VERSION:
+            raise StoreError(f"the store at {path.parent} was made by a newer rl (schema {version})")
+    except sqlite3.DatabaseError as e:
+        raise StoreError(f"cannot open the store database {path}: {e}") from None
+    return conn
+
+
+def _create(conn: sqlite3.Connection) -> None:
+    for stmt in SCHEMA.split(";"):
+        if stmt.strip():
+            conn.execute(stmt)
+    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE takes the write lock up front, so two rl processes never deadlock on upgrade."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")

@@ -1,0 +1,30 @@
+"""The values the store hands out."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    id: str  # the config digest, "sha256:..."
+    manifest_digest: str
+    created: float  # from the image config
+    added: float  # when it entered this store
+    tags: tuple[str, ...]  # full references, "docker.io/library/busybox:latest"
+    chain_ids: tuple[str, ...]
+    layer_blobs: tuple[str, ...]
+    size: int  # uncompressed bytes of all layers
+
+    @property
+    def short_id(self) -> str:
+        return self.id.removeprefix("sha256:")[:12]
+
+
+@dataclass(frozen=True)
+class ContainerRecord:
+    id: str
+    name: str
+    image_id: str
+    created: float
+    state: str
+    config: str  # JSON

@@ -1,0 +1,178 @@
+"""Turn layer bytes into a blob and an unpacked tree in one pass: copy, digest, decompress, extract.
+
+The jobs run in a child that is root of a user namespace with the full subordinate range when
+there is one (so file owners are real), or in this process in single-id mode (owners in xattrs).
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from rootless.errors import ArchiveError, LayerError, RlError
+from rootless.image.oci import sniff_compression
+
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class LayerInput:
+    """Bytes of a layer: `length` bytes of the file at `path` from `offset` (None: to its end)."""
+
+    path: str
+    offset: int = 0
+    length: int | None = None
+
+
+@dataclass(frozen=True)
+class UnpackJob:
+    src: LayerInput
+    blob_tmp: str | None  # where to copy the raw bytes to, when the store lacks the blob
+    dest: str | None  # empty directory to extract into, when the store lacks the layer
+    owners: str  # "real" or "xattr"
+
+
+@dataclass(frozen=True)
+class UnpackResult:
+    digest: str
+    size: int
+    diff_id: str | None
+    diff_size: int
+    compression: str
+    skipped_devices: tuple[str, ...]
+
+
+class _Source:
+    """Reads a byte range, hashing it and copying it to the blob file as it goes."""
+
+    def __init__(self, f: BinaryIO, length: int | None, copy_to: BinaryIO | None) -> None:
+        self._f = f
+        self._left = length
+        self._copy = copy_to
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            n = CHUNK * 16
+        if self._left is not None:
+            n = min(n, self._left)
+        if n == 0:
+            return b""
+        data = self._f.read(n)
+        if self._left is not None:
+            if len(data) < n and not data:
+                raise ArchiveError("layer data is truncated")
+            self._left -= len(data)
+        self.hash.update(data)
+        self.size += len(data)
+        if self._copy is not None:
+            self._copy.write(data)
+        return data
+
+    def readinto(self, b: bytearray | memoryview) -> int:
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def drain(self) -> None:
+        while self.read(CHUNK):
+            pass
+
+
+class _Hashing:
+    """Digests the uncompressed stream (the DiffID) as the extractor reads it."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self._f = f
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._f.read(n if n is not None and n >= 0 else CHUNK)
+        self.hash.update(data)
+        self.size += len(data)
+        return data
+
+    def drain(self) -> None:
+        while self.read(CHUNK):
+            pass
+
+
+def _decompressor(src: _Source, compression: str) -> BinaryIO:
+    if compression == "none":
+        return src  # type: ignore[return-value]
+    if compression == "gzip":
+        return gzip.GzipFile(fileobj=src, mode="rb")  # type: ignore[arg-type]
+    if compression == "zstd":
+        import zstandard
+
+        return zstandard.ZstdDecompressor().stream_reader(src, read_across_frames=True)  # type: ignore[return-value]
+    raise ArchiveError(f"layer compression {compression} is not supported (use gzip, zstd or none)")
+
+
+class _PeekableFile:
+    def __init__(self, f: BinaryIO, head: bytes) -> None:
+        self._f = f
+        self._head = head
+
+    def read(self, n: int = -1) -> bytes:
+        if self._head:
+            if n is None or n < 0 or n >= len(self._head):
+                h, self._head = self._head, b""
+                rest = self._f.read(-1 if n is None or n < 0 else n - len(h))
+                return h + rest
+            h, self._head = self._head[:n], self._head[n:]
+            return h
+        return self._f.read(n)
+
+
+def run_job(job: UnpackJob) -> UnpackResult:
+    from rootless.image.extract import extract_layer
+
+    with open(job.src.path, "rb") as raw:
+        raw.seek(job.src.offset)
+        length = job.src.length
+        head = raw.read(min(8, length) if length is not None else 8)
+        reader = _PeekableFile(raw, head)
+        copy = open(job.blob_tmp, "wb") if job.blob_tmp else None
+        try:
+            src = _Source(reader, length, copy)  # type: ignore[arg-type]
+            compression = sniff_compression(head)
+            skipped: tuple[str, ...] = ()
+            diff_id = None
+            diff_size = 0
+            if job.dest is not None:
+                try:
+                    stream = _Hashing(_decompressor(src, compression))
+                    result = extract_layer(stream, job.dest, owners=job.owners)  # type: ignore[arg-type]
+                    stream.drain()
+                except RlError:
+                    raise
+                except OSError as e:
+                    # A real I/O error (disk full, permission) is not the layer's fault.
+                    if e.errno is not None:
+                        raise
+                    raise LayerError(f"layer is corrupt or truncated: {e}") from None
+                except Exception as e:  # gzip, zlib and zstandard each raise their own kinds
+                    raise LayerError(f"layer is corrupt or truncated: {type(e).__name__}: {e}") from None
+                skipped = result.skipped_devices
+                diff_id = "sha256:" + stream.hash.hexdigest()
+                diff_size = stream.size
+            src.drain()
+            if copy is not None:
+                copy.flush()
+                os.fsync(copy.fileno())
+        finally:
+            if copy is not None:
+                copy.close()
+    return UnpackResult("sha256:" + src.hash.hexdigest(), src.size, diff_id, diff_size, compression, skipped)
+
+
+def run_jobs(jobs: list[UnpackJob]) -> list[UnpackResult]:
+    return [run_job(j) for j in jobs]

@@ -1,0 +1,132 @@
+"""Run a function inside a new user namespace whose ids map as the IdMapping says.
+
+The namespace is entered in a forked child: unshare(CLONE_NEWUSER) fails in a threaded process,
+and rl forks before any thread starts. The parent writes the maps (newuidmap/newgidmap must be
+run by a process outside the namespace); the child waits for them on a pipe.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import traceback
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import native
+from rootless.errors import IdMapError, RlError
+from rootless.userns.idmap import IdMapping
+
+T = TypeVar("T")
+
+
+def write_maps(pid: int, mapping: IdMapping) -> None:
+    """Map the ids of the user namespace that process `pid` is in (called from outside it)."""
+    if mapping.mode == "single":
+        u, g = mapping.uids[0], mapping.gids[0]
+        try:
+            with open(f"/proc/{pid}/setgroups", "w") as f:
+                f.write("deny")
+            with open(f"/proc/{pid}/uid_map", "w") as f:
+                f.write(f"{u.inside} {u.outside} {u.count}\n")
+            with open(f"/proc/{pid}/gid_map", "w") as f:
+                f.write(f"{g.inside} {g.outside} {g.count}\n")
+        except OSError as e:
+            raise IdMapError(f"cannot write the id map of the user namespace: {e.strerror}") from None
+        return
+    for tool, ranges in (("newuidmap", mapping.uids), ("newgidmap", mapping.gids)):
+        args = [tool, str(pid)]
+        for r in ranges:
+            args += [str(r.inside), str(r.outside), str(r.count)]
+        proc = subprocess.run(args, capture_output=True, text=True)
+        if proc.returncode != 0:
+            msg = (proc.stderr.strip().splitlines() or ["failed"])[-1]
+            raise IdMapError(f"{tool} failed: {msg} (check /etc/subuid and /etc/subgid)")
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while True:
+        b = os.read(fd, 65536)
+        if not b:
+            return b"".join(chunks)
+        chunks.append(b)
+
+
+def run_in_userns(mapping: IdMapping, fn: Callable[..., T], *args: Any, extra_flags: int = 0) -> T:
+    """Call fn(*args) as root of a fresh user namespace and return its (picklable) result.
+
+    An RlError raised by fn is raised again here with its class and message.
+    """
+    ready_r, ready_w = os.pipe()
+    go_r, go_w = os.pipe()
+    res_r, res_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child, reported through the pipe
+        status = 0
+        try:
+            os.close(ready_r)
+            os.close(go_w)
+            os.close(res_r)
+            try:
+                native.unshare(native.CLONE_NEWUSER | extra_flags)
+            except OSError as e:
+                raise IdMapError(f"cannot create a user namespace: {e.strerror} "
+                                 "(is kernel.unprivileged_userns_clone or user.max_user_namespaces 0?)")
+            os.write(ready_w, b"1")
+            os.close(ready_w)
+            if os.read(go_r, 1) != b"1":
+                os._exit(3)
+            payload: tuple[str, Any] = ("ok", fn(*args))
+        except RlError as e:
+            payload = ("rlerror", (type(e), str(e)))
+        except BaseException as e:  # noqa: BLE001 - everything must reach the parent
+            payload = ("error", f"{type(e).__name__}: {e}\n{traceback.format_exc()}")
+            status = 1
+        try:
+            data = pickle.dumps(payload)
+        except Exception as e:  # noqa: BLE001
+            data = pickle.dumps(("error", f"result not picklable: {e}"))
+        try:
+            view = memoryview(data)
+            while view:
+                n = os.write(res_w, view)
+                view = view[n:]
+        finally:
+            os._exit(status)
+    os.close(ready_w)
+    os.close(go_r)
+    os.close(res_w)
+    try:
+        ok = os.read(ready_r, 1) == b"1"
+        if ok:
+            try:
+                write_maps(pid, mapping)
+            except BaseException:
+                os.close(go_w)
+                go_w = -1
+                raise
+            os.write(go_w, b"1")
+        data = _read_all(res_r)
+    finally:
+        for fd in (ready_r, go_w, res_r):
+            if fd >= 0:
+                os.close(fd)
+        _, wstatus = os.waitpid(pid, 0)
+    if not data:
+        raise RlError(f"the user namespace helper died ({_status_text(wstatus)})")
+    kind, value = pickle.loads(data)
+    if kind == "ok":
+        return value
+    if kind == "rlerror":
+        cls, msg = value
+        err = cls.__new__(cls)
+        Exception.__init__(err, msg)
+        raise err
+    raise RlError(f"internal error in the user namespace helper: {value.splitlines()[0]}") from RuntimeError(value)
+
+
+def _status_text(wstatus: int) -> str:
+    if os.WIFSIGNALED(wstatus):
+        return f"killed by signal {os.WTERMSIG(wstatus)}"
+    return f"exit status {os.waitstatus_to_exitcode(wstatus)}"

@@ -1,0 +1,127 @@
+"""Fixtures shared by every test: a private store, the CLI, and the locally made test images."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.getuid() == 0 and not os.environ.get("RL_TEST_AS_ROOT"):
+        pytest.exit("the suite proves rootless operation, so it refuses to run as root: "
+                    "run ./scripts/test, which runs it as the unprivileged test users", returncode=4)
+
+
+def test_images_dir() -> Path:
+    env = os.environ.get("RL_TEST_IMAGES")
+    if env:
+        return Path(env)
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache) / "rl" / "test-images"
+
+
+def _test_image(name: str) -> Path:
+    d = test_images_dir()
+    path = d / name
+    if not path.exists():
+        subprocess.run([str(REPO / "scripts" / "make-test-images"), str(d)], check=True)
+    assert path.exists(), f"scripts/make-test-images did not make {path}"
+    return path
+
+
+@pytest.fixture(scope="session")
+def busybox_tar() -> Path:
+    return _test_image("busybox.tar")
+
+
+@pytest.fixture(scope="session")
+def debian_tar() -> Path:
+    return _test_image("debian-bookworm.tar")
+
+
+@dataclass(frozen=True)
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+class Rl:
+    """Runs the real `rl` command line against a private store."""
+
+    def __init__(self, root: Path, env: dict[str, str]) -> None:
+        self.root = root
+        self.env = env
+
+    def __call__(self, *args: str, input: bytes | None = None, check: bool = True, timeout: float = 300,
+                 env: dict[str, str] | None = None) -> Result:
+        p = subprocess.run([sys.executable, "-m", "rootless", *args], input=input, capture_output=True,
+                           env={**self.env, **(env or {})}, timeout=timeout)
+        r = Result(p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace"))
+        if check and r.code != 0:
+            raise AssertionError(f"rl {' '.join(args)} exited {r.code}\nstdout: {r.out}\nstderr: {r.err}")
+        return r
+
+    def popen(self, *args: str, **kw: object) -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, "-m", "rootless", *args], env=self.env, **kw)  # type: ignore[call-overload]
+
+
+@pytest.fixture
+def store_root(tmp_path: Path) -> Path:
+    return tmp_path / "store"
+
+
+@pytest.fixture
+def rl(store_root: Path, tmp_path: Path) -> Rl:
+    env = dict(os.environ)
+    env["RL_ROOT"] = str(store_root)
+    env.pop("RL_DEBUG", None)
+    return Rl(store_root, env)
+
+
+@pytest.fixture
+def store(store_root: Path) -> Iterator["Store"]:  # noqa: F821
+    from rootless.store.store import Store
+
+    with Store(store_root) as s:
+        yield s
+
+
+@pytest.fixture
+def busybox(rl: Rl, busybox_tar: Path) -> str:
+    """busybox:latest imported into the test's store; returns its image id."""
+    return rl("import", str(busybox_tar), "busybox:latest").out.strip()
+
+
+def has_subuid_range() -> bool:
+    from rootless.userns.idmap import detect_mapping
+
+    return detect_mapping().mode == "subuid"
+
+
+@pytest.fixture(autouse=True)
+def _single_id_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests marked single_id run without a subordinate range: really (the second test user),
+    or, when the suite runs as a user that has one, by asking rl for a single-id mapping."""
+    if request.node.get_closest_marker("single_id") and has_subuid_range():
+        monkeypatch.setenv("RL_IDMAP", "single")
+
+
+def tree_snapshot(root: Path) -> dict[str, tuple]:  # type: ignore[type-arg]
+    """Names, types, modes, sizes and link targets of a tree, for comparing two unpackings."""
+    out: dict[str, tuple] = {}  # type: ignore[type-arg]
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            st = p.lstat()
+            rel = str(p.relative_to(root))
+            target = os.readlink(p) if p.is_symlink() else None
+            out[rel] = (st.st_mode, st.st_size if not p.is_dir() else 0, target)
+    return out
