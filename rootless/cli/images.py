@@ -7,7 +7,7 @@ from typing import Any
 
 from rootless.cli.common import open_store
 from rootless.cli.output import human_age, human_size, json_doc, json_lines, table
-from rootless.errors import RlError, UsageError
+from rootless.errors import ImageInUse, ImageNotFound, RlError, UsageError
 from rootless.image.reference import Reference, parse
 from rootless.store.records import ImageRecord
 from rootless.store.store import Store, _parse_time
@@ -84,20 +84,21 @@ def cmd_tag(args: argparse.Namespace) -> int:
 
 
 def cmd_rmi(args: argparse.Namespace) -> int:
-    failed = False
+    """Exit codes as podman's: 1 when an image was not found, 2 when one is in use."""
+    code = 0
     with open_store(args) as store:
         for name in args.images:
             try:
                 res = store.remove_image(name, force=args.force)
-            except RlError as e:
+            except (ImageNotFound, ImageInUse) as e:
                 sys.stderr.write(f"Error: {e}\n")
-                failed = True
+                code = max(code, 2 if isinstance(e, ImageInUse) else 1)
                 continue
             for t in res.untagged:
                 print(f"Untagged: {parse(t).familiar()}")
             for d in res.deleted:
                 print(f"Deleted: {d}")
-    return 1 if failed else 0
+    return code
 
 
 def _iso(ts: float) -> str:

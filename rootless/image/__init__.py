@@ -1,0 +1,1 @@
+"""Images: references, OCI formats, layer extraction and layer tars."""

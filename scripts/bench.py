@@ -1,0 +1,132 @@
+"""Side-by-side timings of rl and its peers, interleaved, as medians and ratios (not a test).
+
+Run through scripts/bench, as an unprivileged user. Each workload names a setup that runs once,
+and for each tool a `prepare` (untimed, e.g. empty the store) and a `run` (timed) command.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Contender:
+    name: str
+    run: str
+    prepare: str = "true"
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    what: str
+    contenders: tuple[Contender, ...]
+    setup: str = "true"
+    rounds: int = 5
+    needs: tuple[str, ...] = field(default_factory=tuple)
+
+
+def sh(cmd: str, env: dict[str, str]) -> None:
+    p = subprocess.run(["bash", "-c", cmd], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if p.returncode != 0:
+        raise RuntimeError(f"command failed ({p.returncode}): {cmd}\n{p.stderr[-2000:]}")
+
+
+def timed(cmd: str, env: dict[str, str]) -> float:
+    t = time.perf_counter()
+    sh(cmd, env)
+    return time.perf_counter() - t
+
+
+def workloads(w: Path, images: Path) -> list[Workload]:
+    rl = f"{sys.executable} -m rootless --root {w}/rl"
+    podman = (f"podman --root {w}/podman --runroot {w}/podman-run --storage-driver overlay "
+              "--cgroup-manager=cgroupfs --events-backend=none")
+    deb = images / "debian-bookworm.tar"
+    return [
+        Workload(
+            "load", "load the debian image archive into an empty store",
+            (Contender("rl", f"{rl} load -q -i {w}/deb-rl.tar", f"{rl} system prune -a -f"),
+             Contender("podman", f"{podman} load -q -i {w}/deb-podman.tar", f"{podman} rmi -a -f")),
+            setup=(f"{rl} import {deb} deb:bench && {rl} save -o {w}/deb-rl.tar deb:bench && "
+                   f"{podman} import {deb} deb:bench && {podman} save --format oci-archive -o {w}/deb-podman.tar deb:bench"),
+            needs=("podman",),
+        ),
+        Workload(
+            "import", "import the debian rootfs tarball into an empty store",
+            (Contender("rl", f"{rl} import {deb} deb:imp", f"{rl} system prune -a -f"),
+             Contender("podman", f"{podman} import {deb} deb:imp", f"{podman} rmi -a -f")),
+            needs=("podman",),
+        ),
+        Workload(
+            "images", "list images (a store holding one)",
+            (Contender("rl", f"{rl} images"), Contender("podman", f"{podman} images")),
+            setup=f"{rl} import {images}/busybox.tar bb && {podman} import {images}/busybox.tar bb",
+            rounds=15, needs=("podman",),
+        ),
+        Workload(
+            "help", "print the help text",
+            (Contender("rl", f"{rl} --help"), Contender("podman", "podman --help")),
+            rounds=15, needs=("podman",),
+        ),
+    ]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("names", nargs="*", help="workloads to run (default: all)")
+    ap.add_argument("--rounds", type=int, help="override the rounds of every workload")
+    ap.add_argument("--images", default=os.environ.get("RL_TEST_IMAGES") or
+                    os.path.expanduser("~/.cache/rl/test-images"))
+    args = ap.parse_args()
+    if os.getuid() == 0:
+        print("scripts/bench must run as an unprivileged user (scripts/bench does that for you)", file=sys.stderr)
+        return 2
+    env = dict(os.environ)
+    env.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp(prefix="rl-bench-xdg-"))
+    env["PYTHONPATH"] = str(REPO)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="rl-bench-") as tmp:
+        w = Path(tmp)
+        for wl in workloads(w, Path(args.images)):
+            if args.names and wl.name not in args.names:
+                continue
+            missing = [t for t in wl.needs if shutil.which(t) is None]
+            if missing:
+                print(f"{wl.name}: skipped, {', '.join(missing)} not installed")
+                continue
+            sh(wl.setup, env)
+            times: dict[str, list[float]] = {c.name: [] for c in wl.contenders}
+            for _ in range(args.rounds or wl.rounds):
+                for c in wl.contenders:
+                    sh(c.prepare, env)
+                    times[c.name].append(timed(c.run, env))
+            med = {k: statistics.median(v) for k, v in times.items()}
+            base = med[wl.contenders[0].name]
+            for c in wl.contenders:
+                results.append((wl.name, c.name, med[c.name], base / med[c.name] if c is not wl.contenders[0] else 1.0,
+                                len(times[c.name])))
+            print(f"{wl.name:8} {wl.what}: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in med.items()), flush=True)
+        # podman leaves files owned by subordinate ids in its scratch store.
+        if shutil.which("podman"):
+            subprocess.run(["podman", "unshare", "rm", "-rf", str(w)], env=env, capture_output=True)
+    print()
+    print(f"{'workload':10} {'tool':8} {'median':>10} {'rl/tool':>8}  (ratio < 1: rl is faster)")
+    for name, tool, m, ratio, n in results:
+        r = "" if tool == "rl" else f"{ratio:.2f}"
+        print(f"{name:10} {tool:8} {m * 1000:8.0f}ms {r:>8}  n={n}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

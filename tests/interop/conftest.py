@@ -1,0 +1,103 @@
+"""The peer tools, run as the test user: podman on a scratch store, and the OCI command line tools.
+
+A test that needs a tool that is not installed is skipped; any other trouble with a tool fails it.
+"""
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import stat
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import tree_snapshot
+
+OVERRIDE_XATTR = "user.containers.override_stat"
+
+
+def need(tool: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        pytest.skip(f"{tool} is not installed")
+    return path
+
+
+def run(*args: str | Path, timeout: float = 300, env: dict[str, str] | None = None) -> str:
+    p = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=timeout, env=env)
+    assert p.returncode == 0, f"{' '.join(map(str, args))} exited {p.returncode}\n{p.stdout}\n{p.stderr}"
+    return p.stdout
+
+
+def effective_snapshot(root: Path) -> dict[str, tuple]:  # type: ignore[type-arg]
+    """tree_snapshot with the modes a container sees: in single-id mode rl keeps directories
+    writable on disk and the real mode in an xattr, as fuse-overlayfs reads it."""
+    snap = tree_snapshot(root)
+    for rel, (mode, size, target) in snap.items():
+        try:
+            value = os.getxattr(root / rel, OVERRIDE_XATTR, follow_symlinks=False).decode()
+        except OSError:
+            continue
+        perms = int(value.split(":")[2], 8)
+        snap[rel] = (stat.S_IFMT(mode) | perms, size, target)
+    return snap
+
+
+def _has_subuid_range() -> bool:
+    # podman reads /etc/subuid itself, whatever RL_IDMAP asks of rl.
+    from rootless.userns.idmap import SUBUID_FILE, read_subid_file
+
+    uid = os.getuid()
+    return read_subid_file(SUBUID_FILE, pwd.getpwuid(uid).pw_name, uid) is not None
+
+
+@dataclass(frozen=True)
+class Podman:
+    """podman on a private store; every call carries the storage options (see the peers notes)."""
+
+    base: tuple[str, ...]
+    env: dict[str, str]
+
+    def __call__(self, *args: str | Path, timeout: float = 300) -> str:
+        return run(*self.base, *args, timeout=timeout, env=self.env)
+
+    def tree(self, image: str) -> Path:
+        """Where podman keeps the files of an image (vfs: one directory per layer, the top one whole)."""
+        path = Path(self("unshare", *self.base, "image", "mount", image).strip())
+        self("unshare", *self.base, "image", "umount", image)
+        return path
+
+
+@pytest.fixture
+def podman(tmp_path: Path) -> Iterator[Podman]:
+    exe = need("podman")
+    # Short paths: podman refuses a runroot longer than 50 characters and puts sockets under both.
+    runtime = Path(tempfile.mkdtemp(prefix="rl-podman-", dir="/tmp"))
+    os.chmod(runtime, 0o700)
+    base = [exe, "--root", str(tmp_path / "podman-root"), "--runroot", str(runtime / "run"),
+            "--storage-driver", "vfs", "--cgroup-manager=cgroupfs"]
+    if not _has_subuid_range():
+        # One id only: podman cannot chown files to their owners, so it must not try.
+        base += ["--storage-opt", "vfs.ignore_chown_errors=true"]
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime / "xdg")}
+    (runtime / "xdg").mkdir(mode=0o700)
+    env.pop("RL_ROOT", None)
+    p = Podman(tuple(base), env)
+    try:
+        yield p
+    finally:
+        # Files podman made for other ids are only removable inside its user namespace.
+        subprocess.run([*base, "unshare", "rm", "-rf", str(tmp_path / "podman-root"), str(runtime / "run")],
+                       env=env, capture_output=True, timeout=120)
+        # Rootless podman leaves a pause process per XDG_RUNTIME_DIR to hold its user namespace.
+        try:
+            os.kill(int((runtime / "xdg" / "libpod" / "tmp" / "pause.pid").read_text()), signal.SIGKILL)
+        except (FileNotFoundError, ProcessLookupError, ValueError):
+            pass
+        shutil.rmtree(runtime, ignore_errors=True)
