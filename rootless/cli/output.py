@@ -20,31 +20,35 @@ def human_size(n: float) -> str:
 
 
 def human_age(ts: float, now: float | None = None) -> str:
+    """Docker's units.HumanDuration, followed by "ago"."""
     if ts <= 0:
         return "N/A"
-    d = max(0.0, (now or time.time()) - ts)
-    if d < 1:
-        return "Less than a second ago"
-    if d < 60:
-        return f"{int(d)} seconds ago"
-    minutes = d / 60
-    if minutes < 1.5:
-        return "About a minute ago"
-    if minutes < 60:
-        return f"{round(minutes)} minutes ago"
-    hours = minutes / 60
-    if round(hours) == 1:
-        return "About an hour ago"
-    if hours < 48:
-        return f"{round(hours)} hours ago"
-    days = hours / 24
-    if days < 14:
-        return f"{round(days)} days ago"
-    if days < 60:
-        return f"{round(days / 7)} weeks ago"
-    if days < 730:
-        return f"{round(days / 30)} months ago"
-    return f"{round(days / 365)} years ago"
+    seconds = int(max(0.0, (now or time.time()) - ts))
+    minutes = seconds // 60
+    hours = round(seconds / 3600)
+    if seconds < 1:
+        text = "Less than a second"
+    elif seconds == 1:
+        text = "1 second"
+    elif seconds < 60:
+        text = f"{seconds} seconds"
+    elif minutes == 1:
+        text = "About a minute"
+    elif minutes < 60:
+        text = f"{minutes} minutes"
+    elif hours == 1:
+        text = "About an hour"
+    elif hours < 48:
+        text = f"{hours} hours"
+    elif hours < 24 * 7 * 2:
+        text = f"{hours // 24} days"
+    elif hours < 24 * 30 * 2:
+        text = f"{hours // 24 // 7} weeks"
+    elif hours < 24 * 365 * 2:
+        text = f"{hours // 24 // 30} months"
+    else:
+        text = f"{hours // 24 // 365} years"
+    return f"{text} ago"
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]], out=None) -> None:  # type: ignore[no-untyped-def]

@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rootless.errors import ArchiveError, DigestMismatch, ImageInUse, ImageNotFound, StoreError
 from rootless.image import oci
@@ -19,8 +20,10 @@ from rootless.store.layers import LayerStore
 from rootless.store.lock import store_lock
 from rootless.store.records import ContainerRecord, ImageRecord
 from rootless.store.scratch import Scratch, remove_lock_files_of, stale_dirs
-from rootless.store.unpack import LayerInput, UnpackJob, UnpackResult, run_jobs
 from rootless.userns.idmap import IdMapping, detect_mapping
+
+if TYPE_CHECKING:
+    from rootless.store.unpack import LayerInput, UnpackResult
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,8 @@ class Store:
         if expected_diff_ids is not None and len(expected_diff_ids) != len(sources):
             raise ArchiveError(f"the image config lists {len(expected_diff_ids)} layers but the manifest "
                                f"has {len(sources)}")
+        from rootless.store.unpack import LayerInput, UnpackJob, run_jobs
+
         chains = oci.chain_ids(list(expected_diff_ids)) if expected_diff_ids is not None else None
         jobs: list[UnpackJob] = []
         job_of: dict[int, int] = {}

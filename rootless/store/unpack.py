@@ -135,8 +135,9 @@ class _PeekableFile:
 def run_job(job: UnpackJob) -> UnpackResult:
     from rootless.image.extract import extract_layer
 
-    with open(job.src.path, "rb") as raw:
-        raw.seek(job.src.offset)
+    with open(job.src.path, "rb", buffering=0) as raw:
+        if job.src.offset:
+            raw.seek(job.src.offset)
         length = job.src.length
         head = raw.read(min(8, length) if length is not None else 8)
         reader = _PeekableFile(raw, head)
