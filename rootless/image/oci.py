@@ -22,6 +22,7 @@ MT_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 MT_DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 MT_DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
 MT_DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+MT_DOCKER_LAYER_PLAIN = "application/vnd.docker.image.rootfs.diff.tar"
 MT_DOCKER_LAYER_FOREIGN = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
 
 MANIFEST_TYPES = (MT_OCI_MANIFEST, MT_DOCKER_MANIFEST)
@@ -37,6 +38,7 @@ LAYER_COMPRESSION: dict[str, str] = {
     MT_OCI_LAYER_ZSTD: "zstd",
     MT_OCI_LAYER_ND_ZSTD: "zstd",
     MT_DOCKER_LAYER: "gzip",
+    MT_DOCKER_LAYER_PLAIN: "none",
     MT_DOCKER_LAYER_FOREIGN: "gzip",
 }
 

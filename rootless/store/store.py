@@ -159,7 +159,7 @@ class Store:
             assert digest is not None
             if src.digest is not None and digest != src.digest:
                 raise DigestMismatch(f"layer {i + 1}", src.digest, digest)
-            if r is not None and r.diff_id is not None:
+            if r is not None:
                 diff_id = r.diff_id
                 if expected_diff_ids is not None and diff_id != expected_diff_ids[i]:
                     raise DigestMismatch(f"the uncompressed layer {i + 1} (DiffID)", expected_diff_ids[i], diff_id)

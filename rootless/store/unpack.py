@@ -38,7 +38,7 @@ class UnpackJob:
 class UnpackResult:
     digest: str
     size: int
-    diff_id: str | None
+    diff_id: str
     diff_size: int
     compression: str
     skipped_devices: tuple[str, ...]
@@ -146,25 +146,24 @@ def run_job(job: UnpackJob) -> UnpackResult:
             src = _Source(reader, length, copy)  # type: ignore[arg-type]
             compression = sniff_compression(head)
             skipped: tuple[str, ...] = ()
-            diff_id = None
-            diff_size = 0
-            if job.dest is not None:
-                try:
-                    stream = _Hashing(_decompressor(src, compression))
-                    result = extract_layer(stream, job.dest, owners=job.owners)  # type: ignore[arg-type]
-                    stream.drain()
-                except RlError:
+            # Even when the layer is already unpacked, a new blob is decompressed and digested:
+            # its bytes must be the DiffID the config claims, or a save would hand them on.
+            try:
+                stream = _Hashing(_decompressor(src, compression))
+                if job.dest is not None:
+                    skipped = extract_layer(stream, job.dest, owners=job.owners).skipped_devices  # type: ignore[arg-type]
+                stream.drain()
+            except RlError:
+                raise
+            except OSError as e:
+                # A real I/O error (disk full, permission) is not the layer's fault.
+                if e.errno is not None:
                     raise
-                except OSError as e:
-                    # A real I/O error (disk full, permission) is not the layer's fault.
-                    if e.errno is not None:
-                        raise
-                    raise LayerError(f"layer is corrupt or truncated: {e}") from None
-                except Exception as e:  # gzip, zlib and zstandard each raise their own kinds
-                    raise LayerError(f"layer is corrupt or truncated: {type(e).__name__}: {e}") from None
-                skipped = result.skipped_devices
-                diff_id = "sha256:" + stream.hash.hexdigest()
-                diff_size = stream.size
+                raise LayerError(f"layer is corrupt or truncated: {e}") from None
+            except Exception as e:  # gzip, zlib and zstandard each raise their own kinds
+                raise LayerError(f"layer is corrupt or truncated: {type(e).__name__}: {e}") from None
+            diff_id = "sha256:" + stream.hash.hexdigest()
+            diff_size = stream.size
             src.drain()
             if copy is not None:
                 copy.flush()

@@ -196,3 +196,27 @@ def test_subuid_import_keeps_real_owners(rl: Rl, busybox_tar: Path, store: objec
     assert (st.st_uid, st.st_gid) == (m.host_uid(1000), m.host_gid(1000))
     assert (layer / "etc" / "shadow").stat().st_gid == m.host_gid(42)
     assert (layer / "bin" / "busybox").stat().st_uid == os.getuid()
+
+
+@pytest.mark.parametrize("kind", ["gzip", "zstd"])
+def test_import_of_compressed_tarballs_keeps_the_compressed_blob(rl: Rl, busybox_tar: Path, tmp_path: Path,
+                                                                 store: object, kind: str) -> None:
+    import gzip
+
+    import zstandard
+
+    data = busybox_tar.read_bytes()
+    packed = gzip.compress(data) if kind == "gzip" else zstandard.ZstdCompressor().compress(data)
+    src = tmp_path / f"rootfs.tar.{kind}"
+    src.write_bytes(packed)
+    rl("import", str(src), "packed")
+    img = store.resolve("packed")  # type: ignore[attr-defined]
+    manifest = store.manifest(img)  # type: ignore[attr-defined]
+    (layer,) = manifest.layers
+    assert layer.media_type == f"application/vnd.oci.image.layer.v1.tar+{kind}"
+    assert store.blobs.read(layer.digest) == packed  # type: ignore[attr-defined]
+    import hashlib
+
+    (doc,) = json.loads(rl("inspect", "packed").out)
+    assert doc["RootFS"]["Layers"] == ["sha256:" + hashlib.sha256(data).hexdigest()]
+    assert (store.layer_paths(img)[0] / "bin" / "busybox").is_file()  # type: ignore[attr-defined]

@@ -596,8 +596,6 @@ def test_bad_missing_input_file(rl2: Rl, tmp_path: Path) -> None:
     _refused(rl2("load", "-i", str(tmp_path / "nope.tar"), check=False), "no such file")
 
 
-@pytest.mark.xfail(strict=True, reason="store.ingest_layers copies the blob of a layer it already has without "
-                   "checking the DiffID (rootless/store/unpack.py run_job hashes only what it extracts)")
 def test_bad_layer_bytes_for_a_layer_the_store_has(rl2: Rl, tmp_path: Path, busybox_tar: Path,
                                                    small_layer: bytes) -> None:
     rl2("import", str(busybox_tar), "bb")
