@@ -24,6 +24,7 @@ from typing import Any, BinaryIO
 
 from rootless.errors import ArchiveError, DigestMismatch, ImageNotFound, NameInvalid, RlError, UsageError
 from rootless.image import oci
+from rootless.image.compression import Prefixed, decompressing
 from rootless.image.reference import Reference, parse
 from rootless.image.save import DOCKER_MANIFEST_FILE, INDEX_FILE, LAYOUT_FILE, blob_name
 from rootless.store.blobs import DIGEST_RE, sha256_digest
@@ -178,48 +179,11 @@ class _DirFiles(_Files):
 
 # ---- getting an uncompressed, seekable file ----------------------------------------------------
 
-class _Prefixed:
-    """A stream whose first bytes were already read to sniff its compression."""
-
-    def __init__(self, head: bytes, f: BinaryIO) -> None:
-        self._head = head
-        self._f = f
-
-    def read(self, n: int = -1) -> bytes:
-        if self._head:
-            if n is None or n < 0:
-                data, self._head = self._head + self._f.read(), b""
-                return data
-            data, self._head = self._head[:n], self._head[n:]
-            return data
-        return self._f.read(n)
-
-
-def _decompressing(f: Any, compression: str) -> Any:
-    if compression == "gzip":
-        import gzip
-
-        return gzip.GzipFile(fileobj=f, mode="rb")
-    if compression == "zstd":
-        import zstandard
-
-        return zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True)
-    if compression == "bzip2":
-        import bz2
-
-        return bz2.BZ2File(f)
-    if compression == "xz":
-        import lzma
-
-        return lzma.LZMAFile(f)
-    return f
-
-
 def _spool(store: Store, f: BinaryIO, head: bytes, label: str) -> _TarFiles:
     compression = oci.sniff_compression(head)
     path = store.scratch.new_path("load")
     try:
-        src = _decompressing(_Prefixed(head, f), compression)
+        src = decompressing(Prefixed(head, f), compression)
         with open(path, "wb") as out:
             while chunk := src.read(_CHUNK):
                 out.write(chunk)

@@ -126,12 +126,7 @@ class Manifest:
 
     @staticmethod
     def parse(data: bytes, what: str = "manifest") -> "Manifest":
-        try:
-            doc = json.loads(data)
-        except (ValueError, UnicodeDecodeError):
-            raise ArchiveError(f"{what} is not valid JSON") from None
-        if not isinstance(doc, dict):
-            raise ArchiveError(f"{what} is not a JSON object")
+        doc = json_object(data, what)
         mt = doc.get("mediaType") or MT_OCI_MANIFEST
         if mt not in MANIFEST_TYPES:
             raise ArchiveError(f"{what} has unsupported media type {mt!r}")
@@ -152,13 +147,18 @@ class Manifest:
         })
 
 
-def parse_config(data: bytes, what: str = "image config") -> dict[str, Any]:
+def json_object(data: bytes, what: str) -> dict[str, Any]:
     try:
         doc = json.loads(data)
     except (ValueError, UnicodeDecodeError):
         raise ArchiveError(f"{what} is not valid JSON") from None
     if not isinstance(doc, dict):
         raise ArchiveError(f"{what} is not a JSON object")
+    return doc
+
+
+def parse_config(data: bytes, what: str = "image config") -> dict[str, Any]:
+    doc = json_object(data, what)
     rootfs = doc.get("rootfs")
     if not isinstance(rootfs, dict) or rootfs.get("type") != "layers" or not isinstance(rootfs.get("diff_ids"), list):
         raise ArchiveError(f"{what} has no rootfs.diff_ids of type 'layers'")

@@ -5,13 +5,13 @@ there is one (so file owners are real), or in this process in single-id mode (ow
 """
 from __future__ import annotations
 
-import gzip
 import hashlib
 import os
 from dataclasses import dataclass
 from typing import BinaryIO
 
 from rootless.errors import ArchiveError, LayerError, RlError
+from rootless.image.compression import Prefixed, decompressing
 from rootless.image.oci import sniff_compression
 
 CHUNK = 1 << 20
@@ -104,34 +104,6 @@ class _Hashing:
             pass
 
 
-def _decompressor(src: _Source, compression: str) -> BinaryIO:
-    if compression == "none":
-        return src  # type: ignore[return-value]
-    if compression == "gzip":
-        return gzip.GzipFile(fileobj=src, mode="rb")  # type: ignore[arg-type]
-    if compression == "zstd":
-        import zstandard
-
-        return zstandard.ZstdDecompressor().stream_reader(src, read_across_frames=True)  # type: ignore[return-value]
-    raise ArchiveError(f"layer compression {compression} is not supported (use gzip, zstd or none)")
-
-
-class _PeekableFile:
-    def __init__(self, f: BinaryIO, head: bytes) -> None:
-        self._f = f
-        self._head = head
-
-    def read(self, n: int = -1) -> bytes:
-        if self._head:
-            if n is None or n < 0 or n >= len(self._head):
-                h, self._head = self._head, b""
-                rest = self._f.read(-1 if n is None or n < 0 else n - len(h))
-                return h + rest
-            h, self._head = self._head[:n], self._head[n:]
-            return h
-        return self._f.read(n)
-
-
 def run_job(job: UnpackJob) -> UnpackResult:
     from rootless.image.extract import extract_layer
 
@@ -140,7 +112,7 @@ def run_job(job: UnpackJob) -> UnpackResult:
             raw.seek(job.src.offset)
         length = job.src.length
         head = raw.read(min(8, length) if length is not None else 8)
-        reader = _PeekableFile(raw, head)
+        reader = Prefixed(head, raw)  # type: ignore[arg-type]
         copy = open(job.blob_tmp, "wb") if job.blob_tmp else None
         try:
             src = _Source(reader, length, copy)  # type: ignore[arg-type]
@@ -149,7 +121,9 @@ def run_job(job: UnpackJob) -> UnpackResult:
             # Even when the layer is already unpacked, a new blob is decompressed and digested:
             # its bytes must be the DiffID the config claims, or a save would hand them on.
             try:
-                stream = _Hashing(_decompressor(src, compression))
+                if compression not in ("none", "gzip", "zstd"):
+                    raise LayerError(f"layer compression {compression} is not supported (use gzip, zstd or none)")
+                stream = _Hashing(decompressing(src, compression))
                 if job.dest is not None:
                     skipped = extract_layer(stream, job.dest, owners=job.owners).skipped_devices  # type: ignore[arg-type]
                 stream.drain()
