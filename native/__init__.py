@@ -30,6 +30,10 @@ MNT_DETACH = 2
 
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_PDEATHSIG = 1
+PR_SET_KEEPCAPS = 8
+PR_CAPBSET_DROP = 24
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
 
 
 def _check(ret: int, *paths: str | None) -> int:
@@ -73,3 +77,15 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 
 
 def mknod_whiteout(dir_fd: int, name: str) -> None:
     _check(lib.rl_mknod_whiteout(dir_fd, os.fsencode(name)), name)
+
+
+def capget(pid: int = 0) -> tuple[int, int, int]:
+    """The (effective, permitted, inheritable) capability masks of process pid (0: the caller)."""
+    out = ffi.new("uint64_t[3]")
+    _check(lib.rl_capget(pid, out, out + 1, out + 2))
+    return int(out[0]), int(out[1]), int(out[2])
+
+
+def capset(effective: int, permitted: int, inheritable: int) -> None:
+    """Set the calling thread's capability masks (bit n is capability n)."""
+    _check(lib.rl_capset(effective, permitted, inheritable))

@@ -14,6 +14,8 @@ ffibuilder.cdef(
     int rl_prctl(int option, unsigned long arg2, unsigned long arg3,
                  unsigned long arg4, unsigned long arg5);
     int rl_mknod_whiteout(int dirfd, const char *name);
+    int rl_capget(int pid, uint64_t *effective, uint64_t *permitted, uint64_t *inheritable);
+    int rl_capset(uint64_t effective, uint64_t permitted, uint64_t inheritable);
     """
 )
 
@@ -28,7 +30,9 @@ ffibuilder.set_source(
     #include <sys/syscall.h>
     #include <sys/sysmacros.h>
     #include <fcntl.h>
+    #include <stdint.h>
     #include <unistd.h>
+    #include <linux/capability.h>
 
     int rl_unshare(int flags) { return unshare(flags); }
     int rl_setns(int fd, int nstype) { return setns(fd, nstype); }
@@ -48,6 +52,26 @@ ffibuilder.set_source(
        unprivileged process create (Linux >= 5.8). */
     int rl_mknod_whiteout(int dirfd, const char *name) {
         return mknodat(dirfd, name, S_IFCHR | 0, makedev(0, 0));
+    }
+    /* capget/capset through the raw syscall with 64-bit masks: glibc has no wrapper and
+       libcap is not worth a dependency. Version 3 splits each set in two 32-bit words. */
+    int rl_capget(int pid, uint64_t *effective, uint64_t *permitted, uint64_t *inheritable) {
+        struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, pid};
+        struct __user_cap_data_struct data[2] = {{0, 0, 0}, {0, 0, 0}};
+        if (syscall(SYS_capget, &hdr, data) < 0)
+            return -1;
+        *effective = (uint64_t)data[1].effective << 32 | data[0].effective;
+        *permitted = (uint64_t)data[1].permitted << 32 | data[0].permitted;
+        *inheritable = (uint64_t)data[1].inheritable << 32 | data[0].inheritable;
+        return 0;
+    }
+    int rl_capset(uint64_t effective, uint64_t permitted, uint64_t inheritable) {
+        struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+        struct __user_cap_data_struct data[2] = {
+            {(uint32_t)effective, (uint32_t)permitted, (uint32_t)inheritable},
+            {(uint32_t)(effective >> 32), (uint32_t)(permitted >> 32), (uint32_t)(inheritable >> 32)},
+        };
+        return (int)syscall(SYS_capset, &hdr, data);
     }
     """,
 )

@@ -49,3 +49,13 @@ class DigestMismatch(RlError):
 
 class IdMapError(RlError):
     """The user namespace id mapping cannot be set up."""
+
+
+class NameInUse(RlError):
+    """A container name another container has."""
+
+
+class ContainerNotFound(RlError):
+    def __init__(self, ref: str) -> None:
+        super().__init__(f"no such container: {ref}")
+        self.ref = ref

@@ -17,7 +17,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add(sub: argparse._SubParsersAction, name: str, help: str, run: str, **kw: object) -> argparse.ArgumentParser:  # type: ignore[type-arg]
-    p = sub.add_parser(name, help=help, description=help, **kw)  # type: ignore[arg-type]
+    p = sub.add_parser(name, help=help, description=help, add_help=name != "run", **kw)  # type: ignore[arg-type]
     p.set_defaults(run=run)
     return p
 
@@ -75,6 +75,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-i", "--input", default="-", help="archive file or OCI layout directory (default: stdin)")
     p.add_argument("-q", "--quiet", action="store_true")
 
+    p = _add(sub, "run", "Run a command in a new container", "containers:cmd_run")
+    _run_options(p)
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND [ARG...]")
+
+    p = _add(sub, "ps", "List containers", "containers:cmd_ps")
+    p.add_argument("-a", "--all", action="store_true", help="also containers that are not running")
+    p.add_argument("-q", "--quiet", action="store_true", help="only container ids")
+    p.add_argument("--no-trunc", action="store_true")
+    p.add_argument("--format", help="'json' or 'table'")
+
+    p = _add(sub, "rm", "Remove containers", "containers:cmd_rm")
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+    p.add_argument("-f", "--force", action="store_true", help="kill a running container first")
+
     p = _add(sub, "info", "Show how rl runs on this host", "system:cmd_info")
     p.add_argument("--format", help="'json'")
 
@@ -90,6 +105,38 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _add(sub, "version", "Show the rl version", "system:cmd_version")
     return parser
+
+
+def _run_options(p: argparse.ArgumentParser) -> None:
+    a = p.add_argument
+    a("--rm", action="store_true", help="remove the container when it exits")
+    a("--name", help="a name for the container")
+    a("-i", "--interactive", action="store_true", help="keep stdin open")
+    a("-t", "--tty", action="store_true", help="allocate a pseudo-terminal")
+    a("-d", "--detach", action="store_true", help="run in the background and print the container id")
+    a("-e", "--env", action="append", default=[], metavar="K=V|K", help="set an environment variable")
+    a("--env-file", action="append", default=[], help="read environment variables from a file")
+    a("-w", "--workdir", help="working directory inside the container")
+    a("-u", "--user", help="user[:group] to run as (name or number)")
+    a("--group-add", action="append", default=[], help="another group for the user")
+    a("-h", "--hostname", help="the container's host name")
+    a("--entrypoint", help="override the image's entrypoint")
+    a("-v", "--volume", action="append", default=[], metavar="SRC:DST[:OPTS]", help="bind mount or volume")
+    a("--mount", action="append", default=[], help="type=bind|volume|tmpfs,source=...,target=...[,readonly]")
+    a("--tmpfs", action="append", default=[], metavar="PATH[:OPTS]", help="mount a tmpfs")
+    a("--read-only", action="store_true", help="mount the root file system read-only")
+    a("--init", action="store_true", help="run a minimal init as pid 1 that forwards signals and reaps zombies")
+    a("--network", "--net", default="host", help="host (the default) or none")
+    a("-p", "--publish", action="append", default=[], help="not supported yet: use --network host")
+    a("--cap-add", action="append", default=[], help="add a capability (inside the user namespace)")
+    a("--cap-drop", action="append", default=[], help="drop a capability")
+    a("--security-opt", action="append", default=[], help="no-new-privileges")
+    a("--stop-signal", help="signal to stop the container (default: the image's, else SIGTERM)")
+    a("--stop-timeout", type=int, help="seconds to wait before killing on stop")
+    a("--memory", "-m", help=argparse.SUPPRESS)
+    a("--cpus", help=argparse.SUPPRESS)
+    a("--pids-limit", help=argparse.SUPPRESS)
+    a("--help", action="help", help="show this help message and exit")
 
 
 def _load(target: str) -> Callable[[argparse.Namespace], int | None]:

@@ -22,6 +22,7 @@ def cmd_version(args: argparse.Namespace) -> int:
 def gather_info(args: argparse.Namespace) -> dict[str, Any]:
     from rootless.host import probe
     from rootless.paths import runtime_dir
+    from rootless.runtime.storage import choose_driver
 
     with open_store(args) as store:
         mapping = store.mapping
@@ -31,18 +32,8 @@ def gather_info(args: argparse.Namespace) -> dict[str, Any]:
         images = len(store.images())
         containers = len(store.containers())
         root = str(store.root)
-    if mapping.mode == "single":
-        driver, why = ("fuse-overlay", "single-id mode keeps owners in xattrs, which only the FUSE overlay shows") \
-            if fuse.ok else ("vfs", f"single-id mode needs the FUSE overlay, which is not usable: {fuse.detail}")
-    elif overlay.ok and xattrs.ok:
-        driver, why = "overlay", "kernel overlayfs works in a user namespace here: native speed"
-    elif fuse.ok:
-        driver, why = "fuse-overlay", overlay.detail if not overlay.ok else xattrs.detail
-    else:
-        driver, why = "vfs", "neither kernel overlayfs nor FUSE is usable: every container copies its layers"
-    requested = args.storage_driver or os.environ.get("RL_STORAGE_DRIVER")
-    if requested:
-        driver, why = requested, "chosen by --storage-driver" if args.storage_driver else "chosen by RL_STORAGE_DRIVER"
+        choice = choose_driver(store, args.storage_driver)
+    driver, why = choice.name, choice.reason
     tun = probe.tun()
     return {
         "version": __version__,

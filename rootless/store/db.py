@@ -39,9 +39,14 @@ CREATE TABLE IF NOT EXISTS containers (
     id TEXT PRIMARY KEY,
     name TEXT UNIQUE NOT NULL,
     image_id TEXT NOT NULL,
+    image_name TEXT NOT NULL,
     created REAL NOT NULL,
-    state TEXT NOT NULL,
-    config TEXT NOT NULL
+    status TEXT NOT NULL,
+    pid INTEGER NOT NULL DEFAULT 0,
+    exit_code INTEGER,
+    started REAL NOT NULL DEFAULT 0,
+    finished REAL NOT NULL DEFAULT 0,
+    spec TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS volumes (
     name TEXT PRIMARY KEY,

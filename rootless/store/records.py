@@ -25,6 +25,15 @@ class ContainerRecord:
     id: str
     name: str
     image_id: str
+    image_name: str  # as the user gave it
     created: float
-    state: str
-    config: str  # JSON
+    status: str  # created, running, exited
+    pid: int  # of the container's supervisor while it runs
+    exit_code: int | None
+    started: float
+    finished: float
+    spec: str  # JSON of the ContainerSpec
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]

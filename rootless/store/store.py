@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rootless.errors import ArchiveError, DigestMismatch, ImageInUse, ImageNotFound, StoreError
+from rootless.errors import ArchiveError, ContainerNotFound, DigestMismatch, ImageInUse, ImageNotFound, NameInUse, StoreError
 from rootless.image import oci
 from rootless.image.reference import Reference, looks_like_id, parse
 from rootless.store import db as dbmod
@@ -376,13 +376,32 @@ class Store:
     def add_container(self, rec: ContainerRecord) -> None:
         try:
             with dbmod.transaction(self.db):
-                self.db.execute("INSERT INTO containers VALUES (?,?,?,?,?,?)",
-                                (rec.id, rec.name, rec.image_id, rec.created, rec.state, rec.config))
+                self.db.execute("INSERT INTO containers VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                                (rec.id, rec.name, rec.image_id, rec.image_name, rec.created, rec.status,
+                                 rec.pid, rec.exit_code, rec.started, rec.finished, rec.spec))
         except sqlite3.IntegrityError:
-            raise StoreError(f"the container name {rec.name!r} is already in use") from None
+            raise NameInUse(f"the container name {rec.name!r} is already in use: remove that container "
+                            "or choose another name") from None
 
     def containers(self) -> list[ContainerRecord]:
         return [ContainerRecord(*r) for r in self.db.execute("SELECT * FROM containers ORDER BY created")]
+
+    def container(self, ref: str) -> ContainerRecord:
+        """A container by name, full id or unique id prefix."""
+        row = self.db.execute("SELECT * FROM containers WHERE name=? OR id=?", (ref, ref)).fetchone()
+        if row is None and ref and all(c in "0123456789abcdef" for c in ref):
+            rows = self.db.execute("SELECT * FROM containers WHERE id LIKE ?", (ref + "%",)).fetchall()
+            if len(rows) > 1:
+                raise StoreError(f"container id prefix {ref!r} is ambiguous: give more characters")
+            row = rows[0] if rows else None
+        if row is None:
+            raise ContainerNotFound(ref)
+        return ContainerRecord(*row)
+
+    def update_container(self, container_id: str, **fields: object) -> None:
+        cols = ", ".join(f"{k}=?" for k in fields)
+        with dbmod.transaction(self.db):
+            self.db.execute(f"UPDATE containers SET {cols} WHERE id=?", (*fields.values(), container_id))
 
     def remove_container(self, container_id: str) -> None:
         with dbmod.transaction(self.db):

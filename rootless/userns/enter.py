@@ -53,30 +53,62 @@ def _read_all(fd: int) -> bytes:
         chunks.append(b)
 
 
+def spawn_in_userns(mapping: IdMapping, child: Callable[[], int], extra_flags: int = 0) -> int:
+    """Fork a child that enters a new user namespace (plus extra_flags), waits until the parent has
+    mapped its ids, then runs child() and exits with its return value. Returns the child's pid.
+
+    A failure of the child before child() runs is reported as exit status 125 with a message on
+    stderr; a failure to map the ids kills the child and raises here.
+    """
+    ready_r, ready_w = os.pipe()
+    go_r, go_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 125
+        try:
+            os.close(ready_r)
+            os.close(go_w)
+            try:
+                native.unshare(native.CLONE_NEWUSER | extra_flags)
+            except OSError as e:
+                os.write(2, f"Error: cannot create a user namespace: {e.strerror} (is "
+                            "user.max_user_namespaces 0?)\n".encode())
+                os._exit(125)
+            os.write(ready_w, b"1")
+            os.close(ready_w)
+            if os.read(go_r, 1) != b"1":
+                os._exit(125)
+            os.close(go_r)
+            code = child()
+        finally:
+            os._exit(code)
+    os.close(ready_w)
+    os.close(go_r)
+    try:
+        if os.read(ready_r, 1) == b"1":
+            write_maps(pid, mapping)
+            os.write(go_w, b"1")
+    except BaseException:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        raise
+    finally:
+        os.close(ready_r)
+        os.close(go_w)
+    return pid
+
+
 def run_in_userns(mapping: IdMapping, fn: Callable[..., T], *args: Any, extra_flags: int = 0) -> T:
     """Call fn(*args) as root of a fresh user namespace and return its (picklable) result.
 
     An RlError raised by fn is raised again here with its class and message.
     """
-    ready_r, ready_w = os.pipe()
-    go_r, go_w = os.pipe()
     res_r, res_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child, reported through the pipe
+
+    def child() -> int:
+        os.close(res_r)
         status = 0
         try:
-            os.close(ready_r)
-            os.close(go_w)
-            os.close(res_r)
-            try:
-                native.unshare(native.CLONE_NEWUSER | extra_flags)
-            except OSError as e:
-                raise IdMapError(f"cannot create a user namespace: {e.strerror} "
-                                 "(is kernel.unprivileged_userns_clone or user.max_user_namespaces 0?)")
-            os.write(ready_w, b"1")
-            os.close(ready_w)
-            if os.read(go_r, 1) != b"1":
-                os._exit(3)
             payload: tuple[str, Any] = ("ok", fn(*args))
         except RlError as e:
             payload = ("rlerror", (type(e), str(e)))
@@ -87,37 +119,26 @@ def run_in_userns(mapping: IdMapping, fn: Callable[..., T], *args: Any, extra_fl
             data = pickle.dumps(payload)
         except Exception as e:  # noqa: BLE001
             data = pickle.dumps(("error", f"result not picklable: {e}"))
-        try:
-            view = memoryview(data)
-            while view:
-                n = os.write(res_w, view)
-                view = view[n:]
-        finally:
-            os._exit(status)
-    os.close(ready_w)
-    os.close(go_r)
-    os.close(res_w)
+        view = memoryview(data)
+        while view:
+            n = os.write(res_w, view)
+            view = view[n:]
+        return status
+
     try:
-        ok = os.read(ready_r, 1) == b"1"
-        if ok:
-            try:
-                write_maps(pid, mapping)
-            except BaseException:
-                os.close(go_w)
-                go_w = -1
-                raise
-            os.write(go_w, b"1")
+        pid = spawn_in_userns(mapping, child, extra_flags)
+    finally:
+        os.close(res_w)
+    try:
         data = _read_all(res_r)
     finally:
-        for fd in (ready_r, go_w, res_r):
-            if fd >= 0:
-                os.close(fd)
+        os.close(res_r)
         _, wstatus = os.waitpid(pid, 0)
     if not data:
         raise RlError(f"the user namespace helper died ({_status_text(wstatus)})")
     kind, value = pickle.loads(data)
     if kind == "ok":
-        return value
+        return value  # type: ignore[no-any-return]
     if kind == "rlerror":
         cls, msg = value
         err = cls.__new__(cls)

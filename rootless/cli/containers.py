@@ -1,0 +1,121 @@
+"""Container commands: run, ps, rm."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from rootless.cli.common import open_store
+from rootless.cli.output import human_age, json_lines, table
+from rootless.errors import ContainerNotFound, RlError, UsageError
+
+
+def _run_options(args: argparse.Namespace) -> "RunOptions":  # noqa: F821
+    from rootless.runtime.create import RunOptions
+
+    if args.publish:
+        raise UsageError("-p/--publish needs the private network mode, which comes in a later version of "
+                         "rl: use --network host and connect to the port on the host")
+    for flag in ("memory", "cpus", "pids_limit"):
+        if getattr(args, flag):
+            from rootless.host.probe import cgroups
+
+            detail = cgroups().detail
+            raise UsageError(f"--{flag.replace('_', '-')} needs cgroup v2 delegation, which this host does not "
+                             f"give: {detail}")
+    if args.detach:
+        raise UsageError("-d/--detach is not available yet: run in the foreground")
+    if args.tty:
+        raise UsageError("-t/--tty is not available yet: run without it (use -i for stdin)")
+    no_new_privs = False
+    for opt in args.security_opt:
+        if opt in ("no-new-privileges", "no-new-privileges:true", "no-new-privileges=true"):
+            no_new_privs = True
+        elif opt not in ("no-new-privileges:false", "no-new-privileges=false"):
+            raise UsageError(f"--security-opt {opt} is not supported: only no-new-privileges")
+    return RunOptions(
+        image=args.image, command=tuple(args.command), name=args.name, entrypoint=args.entrypoint,
+        env=tuple(args.env), env_files=tuple(args.env_file), workdir=args.workdir, user=args.user,
+        hostname=args.hostname, volumes=tuple(args.volume), mounts=tuple(args.mount), tmpfs=tuple(args.tmpfs),
+        network=args.network, read_only=args.read_only, init=args.init, group_add=tuple(args.group_add),
+        cap_add=tuple(args.cap_add), cap_drop=tuple(args.cap_drop), no_new_privs=no_new_privs, tty=args.tty,
+        interactive=args.interactive, auto_remove=args.rm, stop_signal=args.stop_signal,
+        stop_timeout=args.stop_timeout, storage_driver=args.storage_driver,
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from rootless.runtime.create import create_container
+    from rootless.runtime.launch import remove_container, run_foreground
+
+    opts = _run_options(args)
+    with open_store(args) as store:
+        rec, spec, cdir = create_container(store, opts)
+        try:
+            return run_foreground(store, rec, spec, cdir)
+        finally:
+            if spec.auto_remove:
+                remove_container(store, rec)
+
+
+def _status_text(rec) -> str:  # type: ignore[no-untyped-def]
+    if rec.status == "running":
+        return f"Up {human_age(rec.started).removesuffix(' ago')}"
+    if rec.status == "exited":
+        return f"Exited ({rec.exit_code}) {human_age(rec.finished)}"
+    return rec.status.capitalize()
+
+
+def cmd_ps(args: argparse.Namespace) -> int:
+    from rootless.image.reference import parse
+    from rootless.runtime.spec import ContainerSpec
+
+    with open_store(args) as store:
+        recs = [r for r in store.containers() if args.all or r.status == "running"]
+    recs.reverse()
+    if args.quiet:
+        sys.stdout.write("".join((r.id if args.no_trunc else r.short_id) + "\n" for r in recs))
+        return 0
+    rows = []
+    for r in recs:
+        spec = ContainerSpec.from_json(r.spec)
+        try:
+            image = parse(r.image_name).familiar()
+        except RlError:
+            image = r.image_name
+        command = " ".join(spec.args)
+        if not args.no_trunc and len(command) > 20:
+            command = command[:19] + "…"
+        rows.append((r, image, command))
+    if args.format == "json":
+        json_lines([{"ID": r.id if args.no_trunc else r.short_id, "Image": image, "Command": json.dumps(cmd),
+                     "CreatedAt": r.created, "RunningFor": human_age(r.created), "Status": _status_text(r),
+                     "State": r.status, "Names": r.name, "ExitCode": r.exit_code} for r, image, cmd in rows])
+        return 0
+    if args.format not in (None, "table"):
+        raise UsageError(f"--format {args.format!r} is not supported: use 'json' or 'table'")
+    table(["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"],
+          [[r.id if args.no_trunc else r.short_id, image, json.dumps(cmd), human_age(r.created),
+            _status_text(r), "", r.name] for r, image, cmd in rows])
+    return 0
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    from rootless.runtime.launch import remove_container
+
+    code = 0
+    with open_store(args) as store:
+        for ref in args.containers:
+            try:
+                rec = store.container(ref)
+                if rec.status == "running":
+                    raise RlError(f"container {rec.name} is running: stop it first or use -f")
+                remove_container(store, rec)
+                print(ref)
+            except ContainerNotFound as e:
+                sys.stderr.write(f"Error: {e}\n")
+                code = max(code, 1)
+            except RlError as e:
+                sys.stderr.write(f"Error: {e}\n")
+                code = 125
+    return code

@@ -1,0 +1,1 @@
+"""The container runtime: from an image and options to a running process."""

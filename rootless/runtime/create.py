@@ -1,0 +1,167 @@
+"""From an image and `rl run` options to a container record, its spec and its directory."""
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rootless.errors import NameInUse, RlError, UsageError
+from rootless.runtime.names import random_name
+from rootless.runtime.spec import ContainerSpec, Mount
+from rootless.store.records import ContainerRecord
+from rootless.store.store import Store
+
+_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    image: str
+    command: tuple[str, ...] = ()
+    name: str | None = None
+    entrypoint: str | None = None
+    env: tuple[str, ...] = ()
+    env_files: tuple[str, ...] = ()
+    workdir: str | None = None
+    user: str | None = None
+    hostname: str | None = None
+    volumes: tuple[str, ...] = ()
+    mounts: tuple[str, ...] = ()
+    tmpfs: tuple[str, ...] = ()
+    network: str = "host"
+    read_only: bool = False
+    init: bool = False
+    group_add: tuple[str, ...] = ()
+    cap_add: tuple[str, ...] = ()
+    cap_drop: tuple[str, ...] = ()
+    no_new_privs: bool = False
+    tty: bool = False
+    interactive: bool = False
+    auto_remove: bool = False
+    stop_signal: str | None = None
+    stop_timeout: int | None = None
+    storage_driver: str | None = None
+
+
+def containers_dir(store: Store) -> Path:
+    return store.root / "containers"
+
+
+def _command(config: dict, opts: RunOptions) -> tuple[str, ...]:  # type: ignore[type-arg]
+    """Docker's rules: --entrypoint replaces the image's and drops its Cmd; a command replaces Cmd."""
+    if opts.entrypoint is not None:
+        entry = [opts.entrypoint] if opts.entrypoint else []
+        cmd = list(opts.command)
+    else:
+        entry = list(config.get("Entrypoint") or [])
+        cmd = list(opts.command) or list(config.get("Cmd") or [])
+    args = tuple(entry + cmd)
+    if not args:
+        raise UsageError("no command given and the image has neither Entrypoint nor Cmd")
+    return args
+
+
+def _resolve_mounts(store: Store, opts: RunOptions) -> tuple[Mount, ...]:
+    from rootless.runtime import options
+
+    # -v creates a missing host directory, --mount refuses it: Docker's difference, kept.
+    specs = ([(options.parse_volume(v), True) for v in opts.volumes]
+             + [(options.parse_mount(m), False) for m in opts.mounts]
+             + [(options.parse_tmpfs(t), False) for t in opts.tmpfs])
+    out: list[Mount] = []
+    for m, create_missing in specs:
+        if m.type == "tmpfs":
+            out.append(Mount("tmpfs", "tmpfs", m.target, m.readonly, m.options))
+        elif m.type == "bind":
+            assert m.source is not None
+            src = os.path.abspath(m.source)
+            if not os.path.exists(src):
+                if not create_missing:
+                    raise RlError(f"bind source path does not exist: {src}")
+                os.makedirs(src, exist_ok=True)
+            out.append(Mount("bind", src, m.target, m.readonly, m.options))
+        else:
+            raise UsageError("volumes come with a later version of rl: use a bind mount (-v /host/dir:/path) "
+                             "or --tmpfs for now")
+    targets = [m.target for m in out]
+    dup = {t for t in targets if targets.count(t) > 1}
+    if dup:
+        raise UsageError(f"duplicate mount point: {sorted(dup)[0]}")
+    return tuple(out)
+
+
+def _hosts(hostname: str, network: str) -> str:
+    if network == "host":
+        try:
+            base = Path("/etc/hosts").read_text()
+        except OSError:
+            base = "127.0.0.1\tlocalhost\n"
+        return base.rstrip("\n") + f"\n127.0.1.1\t{hostname}\n"
+    return f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
+
+
+def create_container(store: Store, opts: RunOptions) -> tuple[ContainerRecord, ContainerSpec, Path]:
+    from rootless.runtime import caps, options
+    from rootless.runtime.storage import choose_driver, prepare_rootfs
+
+    if opts.network not in ("host", "none"):
+        raise UsageError(f"--network {opts.network} is not supported yet: use host or none")
+    if opts.name is not None and (not opts.name or opts.name[0] in "_.-" or set(opts.name) - _NAME_CHARS):
+        raise UsageError(f"invalid container name {opts.name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+    image = store.resolve(opts.image)
+    config = store.config(image).get("config") or {}
+    cid = secrets.token_hex(32)
+    hostname = opts.hostname or cid[:12]
+    env = options.build_env(config.get("Env") or [], opts.env_files, opts.env, os.environ,
+                            hostname=hostname, tty=opts.tty)
+    stop_signal = options.parse_signal(opts.stop_signal or config.get("StopSignal") or "SIGTERM")
+    driver = choose_driver(store, opts.storage_driver)
+    spec = ContainerSpec(
+        args=_command(config, opts),
+        env=tuple(env),
+        cwd=opts.workdir or config.get("WorkingDir") or "/",
+        user=opts.user if opts.user is not None else (config.get("User") or ""),
+        hostname=hostname,
+        layers=tuple(str(p) for p in store.layer_paths(image)),
+        driver=driver.name,
+        network=opts.network,
+        mounts=_resolve_mounts(store, opts),
+        group_add=opts.group_add,
+        caps=tuple(sorted(caps.resolve_caps(opts.cap_add, opts.cap_drop))),
+        no_new_privs=opts.no_new_privs,
+        readonly_rootfs=opts.read_only,
+        init=opts.init,
+        tty=opts.tty,
+        stdin=opts.interactive,
+        auto_remove=opts.auto_remove,
+        stop_signal=stop_signal,
+        stop_timeout=opts.stop_timeout if opts.stop_timeout is not None else 10,
+        single_id=store.mapping.mode == "single",
+    )
+    if not spec.cwd.startswith("/"):
+        raise UsageError(f"the working directory must be absolute: {spec.cwd}")
+    name = opts.name or random_name()
+    if store.db.execute("SELECT 1 FROM containers WHERE name=?", (name,)).fetchone():
+        raise NameInUse(f"the container name {name!r} is already in use: remove that container or choose "
+                        "another name")
+    rec = ContainerRecord(cid, name, image.id, opts.image, time.time(), "created", 0, None, 0.0, 0.0,
+                          spec.to_json())
+    cdir = containers_dir(store) / cid
+    cdir.parent.mkdir(exist_ok=True, mode=0o700)
+    cdir.mkdir(mode=0o700)
+    try:
+        (cdir / "hostname").write_text(hostname + "\n")
+        (cdir / "hosts").write_text(_hosts(hostname, opts.network))
+        try:
+            shutil.copyfile("/etc/resolv.conf", cdir / "resolv.conf")
+        except OSError:
+            (cdir / "resolv.conf").write_text("")
+        prepare_rootfs(store, driver.name, store.layer_paths(image), cdir)
+        store.add_container(rec)
+    except BaseException:
+        store.remove_trees([cdir])
+        raise
+    return rec, spec, cdir

@@ -1,0 +1,310 @@
+"""What runs inside the container's namespaces: mounts, pivot_root, identity, exec.
+
+Two processes run this code. `ns_init` is root of the container's user namespace in its own mount
+namespace: it mounts the root file system and the volumes, unshares the pid/uts/ipc(/net)
+namespaces and forks the container's pid 1, to which it forwards signals. `_pid1` finishes the
+mounts that need the new pid namespace (/proc), builds /dev, pivots into the root, becomes the
+requested user and execs the command. A failure before exec is written to `err_fd` as
+"CODE:message" so the supervisor reports it with Docker's exit codes (125, 126, 127).
+
+Everything is imported up front: after pivot_root the host's Python library is out of reach.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import signal
+import socket
+import struct
+
+import native
+from rootless.errors import RlError
+from rootless.runtime import caps as capsmod
+from rootless.runtime import users
+from rootless.runtime.paths import make_target, secure_join
+from rootless.runtime.spec import ContainerSpec
+
+_MS_REMOUNT_KEEP = {  # statvfs flag -> mount flag, for remounts that must keep locked flags
+    1: native.MS_RDONLY, 2: native.MS_NOSUID, 4: native.MS_NODEV, 8: native.MS_NOEXEC,
+    1024: 1024, 2048: 2048, 4096: 1 << 21,
+}
+_NOSUID_NODEV_NOEXEC = native.MS_NOSUID | native.MS_NODEV | native.MS_NOEXEC
+_DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
+_FORWARDED = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2,
+              signal.SIGWINCH, signal.SIGCONT, signal.SIGALRM)
+_MASKED = ("/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug", "/proc/acpi",
+           "/proc/scsi", "/sys/firmware")
+_READONLY = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+
+
+class StartError(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _locked_flags(path: str) -> int:
+    f = os.statvfs(path).f_flag
+    return sum(v for k, v in _MS_REMOUNT_KEEP.items() if f & k)
+
+
+def _remount_ro(path: str) -> None:
+    native.mount(None, path, None, native.MS_REMOUNT | native.MS_BIND | native.MS_RDONLY | _locked_flags(path))
+
+
+def _mount_volumes(spec: ContainerSpec, rootfs: str) -> None:
+    for m in spec.mounts:
+        if m.type == "tmpfs":
+            target = make_target(rootfs, m.target, True)
+            flags = 0
+            data = []
+            for o in m.options:
+                flag = {"ro": native.MS_RDONLY, "nosuid": native.MS_NOSUID, "nodev": native.MS_NODEV,
+                        "noexec": native.MS_NOEXEC}.get(o)
+                if flag:
+                    flags |= flag
+                elif o not in ("rw", "exec", "suid", "dev"):
+                    data.append(o)
+            if m.readonly:
+                flags |= native.MS_RDONLY
+            native.mount("tmpfs", target, "tmpfs", flags, ",".join(data) or None)
+            continue
+        target = make_target(rootfs, m.target, os.path.isdir(m.source))
+        try:
+            native.mount(m.source, target, None, native.MS_BIND | native.MS_REC)
+        except OSError as e:
+            raise StartError(125, f"cannot mount {m.source} on {m.target}: {e.strerror}") from None
+        if m.readonly:
+            _remount_ro(target)
+
+
+def _bind_file(rootfs: str, source: str, target: str) -> None:
+    path = make_target(rootfs, target, False)
+    if os.path.isdir(path):
+        raise StartError(125, f"cannot mount a file on {target}: it is a directory in the image")
+    native.mount(source, path, None, native.MS_BIND)
+
+
+def ns_init(spec: ContainerSpec, cdir: str, rootfs: str, err_fd: int) -> int:
+    try:
+        native.mount(None, "/", None, native.MS_REC | native.MS_PRIVATE)
+        _mount_rootfs(spec, cdir, rootfs)
+        _mount_volumes(spec, rootfs)
+        for name in ("hostname", "hosts", "resolv.conf"):
+            _bind_file(rootfs, os.path.join(cdir, name), f"/etc/{name}")
+        flags = native.CLONE_NEWPID | native.CLONE_NEWUTS | native.CLONE_NEWIPC
+        if spec.network == "none":
+            flags |= native.CLONE_NEWNET
+        native.unshare(flags)
+    except StartError as e:
+        _report(err_fd, e.code, str(e))
+        return e.code
+    except (OSError, RlError) as e:
+        _report(err_fd, 125, _describe(e))
+        return 125
+    pid = os.fork()
+    if pid == 0:
+        code = 125
+        try:
+            code = _pid1(spec, rootfs, err_fd)
+        finally:
+            os._exit(code)
+    os.close(err_fd)
+    # Signals reach pid 1 through us: we are root of its user namespace, the supervisor is not.
+    for sig in _FORWARDED:
+        signal.signal(sig, lambda s, _f: _forward(pid, s))
+    while True:
+        _, status = os.waitpid(pid, 0)
+        if os.WIFEXITED(status):
+            return os.WEXITSTATUS(status)
+        if os.WIFSIGNALED(status):
+            return 128 + os.WTERMSIG(status)
+
+
+def _forward(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _mount_rootfs(spec: ContainerSpec, cdir: str, rootfs: str) -> None:
+    if spec.driver == "overlay":
+        lower = ":".join(reversed(spec.layers))
+        data = f"lowerdir={lower},upperdir={cdir}/upper,workdir={cdir}/work,userxattr"
+        try:
+            native.mount("overlay", rootfs, "overlay", 0, data)
+        except OSError as e:
+            raise StartError(125, f"cannot mount the kernel overlay ({e.strerror}): try "
+                                  "--storage-driver vfs") from None
+    else:
+        native.mount(rootfs, rootfs, None, native.MS_BIND | native.MS_REC)
+
+
+def _report(fd: int, code: int, message: str) -> None:
+    try:
+        os.write(fd, f"{code}:{message}".encode(errors="replace"))
+    except OSError:
+        pass
+
+
+def _describe(e: BaseException) -> str:
+    if isinstance(e, OSError):
+        where = f": {e.filename}" if e.filename else ""
+        return f"{e.strerror or e}{where}"
+    return str(e)
+
+
+def _pid1(spec: ContainerSpec, rootfs: str, err_fd: int) -> int:
+    try:
+        os.setsid()
+        _mount_proc_dev_sys(spec, rootfs)
+        socket.sethostname(spec.hostname)
+        if spec.network == "none":
+            _loopback_up()
+        if spec.readonly_rootfs:
+            _remount_ro(rootfs)
+        os.chdir(rootfs)
+        native.pivot_root(".", ".")
+        native.umount2(".", native.MNT_DETACH)
+        os.chdir("/")
+        user = users.resolve_user(spec.user, _read("/etc/passwd"), _read("/etc/group"), spec.group_add)
+        env = list(spec.env)
+        if not any(e.startswith("HOME=") for e in env):
+            env.append(f"HOME={user.home}")
+        try:
+            os.makedirs(spec.cwd, exist_ok=True)
+            os.chdir(spec.cwd)
+        except OSError as e:
+            raise StartError(125, f"cannot use the working directory {spec.cwd}: {e.strerror}") from None
+        _become(spec, user)
+        if spec.init:
+            return _tiny_init(spec, env, err_fd)
+        _exec(spec.args, env, err_fd)
+    except StartError as e:
+        _report(err_fd, e.code, str(e))
+        return e.code
+    except (OSError, RlError) as e:
+        _report(err_fd, 125, _describe(e))
+        return 125
+    return 125
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def _become(spec: ContainerSpec, user: users.ResolvedUser) -> None:
+    if spec.single_id and spec.group_add:
+        raise StartError(125, "--group-add needs a subordinate id range (single-id mode: see 'rl info')")
+    if spec.no_new_privs:
+        native.prctl(native.PR_SET_NO_NEW_PRIVS, 1)
+    try:
+        # Groups from /etc/group are skipped in single-id mode, as runc does where setgroups is denied.
+        # The primary group is listed as a supplementary one too, as Docker and podman do.
+        groups = None if spec.single_id else tuple(dict.fromkeys((user.gid, *user.groups)))
+        capsmod.apply_caps(frozenset(spec.caps), uid=user.uid, gid=user.gid, groups=groups)
+    except OSError as e:
+        if e.errno == errno.EINVAL:
+            raise StartError(125, f"user {user.uid}:{user.gid} is not mapped in this container: "
+                                  + ("without a subordinate id range only root (0) exists inside"
+                                     if spec.single_id else "it is outside the subordinate id range")) from None
+        raise
+
+
+def _exec(args: tuple[str, ...], env: list[str], err_fd: int) -> None:
+    envd = dict(e.split("=", 1) if "=" in e else (e, "") for e in env)
+    # Python ignores these; an ignored signal stays ignored across exec (`yes | head` would spin).
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+        signal.signal(sig, signal.SIG_DFL)
+    try:
+        os.execvpe(args[0], list(args), envd)
+    except FileNotFoundError:
+        where = "" if "/" in args[0] else " in $PATH"
+        raise StartError(127, f"{args[0]}: executable file not found{where}") from None
+    except PermissionError:
+        raise StartError(126, f"{args[0]}: permission denied") from None
+    except OSError as e:
+        if e.errno in (errno.ENOEXEC, errno.EISDIR, errno.ENOTDIR):
+            raise StartError(126, f"{args[0]}: {e.strerror}") from None
+        raise StartError(127 if e.errno == errno.ENOENT else 126, f"{args[0]}: {e.strerror}") from None
+
+
+def _tiny_init(spec: ContainerSpec, env: list[str], err_fd: int) -> int:
+    """--init: pid 1 forwards signals to the command and reaps every orphan, as tini does."""
+    blocked = set(range(1, signal.NSIG)) - {signal.SIGCHLD, signal.SIGKILL, signal.SIGSTOP}
+    pid = os.fork()
+    if pid == 0:
+        try:
+            _exec(spec.args, env, err_fd)
+        except StartError as e:
+            _report(err_fd, e.code, str(e))
+            os._exit(e.code)
+        os._exit(125)
+    os.close(err_fd)
+    signal.pthread_sigmask(signal.SIG_BLOCK, blocked | {signal.SIGCHLD})
+    while True:
+        sig = signal.sigwait(blocked | {signal.SIGCHLD})
+        if sig != signal.SIGCHLD:
+            _forward(pid, sig)
+            continue
+        while True:
+            try:
+                child, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return 125
+            if child == 0:
+                break
+            if child == pid:
+                return os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+
+
+def _mount_proc_dev_sys(spec: ContainerSpec, rootfs: str) -> None:
+    proc = make_target(rootfs, "/proc", True)
+    native.mount("proc", proc, "proc", _NOSUID_NODEV_NOEXEC)
+    dev = make_target(rootfs, "/dev", True)
+    native.mount("tmpfs", dev, "tmpfs", native.MS_NOSUID, "mode=755,size=65536k")
+    for n in _DEV_NODES:
+        p = os.path.join(dev, n)
+        os.close(os.open(p, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o666))
+        native.mount(f"/dev/{n}", p, None, native.MS_BIND)
+    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
+                         ("stderr", "/proc/self/fd/2"), ("ptmx", "pts/ptmx"), ("core", "/proc/kcore")):
+        os.symlink(target, os.path.join(dev, name))
+    for d in ("pts", "shm", "mqueue"):
+        os.mkdir(os.path.join(dev, d), 0o755)
+    pts_opts = "newinstance,ptmxmode=0666,mode=0620" + ("" if spec.single_id else ",gid=5")
+    native.mount("devpts", os.path.join(dev, "pts"), "devpts", native.MS_NOSUID | native.MS_NOEXEC, pts_opts)
+    native.mount("shm", os.path.join(dev, "shm"), "tmpfs", _NOSUID_NODEV_NOEXEC, "mode=1777,size=65536k")
+    native.mount("mqueue", os.path.join(dev, "mqueue"), "mqueue", _NOSUID_NODEV_NOEXEC)
+    sys_ = make_target(rootfs, "/sys", True)
+    if spec.network == "none":
+        native.mount("sysfs", sys_, "sysfs", _NOSUID_NODEV_NOEXEC | native.MS_RDONLY)
+    else:
+        native.mount("/sys", sys_, None, native.MS_BIND | native.MS_REC)
+        _remount_ro(sys_)
+    for p in _MASKED:
+        target = secure_join(rootfs, p)
+        if os.path.isdir(target):
+            native.mount("tmpfs", target, "tmpfs", native.MS_RDONLY | _NOSUID_NODEV_NOEXEC, "size=0")
+        elif os.path.exists(target):
+            native.mount("/dev/null", target, None, native.MS_BIND)
+    for p in _READONLY:
+        target = secure_join(rootfs, p)
+        if os.path.exists(target):
+            native.mount(target, target, None, native.MS_BIND | native.MS_REC)
+            _remount_ro(target)
+
+
+def _loopback_up() -> None:
+    siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        ifreq = struct.pack("16sH14x", b"lo", 0)
+        flags = struct.unpack("16sH14x", fcntl.ioctl(s, siocgifflags, ifreq))[1]
+        fcntl.ioctl(s, siocsifflags, struct.pack("16sH14x", b"lo", flags | iff_up))
+

@@ -1,0 +1,50 @@
+"""What a container is made of, fully resolved: the record every runtime step reads."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class Mount:
+    type: str  # bind, tmpfs (volumes are binds of their _data directory by now)
+    source: str
+    target: str
+    readonly: bool = False
+    options: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    args: tuple[str, ...]
+    env: tuple[str, ...]
+    cwd: str
+    user: str  # as given ("", "name", "uid:gid"...): resolved inside, against the image's files
+    hostname: str
+    layers: tuple[str, ...]  # unpacked layer dirs, lowest first
+    driver: str  # overlay or vfs
+    network: str = "host"  # host or none
+    mounts: tuple[Mount, ...] = ()
+    group_add: tuple[str, ...] = ()
+    caps: tuple[int, ...] = ()
+    no_new_privs: bool = False
+    readonly_rootfs: bool = False
+    init: bool = False
+    tty: bool = False
+    stdin: bool = False
+    auto_remove: bool = False
+    stop_signal: int = 15
+    stop_timeout: int = 10
+    single_id: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @staticmethod
+    def from_json(text: str) -> "ContainerSpec":
+        d = json.loads(text)
+        d["mounts"] = tuple(Mount(**{**m, "options": tuple(m["options"])}) for m in d["mounts"])
+        for k in ("args", "env", "layers", "group_add", "caps"):
+            d[k] = tuple(d[k])
+        return ContainerSpec(**d)
