@@ -87,6 +87,8 @@ def _bind_file(rootfs: str, source: str, target: str) -> None:
 
 
 def ns_init(spec: ContainerSpec, cdir: str, rootfs: str, err_fd: int) -> int:
+    # A supervisor that dies takes its container with it, never leaving it running unwatched.
+    native.prctl(native.PR_SET_PDEATHSIG, signal.SIGKILL)
     try:
         native.mount(None, "/", None, native.MS_REC | native.MS_PRIVATE)
         _mount_rootfs(spec, cdir, rootfs)
@@ -158,6 +160,7 @@ def _describe(e: BaseException) -> str:
 
 def _pid1(spec: ContainerSpec, rootfs: str, err_fd: int) -> int:
     try:
+        native.prctl(native.PR_SET_PDEATHSIG, signal.SIGKILL)
         os.setsid()
         _mount_proc_dev_sys(spec, rootfs)
         socket.sethostname(spec.hostname)
@@ -179,6 +182,8 @@ def _pid1(spec: ContainerSpec, rootfs: str, err_fd: int) -> int:
         except OSError as e:
             raise StartError(125, f"cannot use the working directory {spec.cwd}: {e.strerror}") from None
         _become(spec, user)
+        # Changing credentials cleared the parent-death signal: set it again for the new user.
+        native.prctl(native.PR_SET_PDEATHSIG, signal.SIGKILL)
         if spec.init:
             return _tiny_init(spec, env, err_fd)
         _exec(spec.args, env, err_fd)
@@ -237,19 +242,21 @@ def _exec(args: tuple[str, ...], env: list[str], err_fd: int) -> None:
 
 def _tiny_init(spec: ContainerSpec, env: list[str], err_fd: int) -> int:
     """--init: pid 1 forwards signals to the command and reaps every orphan, as tini does."""
-    blocked = set(range(1, signal.NSIG)) - {signal.SIGCHLD, signal.SIGKILL, signal.SIGSTOP}
+    watched = set(range(1, signal.NSIG)) - {signal.SIGKILL, signal.SIGSTOP}
+    # Blocked before the fork, so a SIGCHLD of a command that dies at once is not lost.
+    signal.pthread_sigmask(signal.SIG_BLOCK, watched)
     pid = os.fork()
     if pid == 0:
         try:
+            signal.pthread_sigmask(signal.SIG_SETMASK, set())
             _exec(spec.args, env, err_fd)
         except StartError as e:
             _report(err_fd, e.code, str(e))
             os._exit(e.code)
         os._exit(125)
     os.close(err_fd)
-    signal.pthread_sigmask(signal.SIG_BLOCK, blocked | {signal.SIGCHLD})
     while True:
-        sig = signal.sigwait(blocked | {signal.SIGCHLD})
+        sig = signal.sigwait(watched)
         if sig != signal.SIGCHLD:
             _forward(pid, sig)
             continue
