@@ -7,7 +7,7 @@ from typing import Any
 
 from rootless.cli.common import open_store
 from rootless.cli.output import human_age, human_size, json_doc, json_lines, table
-from rootless.errors import ImageInUse, ImageNotFound, RlError, UsageError
+from rootless.errors import ContainerNotFound, ImageInUse, ImageNotFound, RlError, UsageError
 from rootless.image.reference import Reference, parse
 from rootless.store.records import ImageRecord
 from rootless.store.store import Store, _parse_time
@@ -139,7 +139,18 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     with open_store(args) as store:
         for name in args.objects:
             try:
-                out.append(inspect_image(store, store.resolve(name)))
+                if args.type != "container":
+                    try:
+                        out.append(inspect_image(store, store.resolve(name)))
+                        continue
+                    except ImageNotFound:
+                        if args.type == "image":
+                            raise
+                from rootless.cli.lifecycle import inspect_container
+
+                out.append(inspect_container(store, store.container(name)))
+            except ContainerNotFound:
+                missing.append(f"no such object: {name}")
             except RlError as e:
                 missing.append(str(e))
     if args.format not in (None, "json"):

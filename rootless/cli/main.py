@@ -17,7 +17,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add(sub: argparse._SubParsersAction, name: str, help: str, run: str, **kw: object) -> argparse.ArgumentParser:  # type: ignore[type-arg]
-    p = sub.add_parser(name, help=help, description=help, add_help=name != "run", **kw)  # type: ignore[arg-type]
+    kw.setdefault("add_help", name != "run")
+    p = sub.add_parser(name, help=help, description=help, **kw)  # type: ignore[arg-type]
     p.set_defaults(run=run)
     return p
 
@@ -53,9 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("-f", "--force", action="store_true")
 
-    p = _add(sub, "inspect", "Show details of images as JSON", "images:cmd_inspect")
-    p.add_argument("objects", nargs="+", metavar="IMAGE")
-    p.add_argument("--type", choices=("image",))
+    p = _add(sub, "inspect", "Show details of images or containers as JSON", "images:cmd_inspect")
+    p.add_argument("objects", nargs="+", metavar="IMAGE|CONTAINER")
+    p.add_argument("--type", choices=("image", "container"))
     p.add_argument("-f", "--format", help="'json' (the default)")
 
     p = _add(sub, "history", "Show the history of an image", "images:cmd_history")
@@ -89,6 +90,78 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add(sub, "rm", "Remove containers", "containers:cmd_rm")
     p.add_argument("containers", nargs="+", metavar="CONTAINER")
     p.add_argument("-f", "--force", action="store_true", help="kill a running container first")
+
+    p = _add(sub, "logs", "Show a container's output", "lifecycle:cmd_logs")
+    p.add_argument("container", metavar="CONTAINER")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new output")
+    p.add_argument("--tail", default="all", help="only the last N lines")
+    p.add_argument("-t", "--timestamps", action="store_true")
+    p.add_argument("--since", help=argparse.SUPPRESS)
+
+    p = _add(sub, "stop", "Stop running containers (StopSignal, then SIGKILL after a timeout)", "lifecycle:cmd_stop")
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+    p.add_argument("-t", "--time", type=int, help="seconds to wait before SIGKILL (default: the container's, 10)")
+
+    p = _add(sub, "kill", "Send a signal to running containers", "lifecycle:cmd_kill")
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+    p.add_argument("-s", "--signal", default="SIGKILL")
+
+    p = _add(sub, "start", "Start stopped containers (their changes kept)", "lifecycle:cmd_start")
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+    p.add_argument("-a", "--attach", action="store_true", help="attach to its output and wait")
+    p.add_argument("-i", "--interactive", action="store_true")
+
+    p = _add(sub, "restart", "Restart containers", "lifecycle:cmd_restart")
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+    p.add_argument("-t", "--time", type=int, help="seconds to wait before SIGKILL")
+
+    p = _add(sub, "wait", "Wait for containers to exit and print their exit codes", "lifecycle:cmd_wait")
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+    p = _add(sub, "exec", "Run a command in a running container", "execute:cmd_exec", add_help=False)
+    p.add_argument("-i", "--interactive", action="store_true")
+    p.add_argument("-t", "--tty", action="store_true")
+    p.add_argument("-d", "--detach", action="store_true")
+    p.add_argument("-e", "--env", action="append", default=[])
+    p.add_argument("--env-file", action="append", default=[])
+    p.add_argument("-w", "--workdir")
+    p.add_argument("-u", "--user")
+    p.add_argument("--help", action="help", help="show this help message and exit")
+    p.add_argument("container", metavar="CONTAINER")
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND [ARG...]")
+
+    p = _add(sub, "cp", "Copy files between a container and the host (CONTAINER:PATH on one side)", "transfer:cmd_cp")
+    p.add_argument("source", metavar="SRC")
+    p.add_argument("dest", metavar="DEST")
+    p.add_argument("-a", "--archive", action="store_true", help="keep owners (uid/gid)")
+
+    p = _add(sub, "export", "Write a container's file system as a tar archive", "transfer:cmd_export")
+    p.add_argument("container", metavar="CONTAINER")
+    p.add_argument("-o", "--output", help="write to this file instead of stdout")
+
+    p = _add(sub, "commit", "Make an image of a container's changes", "transfer:cmd_commit")
+    p.add_argument("container", metavar="CONTAINER")
+    p.add_argument("reference", nargs="?", metavar="NAME[:TAG]")
+    p.add_argument("-c", "--change", action="append", default=[])
+    p.add_argument("-m", "--message")
+    p.add_argument("-a", "--author")
+    p.add_argument("-q", "--quiet", action="store_true")
+
+    volp = sub.add_parser("volume", help="Manage volumes", description="Manage volumes")
+    volsub = volp.add_subparsers(dest="subcommand", metavar="COMMAND", parser_class=_Parser, required=True)
+    p = _add(volsub, "create", "Create a volume", "volumes:cmd_create")
+    p.add_argument("name", nargs="?")
+    p.add_argument("--label", action="append", default=[])
+    p = _add(volsub, "ls", "List volumes", "volumes:cmd_ls")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--format", help="'json' or 'table'")
+    p = _add(volsub, "inspect", "Show volumes as JSON", "volumes:cmd_inspect")
+    p.add_argument("names", nargs="+", metavar="VOLUME")
+    p = _add(volsub, "rm", "Remove volumes", "volumes:cmd_rm")
+    p.add_argument("names", nargs="+", metavar="VOLUME")
+    p.add_argument("-f", "--force", action="store_true")
+    p = _add(volsub, "prune", "Remove volumes no container uses", "volumes:cmd_prune")
+    p.add_argument("-f", "--force", action="store_true")
 
     p = _add(sub, "info", "Show how rl runs on this host", "system:cmd_info")
     p.add_argument("--format", help="'json'")

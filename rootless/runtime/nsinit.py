@@ -113,6 +113,7 @@ def ns_init(spec: ContainerSpec, cdir: str, rootfs: str, err_fd: int) -> int:
         finally:
             os._exit(code)
     os.close(err_fd)
+    _write_pid1(cdir, pid)
     # Signals reach pid 1 through us: we are root of its user namespace, the supervisor is not.
     for sig in _FORWARDED:
         signal.signal(sig, lambda s, _f: _forward(pid, s))
@@ -122,6 +123,15 @@ def ns_init(spec: ContainerSpec, cdir: str, rootfs: str, err_fd: int) -> int:
             return os.WEXITSTATUS(status)
         if os.WIFSIGNALED(status):
             return 128 + os.WTERMSIG(status)
+
+
+def _write_pid1(cdir: str, pid: int) -> None:
+    """The host pid of the container's pid 1: how exec, cp and the lifecycle commands find its
+    namespaces. Written atomically, so a reader never sees half a number."""
+    tmp = os.path.join(cdir, f".pid1.{os.getpid()}")
+    with open(tmp, "w") as f:
+        f.write(str(pid))
+    os.rename(tmp, os.path.join(cdir, "pid1"))
 
 
 def _forward(pid: int, sig: int) -> None:

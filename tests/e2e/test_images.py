@@ -131,7 +131,7 @@ def test_inspect_unknown_is_an_error(rl: Rl, busybox: str) -> None:
     r = rl("inspect", "busybox", "nope", check=False)
     assert r.code == 1
     assert json.loads(r.out)[0]["Id"] == busybox
-    assert r.err.strip() == "Error: image not known: nope"
+    assert r.err.strip() == "Error: no such object: nope"
 
 
 def test_system_df_and_prune(rl: Rl, busybox_tar: Path, store_root: Path) -> None:
