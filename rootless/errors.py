@@ -59,3 +59,7 @@ class ContainerNotFound(RlError):
     def __init__(self, ref: str) -> None:
         super().__init__(f"no such container: {ref}")
         self.ref = ref
+
+
+class VolumeError(RlError):
+    """A volume that does not exist, is in use, or cannot be made."""

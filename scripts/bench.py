@@ -75,6 +75,17 @@ def workloads(w: Path, images: Path) -> list[Workload]:
             rounds=15, needs=("podman",),
         ),
         Workload(
+            "run", "start-to-exit of `run --rm busybox true` (kernel overlay)",
+            (Contender("rl", f"{rl} --storage-driver overlay run --rm busybox true"),
+             Contender("podman", f"{podman} run --rm --cgroups=disabled --network host busybox true"),
+             Contender("bwrap", f"bwrap --unshare-all --share-net --bind {w}/bbroot / --proc /proc --dev /dev true"),
+             Contender("unshare", f"unshare --user --map-root-user --mount --pid --fork --root {w}/bbroot /bin/true")),
+            setup=(f"{rl} import {images}/busybox.tar busybox && {podman} import {images}/busybox.tar busybox && "
+                   f"mkdir -p {w}/bbroot && tar -C {w}/bbroot -xf {images}/busybox.tar --no-same-owner "
+                   "--exclude='./dev/*' --exclude='dev/*'"),
+            rounds=20, needs=("podman", "bwrap", "unshare"),
+        ),
+        Workload(
             "help", "print the help text",
             (Contender("rl", f"{rl} --help"), Contender("podman", "podman --help")),
             rounds=15, needs=("podman",),

@@ -125,3 +125,18 @@ def tree_snapshot(root: Path) -> dict[str, tuple]:  # type: ignore[type-arg]
             target = os.readlink(p) if p.is_symlink() else None
             out[rel] = (st.st_mode, st.st_size if not p.is_dir() else 0, target)
     return out
+
+
+DRIVERS = ["overlay", "vfs"]
+
+
+@pytest.fixture(params=DRIVERS)
+def run(request: pytest.FixtureRequest, rl: Rl, busybox: str):  # type: ignore[no-untyped-def]
+    """`rl --storage-driver D run ...` for each storage driver D: every e2e test of run uses it."""
+    driver = request.param
+
+    def call(*args: str, **kw: object) -> Result:
+        return rl("--storage-driver", driver, "run", *args, **kw)  # type: ignore[arg-type]
+
+    call.driver = driver  # type: ignore[attr-defined]
+    return call

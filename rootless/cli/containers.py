@@ -23,10 +23,6 @@ def _run_options(args: argparse.Namespace) -> "RunOptions":  # noqa: F821
             detail = cgroups().detail
             raise UsageError(f"--{flag.replace('_', '-')} needs cgroup v2 delegation, which this host does not "
                              f"give: {detail}")
-    if args.detach:
-        raise UsageError("-d/--detach is not available yet: run in the foreground")
-    if args.tty:
-        raise UsageError("-t/--tty is not available yet: run without it (use -i for stdin)")
     no_new_privs = False
     for opt in args.security_opt:
         if opt in ("no-new-privileges", "no-new-privileges:true", "no-new-privileges=true"):
@@ -50,12 +46,30 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     opts = _run_options(args)
     with open_store(args) as store:
+        _warn_single_id_once(store)
         rec, spec, cdir = create_container(store, opts)
+        if args.detach:
+            from rootless.runtime.supervisor import launch_detached
+
+            launch_detached(store, rec, spec, cdir)
+            print(rec.id)
+            return 0
         try:
             return run_foreground(store, rec, spec, cdir)
         finally:
             if spec.auto_remove:
-                remove_container(store, rec)
+                remove_container(store, rec, anonymous_volumes=True)
+
+
+def _warn_single_id_once(store) -> None:  # type: ignore[no-untyped-def]
+    """Said once per store: what single-id mode takes away, so nobody finds out by surprise."""
+    marker = store.root / ".single-id-warned"
+    if store.mapping.mode != "single" or marker.exists():
+        return
+    sys.stderr.write(f"Warning: {store.mapping.reason}. Containers run in single-id mode: only uid 0 "
+                     "exists inside, so -u with another user, setuid programs and chown to other ids fail "
+                     "('rl info' says more; this is said once).\n")
+    marker.touch()
 
 
 def _status_text(rec) -> str:  # type: ignore[no-untyped-def]
@@ -69,9 +83,17 @@ def _status_text(rec) -> str:  # type: ignore[no-untyped-def]
 def cmd_ps(args: argparse.Namespace) -> int:
     from rootless.image.reference import parse
     from rootless.runtime.spec import ContainerSpec
+    from rootless.runtime.supervisor import refresh
 
     with open_store(args) as store:
-        recs = [r for r in store.containers() if args.all or r.status == "running"]
+        recs = []
+        for r in store.containers():
+            try:
+                r = refresh(store, r)
+            except ContainerNotFound:
+                continue  # removed (--rm) while we looked
+            if args.all or r.status == "running":
+                recs.append(r)
     recs.reverse()
     if args.quiet:
         sys.stdout.write("".join((r.id if args.no_trunc else r.short_id) + "\n" for r in recs))
@@ -102,15 +124,23 @@ def cmd_ps(args: argparse.Namespace) -> int:
 
 def cmd_rm(args: argparse.Namespace) -> int:
     from rootless.runtime.launch import remove_container
+    from rootless.runtime.supervisor import kill, refresh
 
     code = 0
     with open_store(args) as store:
         for ref in args.containers:
             try:
-                rec = store.container(ref)
+                rec = refresh(store, store.container(ref))
                 if rec.status == "running":
-                    raise RlError(f"container {rec.name} is running: stop it first or use -f")
-                remove_container(store, rec)
+                    if not args.force:
+                        raise RlError(f"container {rec.name} is running: stop it first or use -f")
+                    kill(store, rec)
+                    try:
+                        rec = store.container(rec.id)
+                    except ContainerNotFound:
+                        print(ref)  # it was --rm: its supervisor removed it
+                        continue
+                remove_container(store, rec, anonymous_volumes=args.volumes)
                 print(ref)
             except ContainerNotFound as e:
                 sys.stderr.write(f"Error: {e}\n")

@@ -94,12 +94,21 @@ def cmd_df(args: argparse.Namespace) -> int:
         total = sum(sizes.get(c, 0) for c in layer_users)
         reclaim = sum(sizes.get(c, 0) for c, users in layer_users.items() if not users & used_images)
         n_containers = len(store.containers())
+        from rootless.store import volumes
+
+        vols = volumes.list_volumes(store)
+        vol_users = volumes.users(store)
+        vol_sizes = store.in_userns(volumes.tree_sizes, [str(volumes.data_path(store, v.name)) for v in vols]) \
+            if vols else []
+    vol_total = sum(vol_sizes)
+    vol_free = sum(sz for v, sz in zip(vols, vol_sizes) if v.name not in vol_users)
     pct = f" ({round(100 * reclaim / total)}%)" if total else ""
     rows = [
         {"Type": "Images", "TotalCount": len(images), "Active": len(used_images), "Size": total,
          "Reclaimable": reclaim},
         {"Type": "Containers", "TotalCount": n_containers, "Active": 0, "Size": 0, "Reclaimable": 0},
-        {"Type": "Local Volumes", "TotalCount": 0, "Active": 0, "Size": 0, "Reclaimable": 0},
+        {"Type": "Local Volumes", "TotalCount": len(vols), "Active": len([v for v in vols if v.name in vol_users]),
+         "Size": vol_total, "Reclaimable": vol_free},
     ]
     if args.format == "json":
         json_lines([{**r, "Size": human_size(r["Size"]), "Reclaimable": human_size(r["Reclaimable"])} for r in rows])

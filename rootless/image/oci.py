@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import platform
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,7 +79,7 @@ def chain_ids(diff_ids: list[str]) -> list[str]:
 
 
 def host_platform() -> tuple[str, str]:
-    machine = platform.machine()
+    machine = os.uname().machine
     arch = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386",
             "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}.get(machine, machine)
     return "linux", arch

@@ -66,11 +66,18 @@ def _command(config: dict, opts: RunOptions) -> tuple[str, ...]:  # type: ignore
 
 def _resolve_mounts(store: Store, opts: RunOptions) -> tuple[Mount, ...]:
     from rootless.runtime import options
+    from rootless.runtime.volumes import mount_volume
 
     # -v creates a missing host directory, --mount refuses it: Docker's difference, kept.
     specs = ([(options.parse_volume(v), True) for v in opts.volumes]
              + [(options.parse_mount(m), False) for m in opts.mounts]
              + [(options.parse_tmpfs(t), False) for t in opts.tmpfs])
+    # Checked before anything is made: a refused command must not leave volumes behind.
+    targets = [m.target for m, _ in specs]
+    dup = {t for t in targets if targets.count(t) > 1}
+    if dup:
+        raise UsageError(f"duplicate mount point: {sorted(dup)[0]}")
+    layers = store.layer_paths(store.resolve(opts.image)) if any(m.type == "volume" for m, _ in specs) else []
     out: list[Mount] = []
     for m, create_missing in specs:
         if m.type == "tmpfs":
@@ -84,12 +91,7 @@ def _resolve_mounts(store: Store, opts: RunOptions) -> tuple[Mount, ...]:
                 os.makedirs(src, exist_ok=True)
             out.append(Mount("bind", src, m.target, m.readonly, m.options))
         else:
-            raise UsageError("volumes come with a later version of rl: use a bind mount (-v /host/dir:/path) "
-                             "or --tmpfs for now")
-    targets = [m.target for m in out]
-    dup = {t for t in targets if targets.count(t) > 1}
-    if dup:
-        raise UsageError(f"duplicate mount point: {sorted(dup)[0]}")
+            out.append(mount_volume(store, m, layers))
     return tuple(out)
 
 
@@ -104,6 +106,13 @@ def _hosts(hostname: str, network: str) -> str:
 
 
 def create_container(store: Store, opts: RunOptions) -> tuple[ContainerRecord, ContainerSpec, Path]:
+    # The store lock is held shared until the record exists: a prune running meanwhile would take
+    # the new directory and volumes, which nothing references yet, for a crash's leftovers.
+    with store.adding():
+        return _create(store, opts)
+
+
+def _create(store: Store, opts: RunOptions) -> tuple[ContainerRecord, ContainerSpec, Path]:
     from rootless.runtime import caps, options
     from rootless.runtime.storage import choose_driver, prepare_rootfs
 

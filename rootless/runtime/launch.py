@@ -15,6 +15,7 @@ from rootless.runtime.spec import ContainerSpec
 from rootless.store.records import ContainerRecord
 from rootless.store.store import Store
 from rootless.userns.enter import spawn_in_userns
+from rootless.userns.idmap import IdMapping
 
 FORWARDED = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2,
              signal.SIGWINCH, signal.SIGCONT, signal.SIGALRM)
@@ -43,7 +44,9 @@ class Started:
         return (int(code) if code.isdigit() else 125), msg
 
 
-def start(store: Store, spec: ContainerSpec, cdir: Path, stdin_fd: int | None) -> Started:
+def start(mapping: IdMapping, spec: ContainerSpec, cdir: Path, stdin_fd: int | None,
+          stdout_fd: int | None = None, stderr_fd: int | None = None) -> Started:
+    """Fork the namespace child; stdio not given is ours."""
     from rootless.runtime import nsinit
 
     err_r, err_w = os.pipe()
@@ -51,12 +54,13 @@ def start(store: Store, spec: ContainerSpec, cdir: Path, stdin_fd: int | None) -
 
     def child() -> int:
         os.close(err_r)
-        if stdin_fd is not None:
-            os.dup2(stdin_fd, 0)
+        for fd, target in ((stdin_fd, 0), (stdout_fd, 1), (stderr_fd, 2)):
+            if fd is not None:
+                os.dup2(fd, target)
         return nsinit.ns_init(spec, str(cdir), rootfs, err_w)
 
     try:
-        pid = spawn_in_userns(store.mapping, child, native.CLONE_NEWNS)
+        pid = spawn_in_userns(mapping, child, native.CLONE_NEWNS)
     finally:
         os.close(err_w)
     return Started(pid, err_r)
@@ -74,20 +78,67 @@ def wait_exit(pid: int) -> int:
             return 128 + os.WTERMSIG(status)
 
 
+def start_ticks(pid: int) -> int:
+    """When process pid started (clock ticks after boot), 0 if it is gone or a zombie: with the pid,
+    it names one process, never another that reuses the number."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rpartition(b")")[2].split()
+    except OSError:
+        return 0
+    return 0 if fields[0] in (b"Z", b"X") else int(fields[19])
+
+
+def running(store: Store, rec: ContainerRecord, started: Started, at: float) -> None:
+    """Record that we supervise the container now, and how to reach it."""
+    me = os.getpid()
+    store.update_container(rec.id, status="running", pid=me, pid_start=start_ticks(me), init_pid=started.pid,
+                           init_start=start_ticks(started.pid), started=at, finished=0.0, exit_code=None)
+
+
 def run_foreground(store: Store, rec: ContainerRecord, spec: ContainerSpec, cdir: Path) -> int:
-    """`rl run` without -d: the container's stdio is ours; our exit code is the command's."""
+    """`rl run` without -d, `rl start -a`: the container's stdio is ours; our exit code is the
+    command's. With --rm its stdout and stderr are our own fds (nothing in between, nothing kept);
+    otherwise they are pipes we copy to ours and into the log, for `rl logs` after. With -t they
+    are its own terminal, which we relay."""
     stdin_fd = None
     devnull = -1
-    if not spec.stdin:
+    if not spec.stdin and not spec.tty:
         devnull = os.open(os.devnull, os.O_RDONLY)
         stdin_fd = devnull
-    started = start(store, spec, cdir, stdin_fd)
+    log = None
+    if not spec.auto_remove:
+        from rootless.runtime.logs import log_path
+
+        log = log_path(cdir)
+    pipes = None if spec.auto_remove or spec.tty else (os.pipe(), os.pipe())
+    at = time.time()
+    if spec.tty:
+        from rootless.runtime import pty
+
+        ours, theirs = pty.socket_pair()
+        started = start(store.mapping, spec, cdir, theirs.fileno(), theirs.fileno(), theirs.fileno())
+        theirs.close()
+    elif pipes is None:
+        started = start(store.mapping, spec, cdir, stdin_fd)
+    else:
+        started = start(store.mapping, spec, cdir, stdin_fd, pipes[0][1], pipes[1][1])
+        os.close(pipes[0][1])
+        os.close(pipes[1][1])
     if devnull >= 0:
         os.close(devnull)
     previous = {s: signal.signal(s, lambda sig, _f: _forward(started.pid, sig)) for s in FORWARDED}
-    store.update_container(rec.id, status="running", pid=os.getpid(), started=time.time())
+    running(store, rec, started, at)
     try:
         failed = started.start_error()
+        if spec.tty:
+            if failed is None:
+                pty.relay(pty.receive_master(ours), log, spec.stdin, echo=True)
+            ours.close()
+        elif pipes is not None and log is not None:
+            from rootless.runtime.logs import pump
+
+            pump(log, pipes[0][0], pipes[1][0], echo=True)
         code = wait_exit(started.pid)
     finally:
         for s, h in previous.items():
@@ -111,8 +162,21 @@ def _forward(pid: int, sig: int) -> None:
         pass
 
 
-def remove_container(store: Store, rec: ContainerRecord) -> None:
+def remove_container(store: Store, rec: ContainerRecord, anonymous_volumes: bool) -> None:
+    """The record and the directory; with anonymous_volumes (`run --rm`, `rm -v`, as Docker)
+    also the anonymous volumes no other container uses. Named volumes always stay."""
     from rootless.runtime.create import containers_dir
 
     store.remove_container(rec.id)
     store.remove_trees([containers_dir(store) / rec.id])
+    anonymous = [m.volume for m in ContainerSpec.from_json(rec.spec).mounts
+                 if anonymous_volumes and m.anonymous and m.volume]
+    if anonymous:
+        from rootless.errors import VolumeError
+        from rootless.store import volumes
+
+        for name in anonymous:
+            try:
+                volumes.remove(store, name)
+            except VolumeError:
+                pass

@@ -17,6 +17,7 @@ import os
 import signal
 import socket
 import struct
+import termios
 
 import native
 from rootless.errors import RlError
@@ -171,6 +172,10 @@ def _describe(e: BaseException) -> str:
 def _pid1(spec: ContainerSpec, rootfs: str, err_fd: int) -> int:
     try:
         native.prctl(native.PR_SET_PDEATHSIG, signal.SIGKILL)
+        # A mount namespace of our own: pivot_root moves the root of every process of the
+        # namespace it runs in, and the namespace init must keep the host's view (it writes the
+        # pid 1 file into the container's directory after this fork).
+        native.unshare(native.CLONE_NEWNS)
         os.setsid()
         _mount_proc_dev_sys(spec, rootfs)
         socket.sethostname(spec.hostname)
@@ -192,8 +197,13 @@ def _pid1(spec: ContainerSpec, rootfs: str, err_fd: int) -> int:
         except OSError as e:
             raise StartError(125, f"cannot use the working directory {spec.cwd}: {e.strerror}") from None
         _become(spec, user)
-        # Changing credentials cleared the parent-death signal: set it again for the new user.
+        # Changing credentials cleared the parent-death signal, and the dumpable flag that lets
+        # the container's owner open /proc/PID/ns (rl exec) when pid 1 is rl's --init, which
+        # never execs: set both again.
         native.prctl(native.PR_SET_PDEATHSIG, signal.SIGKILL)
+        native.prctl(native.PR_SET_DUMPABLE, 1)
+        if spec.tty:
+            _take_terminal()
         if spec.init:
             return _tiny_init(spec, env, err_fd)
         _exec(spec.args, env, err_fd)
@@ -204,6 +214,24 @@ def _pid1(spec: ContainerSpec, rootfs: str, err_fd: int) -> int:
         _report(err_fd, 125, _describe(e))
         return 125
     return 125
+
+
+def _take_terminal() -> None:
+    """-t: open a pty of our own devpts (so `tty` names /dev/pts/0), send its master to the
+    supervisor over the socket that is our stdio until now, after setting the window size it sent
+    first, and make the slave our stdio and controlling terminal (we are a session leader)."""
+    sock = socket.socket(fileno=os.dup(0))
+    size = sock.recv(8)
+    master, slave = os.openpty()
+    if len(size) == 8:
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, size)
+    socket.send_fds(sock, [b"t"], [master])
+    sock.close()
+    os.close(master)
+    for fd in (0, 1, 2):
+        os.dup2(slave, fd)
+    os.close(slave)
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
 def _read(path: str) -> str | None:

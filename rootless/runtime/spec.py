@@ -12,6 +12,8 @@ class Mount:
     target: str
     readonly: bool = False
     options: tuple[str, ...] = ()
+    volume: str = ""  # the volume's name when the bind is of a volume: what `rl volume rm` checks
+    anonymous: bool = False  # a volume made for this container (`-v /path`): removed with it under --rm
 
 
 @dataclass(frozen=True)

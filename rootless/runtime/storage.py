@@ -23,14 +23,14 @@ class DriverChoice:
 def kernel_overlay_usable(store: Store) -> tuple[bool, str]:
     """Probed once per kernel and id mode, then remembered in the runtime dir (the probe forks a
     user namespace and mounts, which would cost every `rl run`)."""
-    from rootless.host import probe
-
     cache = runtime_dir() / f"overlay-probe-{platform.release()}-{store.mapping.mode}.json"
     try:
         d = json.loads(cache.read_text())
         return bool(d["ok"]), str(d["detail"])
     except (OSError, ValueError, KeyError):
         pass
+    from rootless.host import probe
+
     ability = probe.kernel_overlay(store.mapping, store.scratch.dir)
     xattrs = probe.user_xattrs(store.root)
     ok = ability.ok and xattrs.ok

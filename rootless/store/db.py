@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rootless.errors import StoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS layers (
@@ -46,7 +46,10 @@ CREATE TABLE IF NOT EXISTS containers (
     exit_code INTEGER,
     started REAL NOT NULL DEFAULT 0,
     finished REAL NOT NULL DEFAULT 0,
-    spec TEXT NOT NULL
+    spec TEXT NOT NULL,
+    pid_start INTEGER NOT NULL DEFAULT 0,
+    init_pid INTEGER NOT NULL DEFAULT 0,
+    init_start INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS volumes (
     name TEXT PRIMARY KEY,
@@ -77,6 +80,10 @@ def connect(path: Path) -> sqlite3.Connection:
 
 
 def _create(conn: sqlite3.Connection) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version == 1:
+        # Schema 1 had a placeholder containers table that no released command ever filled.
+        conn.execute("DROP TABLE IF EXISTS containers")
     for stmt in SCHEMA.split(";"):
         if stmt.strip():
             conn.execute(stmt)

@@ -33,6 +33,11 @@ class ContainerRecord:
     started: float
     finished: float
     spec: str  # JSON of the ContainerSpec
+    # Who to check and signal while it runs. A pid alone can be reused once its process is gone:
+    # the start time (clock ticks after boot, /proc/PID/stat field 22) makes it one process.
+    pid_start: int = 0
+    init_pid: int = 0  # the namespace init (root of the user namespace), the supervisor's child
+    init_start: int = 0
 
     @property
     def short_id(self) -> str:

@@ -12,19 +12,6 @@ import pytest
 
 from tests.conftest import Rl, has_subuid_range
 
-DRIVERS = ["overlay", "vfs"]
-
-
-@pytest.fixture(params=DRIVERS)
-def run(request: pytest.FixtureRequest, rl: Rl, busybox: str):  # type: ignore[no-untyped-def]
-    """`rl run --storage-driver D ...` for each driver D."""
-    driver = request.param
-
-    def call(*args: str, **kw: object):  # type: ignore[no-untyped-def]
-        return rl("--storage-driver", driver, "run", *args, **kw)  # type: ignore[arg-type]
-
-    call.driver = driver  # type: ignore[attr-defined]
-    return call
 
 
 def test_echo(run) -> None:  # type: ignore[no-untyped-def]
@@ -266,3 +253,10 @@ def test_apt_get_install_in_debian(rl: Rl, debian_tar: Path) -> None:
            "apt-get update -qq && apt-get install -y -qq --no-install-recommends hello >/dev/null && hello",
            timeout=600)
     assert "Hello, world!" in r.out
+
+
+@pytest.mark.single_id
+def test_single_id_warning_is_said_once(rl: Rl, busybox: str) -> None:
+    first = rl("run", "--rm", "busybox", "true")
+    assert first.err.startswith("Warning: ") and "single-id mode" in first.err
+    assert rl("run", "--rm", "busybox", "true").err == ""

@@ -1,0 +1,224 @@
+"""`rl exec`: a command in a running container, and joining a container's namespaces.
+
+The process that joins is a fresh fork of the single-threaded `rl`: setns into a user namespace
+fails in a threaded process. It joins the user namespace first (that gives it the capabilities
+the other joins need), then mnt, uts, ipc, net and pid. A pid namespace applies only to
+children, so it forks once more: that grandchild becomes the user and execs the command, while
+the joined child waits for it and forwards signals (it is root of the container's user
+namespace; `rl` is not).
+"""
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+import native
+from rootless.errors import RlError
+from rootless.runtime import nsinit, users
+from rootless.runtime.launch import wait_exit
+from rootless.runtime.nsinit import StartError
+from rootless.runtime.spec import ContainerSpec
+from rootless.store.records import ContainerRecord
+from rootless.store.store import Store
+
+# The order matters: the user namespace first, whose capabilities allow the other joins.
+_NAMESPACES = (("user", native.CLONE_NEWUSER), ("mnt", native.CLONE_NEWNS), ("uts", native.CLONE_NEWUTS),
+               ("ipc", native.CLONE_NEWIPC), ("net", native.CLONE_NEWNET), ("pid", native.CLONE_NEWPID))
+ALL_NAMESPACES = tuple(name for name, _ in _NAMESPACES)
+
+
+@dataclass(frozen=True)
+class Container:
+    """A container as the runtime finds it: its record, spec, directory and, while it runs, the
+    host pids of its namespace init and of its pid 1 (0 when it is not running).
+
+    The namespace init is in the container's user, uts, ipc and net namespaces, and its
+    `pid_for_children` is the container's pid namespace. The mount namespace with the container's
+    root is pid 1's own: pid 1 made it to pivot_root without moving the namespace init's root.
+    """
+
+    rec: ContainerRecord
+    spec: ContainerSpec
+    cdir: Path
+    ns_pid: int
+    pid1: int = 0
+
+    @property
+    def running(self) -> bool:
+        return self.ns_pid > 0
+
+
+@dataclass(frozen=True)
+class ExecOptions:
+    command: tuple[str, ...]
+    env: tuple[str, ...] = ()
+    env_files: tuple[str, ...] = ()
+    workdir: str | None = None
+    user: str | None = None
+    interactive: bool = False
+    detach: bool = False
+
+
+def find_container(store: Store, ref: str) -> Container:
+    from rootless.runtime.create import containers_dir
+
+    rec = store.container(ref)
+    cdir = containers_dir(store) / rec.id
+    ns_pid = _live_ns_pid(rec, cdir)
+    pid1 = int((cdir / "pid1").read_text()) if ns_pid else 0
+    return Container(rec, ContainerSpec.from_json(rec.spec), cdir, ns_pid, pid1)
+
+
+def _live_ns_pid(rec: ContainerRecord, cdir: Path) -> int:
+    """The namespace init's host pid if the container runs, else 0. The pid 1 file outlives the
+    container, so its parent must also be in another user namespace than ours (not a recycled pid)."""
+    if rec.status != "running":
+        return 0
+    try:
+        pid1 = int((cdir / "pid1").read_text())
+        with open(f"/proc/{pid1}/status") as f:
+            ppid = next(int(line.split()[1]) for line in f if line.startswith("PPid:"))
+        if os.stat(f"/proc/{ppid}/ns/user").st_ino == os.stat("/proc/self/ns/user").st_ino:
+            return 0
+    except (OSError, ValueError, StopIteration):
+        return 0
+    return ppid
+
+
+def running_container(store: Store, ref: str) -> Container:
+    c = find_container(store, ref)
+    if not c.running:
+        raise RlError(f"container {ref} is not running")
+    return c
+
+
+def join_namespaces(ns_pid: int, kinds: tuple[str, ...], mnt_pid: int) -> None:
+    """setns into those of the namespace init's namespaces (user, mnt, uts, ipc, net, pid) that
+    differ from ours. The pid namespace applies to the children forked after.
+
+    Joining one we are already in is skipped: with --network host the container's net namespace
+    is the host's, which a user namespace's root may not enter. All are opened before the first
+    join, while /proc still shows the host's view.
+    """
+    fds: list[tuple[int, int]] = []
+    try:
+        for name, flag in _NAMESPACES:
+            if name not in kinds:
+                continue
+            owner = mnt_pid if name == "mnt" else ns_pid
+            path = f"/proc/{owner}/ns/{'pid_for_children' if name == 'pid' else name}"
+            if os.stat(path).st_ino == os.stat(f"/proc/self/ns/{name}").st_ino:
+                continue
+            fds.append((os.open(path, os.O_RDONLY | os.O_CLOEXEC), flag))
+        for fd, flag in fds:
+            native.setns(fd, flag)
+    finally:
+        for fd, _ in fds:
+            os.close(fd)
+
+
+def exec_in(c: Container, opts: ExecOptions) -> int:
+    """Run opts.command in the running container c; the command's exit code (0 at once with -d)."""
+    from rootless.runtime import options
+
+    env = options.build_env(c.spec.env, opts.env_files, opts.env, os.environ, hostname=c.spec.hostname, tty=False)
+    err_r, err_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 125
+        try:
+            os.close(err_r)
+            code = _joined_child(c, opts, env, err_w)
+        except (FileNotFoundError, ProcessLookupError):
+            nsinit._report(err_w, 125, f"container {c.rec.name} is not running")  # it exited meanwhile
+        except BaseException as e:  # noqa: BLE001 - the parent reads the reason from the pipe
+            nsinit._report(err_w, 125, f"cannot join container {c.rec.name}: {nsinit._describe(e)}")
+        finally:
+            os._exit(code)
+    os.close(err_w)
+    previous = {s: signal.signal(s, lambda sig, _f: nsinit._forward(pid, sig)) for s in nsinit._FORWARDED}
+    try:
+        failed = _read_error(err_r)
+        if opts.detach and failed is None:
+            return 0
+        code = wait_exit(pid)
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+    if failed is not None:
+        err = RlError(failed[1])
+        err.exit_code = failed[0]
+        raise err
+    return code
+
+
+def _read_error(fd: int) -> tuple[int, str] | None:
+    """Blocks until the command was exec'd (None: the pipe closed on exec) or failed."""
+    chunks = []
+    while True:
+        b = os.read(fd, 4096)
+        if not b:
+            break
+        chunks.append(b)
+    os.close(fd)
+    text = b"".join(chunks).decode(errors="replace")
+    if not text:
+        return None
+    code, _, msg = text.partition(":")
+    return (int(code) if code.isdigit() else 125), msg
+
+
+def _joined_child(c: Container, opts: ExecOptions, env: list[str], err_w: int) -> int:
+    if opts.detach:
+        # Outlives `rl exec`: its own session, no terminal, stdio to /dev/null.
+        os.setsid()
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        os.close(null)
+    else:
+        native.prctl(native.PR_SET_PDEATHSIG, signal.SIGKILL)
+        if not opts.interactive:
+            null = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(null, 0)
+            os.close(null)
+    join_namespaces(c.ns_pid, ALL_NAMESPACES, c.pid1)
+    pid = os.fork()
+    if pid == 0:
+        code = 125
+        try:
+            code = _command(c.spec, opts, env, err_w)
+        finally:
+            os._exit(code)
+    os.close(err_w)
+    for sig in nsinit._FORWARDED:
+        signal.signal(sig, lambda s, _f: nsinit._forward(pid, s))
+    return wait_exit(pid)
+
+
+def _command(spec: ContainerSpec, opts: ExecOptions, env: list[str], err_w: int) -> int:
+    """In every namespace of the container, its root as ours: become the user and exec."""
+    try:
+        user = users.resolve_user(opts.user if opts.user is not None else spec.user,
+                                  nsinit._read("/etc/passwd"), nsinit._read("/etc/group"), spec.group_add)
+        if not any(e.startswith("HOME=") for e in env):
+            env = [*env, f"HOME={user.home}"]
+        cwd = opts.workdir or spec.cwd
+        try:
+            os.chdir(cwd)
+        except OSError as e:
+            raise StartError(126, f"cannot use the working directory {cwd}: {e.strerror}") from None
+        nsinit._become(spec, user)
+        if not opts.detach:
+            # Changing credentials cleared the parent-death signal: set it again for the new user.
+            native.prctl(native.PR_SET_PDEATHSIG, signal.SIGKILL)
+        nsinit._exec(opts.command, env, err_w)
+    except StartError as e:
+        nsinit._report(err_w, e.code, str(e))
+        return e.code
+    except (OSError, RlError) as e:
+        nsinit._report(err_w, 125, nsinit._describe(e))
+        return 125
+    return 125

@@ -1,0 +1,412 @@
+"""`rl cp`, `rl export` and `rl commit`: a container's files, read and written from the host.
+
+Container-side I/O always runs in a helper process whose root directory is the container's root,
+so the kernel resolves every container symlink inside the container, never on the host:
+- a running container: the helper joins its user and mount namespaces (its root becomes the
+  container's, as for `rl exec`);
+- a stopped one: the helper makes its own user and mount namespaces, mounts the overlay as the
+  container would (the vfs tree needs no mount) and chroots into it.
+Files travel between the helper and `rl` as a tar stream over a pipe. The host side of `rl cp`
+runs as the invoking user, so what it writes on the host is the user's and nothing more.
+
+`rl export` reads a read-only overlay of the container's upper directory over its layers (for a
+running container too): the container's own mount namespace would add its /proc, /sys and /dev,
+which Docker leaves out of an export.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import os
+import pickle
+import signal
+import stat
+import tarfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+import native
+from rootless.errors import RlError
+from rootless.image import oci
+from rootless.image.changes import apply_change
+from rootless.image.reference import parse
+from rootless.image.tarwrite import write_tar
+from rootless.runtime import nsinit
+from rootless.runtime.execute import Container, join_namespaces
+from rootless.store.store import LayerSource, Store
+from rootless.store.unpack import LayerInput
+from rootless.userns.enter import spawn_in_userns
+
+View = Literal["live", "snapshot"]
+"""live: what the container's processes see (writable); snapshot: its root file system alone, read-only."""
+Owner = Literal["root", "keep", "self"]
+"""Who owns extracted files: the container's root, the ids in the tar, or whoever extracts."""
+
+
+@dataclass(frozen=True)
+class PathInfo:
+    exists: bool
+    is_dir: bool
+    parent_is_dir: bool
+
+
+@dataclass(frozen=True)
+class CopyPlan:
+    """Where a copy lands: the source goes into dest_dir as `name`, or with name None, the
+    source directory's contents go into dest_dir."""
+
+    dest_dir: str
+    name: str | None
+
+
+def plan_copy(src: str, src_is_dir: bool, dest: str, dest_info: PathInfo) -> CopyPlan:
+    """Docker's rules: a file goes into an existing directory under its own name, or becomes
+    DEST; a directory goes into an existing directory under its own name (its contents with
+    SRC/.), or becomes DEST when DEST does not exist. DEST ending in / must be a directory."""
+    contents = src_is_dir and (src.endswith("/.") or src in (".", "/"))
+    base = os.path.basename(os.path.normpath(src))
+    dest_norm = os.path.normpath(dest)
+    if dest_info.exists and dest_info.is_dir:
+        return CopyPlan(dest_norm, None if contents else base)
+    if dest_info.exists:
+        if src_is_dir:
+            raise RlError(f"cannot copy a directory to a file: {dest}")
+        return CopyPlan(os.path.dirname(dest_norm), os.path.basename(dest_norm))
+    if dest.endswith("/") and not src_is_dir:
+        raise RlError(f"the destination directory {dest} does not exist")
+    if not dest_info.parent_is_dir:
+        raise RlError(f"the parent directory of {dest} does not exist")
+    return CopyPlan(os.path.dirname(dest_norm), os.path.basename(dest_norm))
+
+
+def probe(path: str) -> PathInfo:
+    """What `path` is, symlinks followed (a destination that is a link to a directory is one)."""
+    parent = os.path.dirname(os.path.normpath(path))
+    return PathInfo(os.path.exists(path), os.path.isdir(path), os.path.isdir(parent))
+
+
+def source_kind(path: str) -> bool:
+    """Whether a copy source is a directory. A symlink is copied as itself, unless SRC ends in /
+    or /., which asks for the directory it points to."""
+    follow = path.endswith("/") or path.endswith("/.")
+    try:
+        st = os.stat(path) if follow else os.lstat(path)
+    except FileNotFoundError:
+        raise RlError(f"no such file or directory: {path}") from None
+    except NotADirectoryError:
+        raise RlError(f"not a directory: {path}") from None
+    if follow and not stat.S_ISDIR(st.st_mode):
+        raise RlError(f"not a directory: {path}")
+    return stat.S_ISDIR(st.st_mode)
+
+
+def tar_out(src: str, plan: CopyPlan, out_fd: int) -> None:
+    """Write src as a tar stream of names relative to plan.dest_dir; closes out_fd."""
+    with open(out_fd, "wb") as f, tarfile.open(fileobj=f, mode="w|", format=tarfile.PAX_FORMAT) as tf:
+        root = src
+        if src.endswith(("/", "/.")):
+            # SRC/ and SRC/. name the directory a symlink points to (resolved in our root).
+            root = os.path.realpath(src.removesuffix("/.") or "/")
+        if plan.name is not None:
+            tf.add(root, arcname=plan.name)
+            return
+        for name in sorted(os.listdir(root)):
+            tf.add(os.path.join(root, name), arcname=name)
+
+
+def tar_in(dest_dir: str, in_fd: int, owner: Owner) -> None:
+    """Extract the tar stream on in_fd into dest_dir; closes in_fd.
+
+    A name never goes through a symlink below dest_dir, whatever the stream holds (on the host
+    the stream comes from a container). Directories get their final modes last, as extractall
+    does, so a read-only directory can still be filled.
+    """
+    dirs: list[tuple[tarfile.TarInfo, str]] = []
+    with open(in_fd, "rb") as f, tarfile.open(fileobj=f, mode="r|") as tf:
+        for m in tf:
+            target = _safe_target(dest_dir, m.name)
+            if m.islnk():
+                _safe_target(dest_dir, m.linkname)
+            if owner == "root":
+                m.uid = m.gid = 0
+            _clear(target, m.isdir())
+            if m.isdir():
+                dirs.append((m, target))
+                tf.extract(_writable_dir(m), dest_dir, set_attrs=True, numeric_owner=True)
+            else:
+                tf.extract(m, dest_dir, numeric_owner=True)
+        for m, target in reversed(dirs):
+            if os.geteuid() == 0:
+                tf.chown(m, target, True)
+            tf.utime(m, target)
+            tf.chmod(m, target)
+
+
+def _writable_dir(m: tarfile.TarInfo) -> tarfile.TarInfo:
+    d = copy.copy(m)
+    d.mode = 0o700
+    return d
+
+
+def _safe_target(dest_dir: str, name: str) -> str:
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if name.startswith("/") or ".." in parts:
+        raise RlError(f"refusing the archive entry {name!r}: it leaves the destination")
+    cur = dest_dir
+    for p in parts[:-1]:
+        cur = os.path.join(cur, p)
+        if os.path.islink(cur):
+            raise RlError(f"refusing to write through the symbolic link {cur}")
+    return os.path.join(dest_dir, *parts)
+
+
+def _clear(target: str, is_dir: bool) -> None:
+    """Make room for an entry: a non-directory in the way is replaced (never written through)."""
+    if not os.path.lexists(target):
+        return
+    if os.path.isdir(target) and not os.path.islink(target):
+        if not is_dir:
+            raise RlError(f"cannot overwrite the directory {target} with a non-directory")
+        return
+    os.unlink(target)
+
+
+# ---- the container-side helper -------------------------------------------------------------
+
+class _Helper:
+    """A helper process running one function with the container's root as its root."""
+
+    def __init__(self, pid: int, res_r: int) -> None:
+        self.pid = pid
+        self.res_r = res_r
+
+    def result(self) -> Any:
+        chunks = []
+        try:
+            while True:
+                b = os.read(self.res_r, 65536)
+                if not b:
+                    break
+                chunks.append(b)
+        finally:
+            os.close(self.res_r)
+            os.waitpid(self.pid, 0)
+        if not chunks:
+            raise RlError("the container file helper died")
+        kind, value = pickle.loads(b"".join(chunks))
+        if kind == "error":
+            raise RlError(value)
+        return value
+
+
+def _start(store: Store, c: Container, view: View, fn: Callable[..., Any], args: tuple[Any, ...],
+           child_closes: tuple[int, ...] = ()) -> _Helper:
+    """Start fn(*args) in a helper whose root is the container's; the parent's ends of pipes the
+    helper uses are in child_closes."""
+    if view == "live" and not c.running and c.rec.status == "running":
+        # Mounting its overlay a second time, on the upper directory the container writes, is
+        # what the kernel calls undefined behaviour.
+        raise RlError(f"container {c.rec.name} is starting or stopping (its processes cannot be found): "
+                      "try again in a moment")
+    res_r, res_w = os.pipe()
+    joined = view == "live" and c.running
+
+    def child() -> int:
+        os.close(res_r)
+        for fd in child_closes:
+            os.close(fd)
+        native.prctl(native.PR_SET_PDEATHSIG, signal.SIGKILL)
+        # Names are never looked up: tarfile's pwd/grp would load the container's NSS modules.
+        tarfile.pwd = tarfile.grp = None  # type: ignore[attr-defined]
+        try:
+            if joined:
+                _join(c)
+            else:
+                _enter_rootfs(c, view)
+            payload: tuple[str, Any] = ("ok", fn(*args))
+        except (OSError, RlError, tarfile.TarError, nsinit.StartError) as e:
+            payload = ("error", nsinit._describe(e))
+        data = pickle.dumps(payload)
+        view_ = memoryview(data)
+        while view_:
+            view_ = view_[os.write(res_w, view_):]
+        return 0
+
+    try:
+        if joined:
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - runs in the child
+                code = 125
+                try:
+                    code = child()
+                finally:
+                    os._exit(code)
+        else:
+            pid = spawn_in_userns(store.mapping, child, native.CLONE_NEWNS)
+    finally:
+        os.close(res_w)
+    return _Helper(pid, res_r)
+
+
+def _join(c: Container) -> None:
+    try:
+        join_namespaces(c.ns_pid, ("user", "mnt"), c.pid1)
+    except (FileNotFoundError, ProcessLookupError):
+        raise RlError(f"container {c.rec.name} is not running") from None  # it exited meanwhile
+
+
+def _enter_rootfs(c: Container, view: View) -> None:
+    """In a fresh user and mount namespace: mount the container's root and chroot into it."""
+    native.mount(None, "/", None, native.MS_REC | native.MS_PRIVATE)
+    rootfs = str(c.cdir / "merged")
+    if c.spec.driver == "overlay":
+        if view == "live":
+            nsinit._mount_rootfs(c.spec, str(c.cdir), rootfs)
+        else:
+            # The upper directory as the top lower layer: a read-only view that never shares
+            # the running container's upper and work directories.
+            lower = ":".join([str(c.cdir / "upper"), *reversed(c.spec.layers)])
+            native.mount("overlay", rootfs, "overlay", native.MS_RDONLY, f"lowerdir={lower},userxattr")
+    os.chdir(rootfs)
+    os.chroot(".")
+    os.chdir("/")
+
+
+def _call(store: Store, c: Container, view: View, fn: Callable[..., Any], *args: Any) -> Any:
+    return _start(store, c, view, fn, args).result()
+
+
+# ---- cp ------------------------------------------------------------------------------------
+
+def copy_out(store: Store, c: Container, src: str, dest: str) -> None:
+    """CONTAINER:src -> host dest; what lands on the host belongs to the invoking user."""
+    src = _container_path(src)
+    dest_info = probe(dest)
+    src_is_dir = _call(store, c, "live", source_kind, src)
+    plan = plan_copy(src, src_is_dir, dest, dest_info)
+    r, w = os.pipe()
+    helper = _start(store, c, "live", tar_out, (src, plan, w), child_closes=(r,))
+    os.close(w)
+    try:
+        tar_in(plan.dest_dir, r, "self")
+    except (OSError, RlError, tarfile.TarError) as e:
+        try:
+            helper.result()
+        except RlError as helper_error:
+            # A stream cut short is the helper's failure, told better by its own message; any
+            # other error is ours, and the helper only saw the pipe close.
+            if isinstance(e, tarfile.TarError):
+                raise helper_error from None
+        raise RlError(f"cannot copy {src} out of {c.rec.name}: {nsinit._describe(e)}") from None
+    helper.result()
+
+
+def copy_in(store: Store, c: Container, src: str, dest: str, keep_owners: bool) -> None:
+    """host src -> CONTAINER:dest; what lands belongs to the container's root (-a: the source's ids)."""
+    dest = _container_path(dest)
+    src_is_dir = source_kind(src)
+    plan = plan_copy(src, src_is_dir, dest, _call(store, c, "live", probe, dest))
+    r, w = os.pipe()
+    helper = _start(store, c, "live", tar_in, (plan.dest_dir, r, "keep" if keep_owners else "root"),
+                    child_closes=(w,))
+    os.close(r)
+    try:
+        tar_out(src, plan, w)
+    except BrokenPipeError:
+        pass  # the helper stopped reading: its result says why
+    except BaseException:
+        try:
+            helper.result()
+        except RlError:
+            pass  # it only saw the stream cut short: ours is the error to tell
+        raise
+    helper.result()
+
+
+def _container_path(path: str) -> str:
+    """Container paths are relative to its root, as in Docker."""
+    return path if path.startswith("/") else "/" + path
+
+
+# ---- export --------------------------------------------------------------------------------
+
+def export(store: Store, c: Container, out_fd: int) -> None:
+    """The container's whole file system as a tar on out_fd, with the owners it has inside."""
+    _call(store, c, "snapshot", _export_root, out_fd, store.owners)
+
+
+def _export_root(out_fd: int, owners: str) -> None:
+    with open(out_fd, "wb", buffering=0, closefd=False) as f:
+        write_tar("/", f, owners=owners, overlay_upper=False)  # type: ignore[arg-type]
+
+
+# ---- commit --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CommitOptions:
+    reference: str | None = None
+    changes: tuple[str, ...] = ()
+    message: str | None = None
+    author: str | None = None
+
+
+def commit(store: Store, c: Container, opts: CommitOptions) -> str:
+    """A new image: the container's image plus one layer of its changes; returns the image id."""
+    ref = parse(opts.reference) if opts.reference else None
+    image = store.image(c.rec.image_id)
+    base = store.config(image)
+    section = dict(base.get("config") or {})
+    for change in opts.changes:
+        apply_change(section, change)
+    manifest = store.manifest(image)
+    with store.adding():
+        tar = store.scratch.new_path("commit")
+        if c.spec.driver == "overlay":
+            store.in_userns(_tar_upper, str(c.cdir / "upper"), str(tar), store.owners)
+        else:
+            image_tree, upper = store.scratch.new_path("commit-image"), store.scratch.new_path("commit-upper")
+            image_tree.mkdir()
+            upper.mkdir()
+            store.in_userns(_tar_vfs_changes, list(c.spec.layers), str(image_tree), str(c.cdir / "merged"),
+                            str(upper), str(tar), store.owners)
+        diff_id = _sha256(str(tar))
+        diff_ids = [*oci.diff_ids(base), diff_id]
+        sources = [LayerSource(None, d.digest, d.media_type) for d in manifest.layers]
+        layers = store.ingest_layers([*sources, LayerSource(LayerInput(str(tar)))], diff_ids)
+        now = oci.rfc3339(datetime.now(timezone.utc).timestamp())
+        entry: dict[str, Any] = {"created": now, "created_by": " ".join(c.spec.args)}
+        if opts.author:
+            entry["author"] = opts.author
+        if opts.message:
+            entry["comment"] = opts.message
+        config = {**base, "created": now, "config": section,
+                  "rootfs": {"type": "layers", "diff_ids": diff_ids},
+                  "history": [*(base.get("history") or []), entry]}
+        if opts.author:
+            config["author"] = opts.author
+        rec = store.commit_image(oci.canonical_json(config), layers, [ref] if ref else [])
+    return rec.id
+
+
+def _tar_upper(upper: str, out: str, owners: str) -> None:
+    with open(out, "wb") as f:
+        write_tar(upper, f, owners=owners, overlay_upper=True)  # type: ignore[arg-type]
+
+
+def _tar_vfs_changes(layers: list[str], image_tree: str, merged: str, upper: str, out: str, owners: str) -> None:
+    from rootless.runtime.treediff import write_upper
+    from rootless.runtime.vfs import merge_layers
+
+    merge_layers(layers, image_tree)
+    write_upper(image_tree, merged, upper)
+    _tar_upper(upper, out, owners)
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()

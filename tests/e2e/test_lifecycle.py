@@ -1,0 +1,317 @@
+"""The container lifecycle as a user drives it: run -d, logs, stop, kill, wait, start, restart,
+rm -f, inspect, and what happens when a supervisor is killed."""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import pty
+import re
+import select
+import signal
+import struct
+import subprocess
+import sys
+import termios
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Rl
+
+# sh as pid 1 gets only the signals it traps; the short sleeps let the trap run soon.
+LOOP = "while true; do sleep 0.1; done"
+STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z ")
+
+
+@pytest.fixture
+def detached(rl: Rl, busybox: str) -> Iterator[Callable[..., str]]:
+    """`rl run -d ...` returning the id; every container made is removed at the end."""
+    made: list[str] = []
+
+    def run(*args: str, driver: str | None = None) -> str:
+        pre = ("--storage-driver", driver) if driver else ()
+        cid = rl(*pre, "run", "-d", *args).out.strip()
+        assert re.fullmatch(r"[0-9a-f]{64}", cid), cid
+        made.append(cid)
+        return cid
+
+    yield run
+    for cid in made:
+        rl("rm", "-f", cid, check=False)
+
+
+def wait_for(cond: Callable[[], bool], timeout: float = 15) -> None:
+    end = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.05)
+
+
+def logs_have(rl: Rl, cid: str, text: str) -> Callable[[], bool]:
+    return lambda: text in rl("logs", cid).out
+
+
+def state(rl: Rl, cid: str) -> dict:  # type: ignore[type-arg]
+    return json.loads(rl("inspect", "--type", "container", cid).out)[0]["State"]  # type: ignore[no-any-return]
+
+
+def processes_with(word: str) -> list[int]:
+    """Live (not zombie) processes whose command line holds word."""
+    found = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            stat = (d / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if word in cmd and stat[0] not in ("Z", "X") and int(d.name) != os.getpid():
+            found.append(int(d.name))
+    return found
+
+
+def test_detach_logs_ps_stop_rm(rl: Rl, detached: Callable[..., str]) -> None:
+    cid = detached("--name", "web", "busybox", "sh", "-c", f'trap "echo bye; exit 0" TERM; echo hello; {LOOP}')
+    wait_for(logs_have(rl, cid, "hello"))
+    ps = rl("ps").out
+    assert "web" in ps and "Up " in ps and cid[:12] in ps
+    assert rl("stop", "web").out == "web\n"
+    assert rl("logs", "web").out == "hello\nbye\n"
+    assert "web" not in rl("ps").out
+    assert "Exited (0)" in rl("ps", "-a").out
+    assert rl("rm", "web").out == "web\n"
+    assert "web" not in rl("ps", "-a").out
+
+
+def test_logs_keep_streams_apart_with_timestamps_and_tail(rl: Rl, detached: Callable[..., str]) -> None:
+    cid = detached("busybox", "sh", "-c", "echo o1; echo e1 >&2; echo o2; printf partial")
+    assert rl("wait", cid).out == "0\n"
+    r = rl("logs", cid)
+    assert (r.out, r.err) == ("o1\no2\npartial", "e1\n")
+    r = rl("logs", "-t", cid)
+    lines = r.out.split("\n")
+    assert all(STAMP.match(line) for line in lines) and STAMP.sub("", lines[0]) == "o1"
+    assert STAMP.sub("", r.err) == "e1\n"
+    cid = detached("busybox", "seq", "1", "5")
+    rl("wait", cid)
+    assert rl("logs", "--tail", "2", cid).out == "4\n5\n"
+    assert rl("logs", "--tail", "0", cid).out == ""
+
+
+def test_logs_follow_until_exit(rl: Rl, detached: Callable[..., str]) -> None:
+    cid = detached("busybox", "sh", "-c", "for i in 1 2 3; do echo $i; sleep 0.3; done")
+    r = rl("logs", "-f", cid, timeout=30)
+    assert r.out == "1\n2\n3\n"
+
+
+def test_foreground_run_keeps_logs(rl: Rl, busybox: str) -> None:
+    r = rl("run", "--name", "fg", "busybox", "sh", "-c", "echo a; echo b >&2; exit 4", check=False)
+    assert (r.code, r.out, r.err) == (4, "a\n", "b\n")
+    r = rl("logs", "fg")
+    assert (r.out, r.err) == ("a\n", "b\n")
+    rl("rm", "fg")
+
+
+def test_stop_escalates_to_sigkill(rl: Rl, detached: Callable[..., str]) -> None:
+    cid = detached("busybox", "sh", "-c", f'trap "" TERM; echo ready; {LOOP}')
+    wait_for(logs_have(rl, cid, "ready"))
+    t0 = time.monotonic()
+    rl("stop", "-t", "1", cid)
+    assert 0.9 < time.monotonic() - t0 < 8
+    assert rl("wait", cid).out == "137\n"
+
+
+def test_kill_sends_the_signal_to_a_trap(rl: Rl, detached: Callable[..., str]) -> None:
+    cid = detached("busybox", "sh", "-c", f'trap "echo got usr1; exit 3" USR1; echo ready; {LOOP}')
+    wait_for(logs_have(rl, cid, "ready"))
+    assert rl("kill", "-s", "USR1", cid).out == f"{cid}\n"
+    assert rl("wait", cid).out == "3\n"
+    assert rl("logs", cid).out == "ready\ngot usr1\n"
+    r = rl("kill", cid, check=False)
+    assert r.code == 125 and "is not running" in r.err
+
+
+def test_wait_blocks_until_exit(rl: Rl, detached: Callable[..., str]) -> None:
+    cid = detached("busybox", "sh", "-c", "sleep 1; exit 5")
+    t0 = time.monotonic()
+    assert rl("wait", cid).out == "5\n"
+    assert time.monotonic() - t0 > 0.5
+    assert state(rl, cid)["ExitCode"] == 5
+
+
+@pytest.mark.parametrize("driver", ["overlay", "vfs"])
+def test_start_after_stop_keeps_the_container_s_files(rl: Rl, detached: Callable[..., str], driver: str) -> None:
+    cid = detached("--name", "keep", "busybox", "sh", "-c",
+                   f'echo run >> /runs; wc -l < /runs; trap "exit 0" TERM; {LOOP}', driver=driver)
+    wait_for(logs_have(rl, cid, "1"))
+    rl("stop", "keep")
+    assert rl("start", "keep").out == "keep\n"
+    wait_for(logs_have(rl, cid, "2"))
+    assert state(rl, cid)["Running"] is True
+    assert rl("restart", "-t", "5", "keep").out == "keep\n"
+    wait_for(logs_have(rl, cid, "3"))
+    assert rl("logs", "keep").out == "1\n2\n3\n"
+
+
+def test_start_attached_streams_and_returns_the_code(rl: Rl, detached: Callable[..., str]) -> None:
+    cid = detached("--name", "att", "busybox", "sh", "-c", "echo once; exit 2")
+    assert rl("wait", cid).out == "2\n"
+    r = rl("start", "-a", "att", check=False)
+    assert (r.code, r.out) == (2, "once\n")
+    assert rl("logs", "att").out == "once\nonce\n"
+
+
+def test_rm_force_kills_a_running_container(rl: Rl, detached: Callable[..., str]) -> None:
+    cid = detached("--name", "doomed", "busybox", "sleep", "23456")
+    wait_for(lambda: bool(processes_with("sleep 23456")))
+    r = rl("rm", "doomed", check=False)
+    assert r.code == 125 and "is running" in r.err
+    assert rl("rm", "-f", "doomed").out == "doomed\n"
+    assert "doomed" not in rl("ps", "-a").out
+    wait_for(lambda: not processes_with("sleep 23456"), timeout=5)
+    assert not (rl.root / "containers" / cid).exists()
+
+
+def test_run_detached_rm_removes_it_after_exit(rl: Rl, detached: Callable[..., str]) -> None:
+    cid = detached("--rm", "busybox", "sleep", "0.3")
+    wait_for(lambda: cid[:12] not in rl("ps", "-a").out)
+    assert not (rl.root / "containers" / cid).exists()
+
+
+def test_start_failure_is_reported_by_run_detached(rl: Rl, busybox: str) -> None:
+    r = rl("run", "-d", "--rm", "busybox", "nosuchcommand", check=False)
+    assert r.code == 127 and r.err == "Error: nosuchcommand: executable file not found in $PATH\n"
+    assert r.out == "" and rl("ps", "-a", "-q").out == ""
+
+
+def test_killed_supervisor_is_found_and_cleaned(rl: Rl, detached: Callable[..., str], store) -> None:  # type: ignore[no-untyped-def]
+    cid = detached("--name", "orphan", "busybox", "sleep", "34567")
+    wait_for(lambda: bool(processes_with("sleep 34567")))
+    supervisor = store.container(cid).pid
+    os.kill(supervisor, signal.SIGKILL)
+    wait_for(lambda: "Exited (137)" in rl("ps", "-a").out)
+    assert rl("wait", "orphan").out == "137\n"
+    assert rl("rm", "orphan").out == "orphan\n"
+    wait_for(lambda: not processes_with("sleep 34567"), timeout=5)
+    assert not (rl.root / "containers" / cid).exists()
+    # The store is not left locked: another container runs at once.
+    assert rl("run", "--rm", "busybox", "echo", "ok", timeout=30).out == "ok\n"
+
+
+def test_detached_container_survives_the_process_group_that_started_it(rl: Rl, busybox: str) -> None:
+    shell = subprocess.Popen(["sh", "-c", f"{sys.executable} -m rootless run -d --name survivor busybox "
+                                          f"sh -c 'echo up; {LOOP}'; echo started; sleep 100"],
+                             env=rl.env, stdout=subprocess.PIPE, start_new_session=True)
+    try:
+        assert shell.stdout is not None
+        for line in shell.stdout:
+            if line == b"started\n":
+                break
+        os.killpg(shell.pid, signal.SIGKILL)
+        shell.wait()
+        time.sleep(0.5)
+        assert state(rl, "survivor")["Running"] is True
+        assert rl("logs", "survivor").out == "up\n"
+    finally:
+        rl("rm", "-f", "survivor", check=False)
+
+
+def test_ten_megabytes_intact_through_the_log(rl: Rl, detached: Callable[..., str]) -> None:
+    cid = detached("busybox", "sh", "-c", "yes 0123456789abcdef | head -c 10000000; echo done >&2")
+    assert rl("wait", cid, timeout=120).out == "0\n"
+    p = subprocess.run([sys.executable, "-m", "rootless", "logs", cid], env=rl.env, capture_output=True,
+                       timeout=120)
+    assert p.returncode == 0 and p.stderr == b"done\n"
+    assert p.stdout == (b"0123456789abcdef\n" * 600_000)[:10_000_000]
+
+
+def test_inspect_fields(rl: Rl, detached: Callable[..., str], busybox: str) -> None:
+    cid = detached("--name", "insp", "-e", "A=1", "-w", "/tmp", "-h", "box", "--read-only", "--tmpfs", "/scratch",
+                   "busybox", "sleep", "45678")
+    c = json.loads(rl("inspect", "insp").out)[0]
+    assert c["Id"] == cid and c["Name"] == "insp" and c["Image"] == busybox
+    assert c["State"]["Status"] == "running" and c["State"]["Running"] is True
+    assert c["State"]["Pid"] in processes_with("sleep 45678")
+    assert c["Config"]["Cmd"] == ["sleep", "45678"] and "A=1" in c["Config"]["Env"]
+    assert (c["Config"]["WorkingDir"], c["Config"]["Hostname"], c["Config"]["Image"]) == ("/tmp", "box", "busybox")
+    assert c["HostConfig"] == {**c["HostConfig"], "AutoRemove": False, "ReadonlyRootfs": True, "NetworkMode": "host"}
+    assert [m["Destination"] for m in c["Mounts"]] == ["/scratch"]
+    assert c["GraphDriver"]["Name"] in ("overlay", "vfs")
+    rl("kill", "insp")
+    s = state(rl, "insp")
+    assert (s["Status"], s["Running"], s["ExitCode"], s["Pid"]) == ("exited", False, 137, 0)
+    assert s["FinishedAt"] >= s["StartedAt"] > c["Created"]
+
+
+def run_in_terminal(rl: Rl, args: list[str], keys: tuple[bytes, ...] = (), size: tuple[int, int] = (33, 111),
+                    resize: tuple[int, int] | None = None) -> tuple[bytes, int]:
+    """Run `rl ARGS` with a real terminal of the given size as its stdio, typing keys a little apart
+    (and resizing the terminal before the last), and return what the terminal showed and the code."""
+    pid, fd = pty.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.execve(sys.executable, [sys.executable, "-m", "rootless", *args], rl.env)
+        finally:
+            os._exit(127)
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", *size, 0, 0))
+    shown = b""
+
+    def read_for(seconds: float) -> bool:
+        nonlocal shown
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            if select.select([fd], [], [], 0.05)[0]:
+                try:
+                    data = os.read(fd, 4096)
+                except OSError:  # EIO: rl exited and closed the terminal
+                    return False
+                if not data:
+                    return False
+                shown += data
+        return True
+
+    for i, key in enumerate(keys):
+        read_for(1.0)
+        if resize and i == len(keys) - 1:
+            fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", *resize, 0, 0))
+            os.kill(pid, signal.SIGWINCH)  # what the terminal sends its foreground group
+            read_for(0.3)
+        os.write(fd, key)
+    while read_for(0.5):
+        pass
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return shown, os.waitstatus_to_exitcode(status)
+
+
+def test_tty_is_the_container_s_own_terminal(rl: Rl, busybox: str) -> None:
+    shown, code = run_in_terminal(rl, ["run", "--rm", "-t", "busybox", "sh", "-c", "tty; stty size; echo $TERM"])
+    assert (shown, code) == (b"/dev/pts/0\r\n33 111\r\nxterm\r\n", 0)
+
+
+def test_interactive_tty_takes_keys_and_follows_the_window_size(rl: Rl, busybox: str) -> None:
+    shown, code = run_in_terminal(rl, ["run", "--rm", "-it", "busybox", "sh"],
+                                  keys=(b"stty size\r", b"stty size; exit 7\r"), resize=(40, 100))
+    assert code == 7
+    assert b"33 111\r\n" in shown and shown.endswith(b"40 100\r\n")
+
+
+def test_detached_tty_is_logged(rl: Rl, detached: Callable[..., str]) -> None:
+    cid = detached("-t", "busybox", "sh", "-c", f'tty; trap "echo bye; exit 0" TERM; {LOOP}')
+    wait_for(logs_have(rl, cid, "/dev/pts/0"))
+    rl("stop", cid)
+    assert rl("logs", cid).out == "/dev/pts/0\r\nbye\r\n"
+    assert rl("wait", cid).out == "0\n"
+
+
+@pytest.mark.single_id
+def test_single_id_detached_lifecycle(rl: Rl, detached: Callable[..., str]) -> None:
+    cid = detached("busybox", "sh", "-c", f'trap "echo bye; exit 0" TERM; echo hi; {LOOP}')
+    wait_for(logs_have(rl, cid, "hi"))
+    rl("stop", cid)
+    assert rl("logs", cid).out == "hi\nbye\n"
+    assert rl("wait", cid).out == "0\n"
