@@ -86,6 +86,15 @@ def workloads(w: Path, images: Path) -> list[Workload]:
             rounds=20, needs=("podman", "bwrap", "unshare"),
         ),
         Workload(
+            "fileio", "write 512 MB with fsync and read it back, inside a container (overlay) vs the host",
+            (Contender("rl", f"{rl} --storage-driver overlay run --rm busybox sh -c "
+                             "'dd if=/dev/zero of=/f bs=1M count=512 conv=fsync 2>/dev/null && cat /f > /dev/null'"),
+             Contender("host", f"busybox sh -c 'dd if=/dev/zero of={w}/f bs=1M count=512 conv=fsync 2>/dev/null "
+                               f"&& cat {w}/f > /dev/null && rm {w}/f'")),
+            setup=f"{rl} images -q busybox | grep -q . || {rl} import {images}/busybox.tar busybox",
+            rounds=5, needs=("busybox",),
+        ),
+        Workload(
             "help", "print the help text",
             (Contender("rl", f"{rl} --help"), Contender("podman", "podman --help")),
             rounds=15, needs=("podman",),
