@@ -1,7 +1,6 @@
 """OCI image formats: media types, manifests, configs, ChainIDs."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -74,6 +73,8 @@ def chain_ids(diff_ids: list[str]) -> list[str]:
         if not out:
             out.append(d)
         else:
+            import hashlib  # here: OpenSSL's load costs ~2 ms on paths that never hash
+
             out.append("sha256:" + hashlib.sha256(f"{out[-1]} {d}".encode()).hexdigest())
     return out
 

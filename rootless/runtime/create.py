@@ -66,7 +66,6 @@ def _command(config: dict, opts: RunOptions) -> tuple[str, ...]:  # type: ignore
 
 def _resolve_mounts(store: Store, opts: RunOptions) -> tuple[Mount, ...]:
     from rootless.runtime import options
-    from rootless.runtime.volumes import mount_volume
 
     # -v creates a missing host directory, --mount refuses it: Docker's difference, kept.
     specs = ([(options.parse_volume(v), True) for v in opts.volumes]
@@ -91,6 +90,8 @@ def _resolve_mounts(store: Store, opts: RunOptions) -> tuple[Mount, ...]:
                 os.makedirs(src, exist_ok=True)
             out.append(Mount("bind", src, m.target, m.readonly, m.options))
         else:
+            from rootless.runtime.volumes import mount_volume
+
             out.append(mount_volume(store, m, layers))
     return tuple(out)
 

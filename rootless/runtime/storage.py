@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +22,7 @@ class DriverChoice:
 def kernel_overlay_usable(store: Store) -> tuple[bool, str]:
     """Probed once per kernel and id mode, then remembered in the runtime dir (the probe forks a
     user namespace and mounts, which would cost every `rl run`)."""
-    cache = runtime_dir() / f"overlay-probe-{platform.release()}-{store.mapping.mode}.json"
+    cache = runtime_dir() / f"overlay-probe-{os.uname().release}-{store.mapping.mode}.json"
     try:
         d = json.loads(cache.read_text())
         return bool(d["ok"]), str(d["detail"])

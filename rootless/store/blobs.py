@@ -1,7 +1,6 @@
 """Content-addressed blobs: manifests, configs and layer blobs under blobs/sha256/HEX."""
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from pathlib import Path
@@ -20,6 +19,8 @@ def check_digest(digest: str) -> str:
 
 
 def sha256_digest(data: bytes) -> str:
+    import hashlib  # here: OpenSSL's load costs ~2 ms on paths that never hash
+
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
@@ -30,6 +31,8 @@ class BlobWriter:
         self._store = store
         self._tmp = tmp_path
         self._f: BinaryIO | None = open(tmp_path, "wb")
+        import hashlib
+
         self._hash = hashlib.sha256()
         self.size = 0
 

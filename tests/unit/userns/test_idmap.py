@@ -46,3 +46,20 @@ def test_range_user_gets_full_mapping() -> None:
         pytest.skip("this user has no subordinate range (the single-id user runs the other tests)")
     m = idmap.detect_mapping()
     assert m.size > 1 and m.uids[0].outside == os.getuid()
+
+
+def test_missing_newuidmap_falls_back_to_single_id_and_says_why(monkeypatch: pytest.MonkeyPatch,
+                                                                  tmp_path: Path) -> None:
+    import pwd
+
+    name = pwd.getpwuid(os.getuid()).pw_name
+    sub = tmp_path / "subuid"
+    sub.write_text(f"{name}:100000:65536\n")
+    monkeypatch.setattr(idmap, "SUBUID_FILE", sub)
+    monkeypatch.setattr(idmap, "SUBGID_FILE", sub)
+    monkeypatch.delenv("RL_IDMAP", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no newuidmap on PATH
+    monkeypatch.setattr(idmap.os.path, "exists", lambda p: False if p.startswith("/usr/bin/new") else os.path.lexists(p))
+    m = idmap.detect_mapping()
+    assert m.mode == "single"
+    assert "newuidmap" in m.reason and "uidmap" in m.reason
