@@ -10,12 +10,12 @@ from rootless.errors import UsageError
 def cmd_exec(args: argparse.Namespace) -> int:
     from rootless.runtime.execute import ExecOptions, exec_in, running_container
 
-    if args.tty:
-        raise UsageError("-t/--tty is not available yet for rl exec: run without it (use -i for stdin)")
+    if args.tty and args.detach:
+        raise UsageError("-t/--tty cannot be used with -d for rl exec: a detached command has no terminal to relay")
     if args.command and args.command[0] == "--":
         args.command = args.command[1:]
     opts = ExecOptions(tuple(args.command), tuple(args.env), tuple(args.env_file), args.workdir, args.user,
-                       args.interactive, args.detach)
+                       args.interactive, args.tty, args.detach)
     if not opts.command:
         raise UsageError("exec needs a command to run: rl exec CONTAINER COMMAND [ARG...]")
     with open_store(args) as store:

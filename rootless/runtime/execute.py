@@ -6,6 +6,10 @@ the other joins need), then mnt, uts, ipc, net and pid. A pid namespace applies 
 children, so it forks once more: that grandchild becomes the user and execs the command, while
 the joined child waits for it and forwards signals (it is root of the container's user
 namespace; `rl` is not).
+
+With -t the command gets a terminal as `rl run -t` gives pid 1 (see rootless.runtime.pty): the
+grandchild opens it from the container's devpts, being in its mount namespace, and sends the
+master back over the socket pair that is its stdio until then.
 """
 from __future__ import annotations
 
@@ -58,6 +62,7 @@ class ExecOptions:
     workdir: str | None = None
     user: str | None = None
     interactive: bool = False
+    tty: bool = False
     detach: bool = False
 
 
@@ -123,14 +128,24 @@ def exec_in(c: Container, opts: ExecOptions) -> int:
     """Run opts.command in the running container c; the command's exit code (0 at once with -d)."""
     from rootless.runtime import options
 
-    env = options.build_env(c.spec.env, opts.env_files, opts.env, os.environ, hostname=c.spec.hostname, tty=False)
+    env = options.build_env(c.spec.env, opts.env_files, opts.env, os.environ, hostname=c.spec.hostname,
+                            tty=opts.tty)
+    ours = theirs = None
+    if opts.tty:
+        from rootless.runtime import pty
+
+        ours, theirs = pty.socket_pair()
     err_r, err_w = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
         code = 125
         try:
             os.close(err_r)
-            code = _joined_child(c, opts, env, err_w)
+            terminal = None
+            if ours is not None and theirs is not None:
+                ours.close()
+                terminal = theirs.fileno()
+            code = _joined_child(c, opts, env, err_w, terminal)
         except (FileNotFoundError, ProcessLookupError):
             nsinit._report(err_w, 125, f"container {c.rec.name} is not running")  # it exited meanwhile
         except BaseException as e:  # noqa: BLE001 - the parent reads the reason from the pipe
@@ -138,11 +153,17 @@ def exec_in(c: Container, opts: ExecOptions) -> int:
         finally:
             os._exit(code)
     os.close(err_w)
+    if theirs is not None:
+        theirs.close()
     previous = {s: signal.signal(s, lambda sig, _f: nsinit._forward(pid, sig)) for s in nsinit._FORWARDED}
     try:
         failed = _read_error(err_r)
         if opts.detach and failed is None:
             return 0
+        if ours is not None:
+            if failed is None:
+                pty.relay(pty.receive_master(ours), None, opts.interactive, echo=True)
+            ours.close()
         code = wait_exit(pid)
     finally:
         for s, h in previous.items():
@@ -170,7 +191,9 @@ def _read_error(fd: int) -> tuple[int, str] | None:
     return (int(code) if code.isdigit() else 125), msg
 
 
-def _joined_child(c: Container, opts: ExecOptions, env: list[str], err_w: int) -> int:
+def _joined_child(c: Container, opts: ExecOptions, env: list[str], err_w: int, terminal: int | None) -> int:
+    """terminal: with -t, our end of the socket pair, which becomes our stdio until the command
+    takes its terminal."""
     if opts.detach:
         # Outlives `rl exec`: its own session, no terminal, stdio to /dev/null.
         os.setsid()
@@ -180,7 +203,10 @@ def _joined_child(c: Container, opts: ExecOptions, env: list[str], err_w: int) -
         os.close(null)
     else:
         native.prctl(native.PR_SET_PDEATHSIG, signal.SIGKILL)
-        if not opts.interactive:
+        if terminal is not None:
+            for fd in (0, 1, 2):
+                os.dup2(terminal, fd)
+        elif not opts.interactive:
             null = os.open(os.devnull, os.O_RDONLY)
             os.dup2(null, 0)
             os.close(null)
@@ -201,6 +227,9 @@ def _joined_child(c: Container, opts: ExecOptions, env: list[str], err_w: int) -
 def _command(spec: ContainerSpec, opts: ExecOptions, env: list[str], err_w: int) -> int:
     """In every namespace of the container, its root as ours: become the user and exec."""
     try:
+        if opts.tty:
+            # Its own session, so that the terminal can become its controlling one.
+            os.setsid()
         user = users.resolve_user(opts.user if opts.user is not None else spec.user,
                                   nsinit._read("/etc/passwd"), nsinit._read("/etc/group"), spec.group_add)
         if not any(e.startswith("HOME=") for e in env):
@@ -214,6 +243,9 @@ def _command(spec: ContainerSpec, opts: ExecOptions, env: list[str], err_w: int)
         if not opts.detach:
             # Changing credentials cleared the parent-death signal: set it again for the new user.
             native.prctl(native.PR_SET_PDEATHSIG, signal.SIGKILL)
+        if opts.tty:
+            # Opened as the user, as pid 1 does, so the terminal is theirs.
+            nsinit._take_terminal()
         nsinit._exec(opts.command, env, err_w)
     except StartError as e:
         nsinit._report(err_w, e.code, str(e))

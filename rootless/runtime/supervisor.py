@@ -129,6 +129,7 @@ def _supervise(root: Path, mapping: IdMapping, rec: ContainerRecord, spec: Conta
     store.update_container(rec.id, status="exited", pid=0, exit_code=code, finished=time.time())
     if spec.auto_remove:
         launch.remove_container(store, rec, anonymous_volumes=True)
+    store.close()
     if failed is not None:
         # Reported after the removal, so that `rl run -d --rm` leaves nothing once it returns.
         report.send(f"{failed[0]}:{failed[1]}")

@@ -1,6 +1,7 @@
 """`rl exec` into a running container, on every storage driver."""
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import time
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import DRIVERS, Rl, has_subuid_range
+from tests.e2e.test_lifecycle import run_in_terminal
 
 # pid 1 leaves on SIGTERM, which `rl run` forwards: the test can stop it cleanly.
 WAITING = "trap 'exit 0' TERM; echo ready; while true; do sleep 0.1; done"
@@ -105,13 +107,13 @@ def test_exec_stdin_only_with_i_and_detach(rl: Rl, container) -> None:  # type: 
         time.sleep(0.1)
 
 
-def test_exec_refuses_a_stopped_or_unknown_container_and_a_tty(rl: Rl, busybox: str) -> None:
+def test_exec_refuses_a_stopped_or_unknown_container_and_a_detached_tty(rl: Rl, busybox: str) -> None:
     rl("run", "--name", "stopped", "busybox", "true")
     r = rl("exec", "stopped", "true", check=False)
     assert r.code == 125 and r.err == "Error: container stopped is not running\n"
     r = rl("exec", "ghost", "true", check=False)
     assert r.code == 125 and r.err == "Error: no such container: ghost\n"
-    r = rl("exec", "-t", "stopped", "true", check=False)
+    r = rl("exec", "-d", "-t", "stopped", "true", check=False)
     assert r.code == 125 and len(r.err.splitlines()) == 1 and "tty" in r.err
     rl("rm", "stopped")
 
@@ -125,3 +127,32 @@ def test_exec_single_id(rl: Rl, busybox: str) -> None:
         assert r.code == 125 and "not mapped" in r.err
     finally:
         stop_container(rl, p, "single")
+
+
+def test_exec_tty_is_a_terminal_of_the_container_s_devpts(rl: Rl, container) -> None:  # type: ignore[no-untyped-def]
+    name = container()
+    shown, code = run_in_terminal(rl, ["exec", "-t", name, "sh", "-c", "tty; stty size; echo $TERM"])
+    assert code == 0 and re.fullmatch(rb"/dev/pts/\d+\r\n33 111\r\nxterm\r\n", shown), shown
+
+
+def test_exec_interactive_tty_takes_keys_and_follows_the_window_size(rl: Rl, container) -> None:  # type: ignore[no-untyped-def]
+    name = container()
+    shown, code = run_in_terminal(rl, ["exec", "-it", name, "sh"],
+                                  keys=(b"stty size\r", b"stty size; exit 7\r"), resize=(40, 100))
+    assert code == 7
+    assert b"33 111\r\n" in shown and shown.endswith(b"40 100\r\n"), shown
+
+
+def test_exec_tty_without_a_terminal_of_ours(rl: Rl, container) -> None:  # type: ignore[no-untyped-def]
+    # As docker: the command still gets a terminal (its \n become \r\n), relayed to our stdout.
+    name = container()
+    r = rl("exec", "-t", name, "sh", "-c", "tty; echo out; echo err >&2; exit 3", check=False)
+    assert r.code == 3 and re.fullmatch(r"/dev/pts/\d+\r\nout\r\nerr\r\n", r.out), r
+    assert rl("exec", "-it", name, "sh", "-c", "read line; echo got $line", input=b"typed\n").out.endswith(
+        "got typed\r\n")
+    r = rl("exec", "-t", name, "nosuchcommand", check=False)
+    assert r.code == 127 and r.err.strip() == "Error: nosuchcommand: executable file not found in $PATH"
+    if has_subuid_range():
+        # The terminal belongs to the user the command runs as.
+        out = rl("exec", "-t", "-u", "nobody", name, "sh", "-c", 'stat -c %U "$(tty)"').out
+        assert out == "nobody\r\n"
