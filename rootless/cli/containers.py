@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 
-from rootless.cli.common import open_store
+from rootless.cli.common import for_each_container, open_store
 from rootless.cli.output import human_age, json_lines, table
 from rootless.errors import ContainerNotFound, RlError, UsageError
 
@@ -124,28 +124,19 @@ def cmd_ps(args: argparse.Namespace) -> int:
 
 def cmd_rm(args: argparse.Namespace) -> int:
     from rootless.runtime.launch import remove_container
-    from rootless.runtime.supervisor import kill, refresh
+    from rootless.runtime.supervisor import kill
 
-    code = 0
-    with open_store(args) as store:
-        for ref in args.containers:
+    def remove(store, rec, ref: str) -> None:  # type: ignore[no-untyped-def]
+        if rec.status == "running":
+            if not args.force:
+                raise RlError(f"container {rec.name} is running: stop it first or use -f")
+            kill(store, rec)
             try:
-                rec = refresh(store, store.container(ref))
-                if rec.status == "running":
-                    if not args.force:
-                        raise RlError(f"container {rec.name} is running: stop it first or use -f")
-                    kill(store, rec)
-                    try:
-                        rec = store.container(rec.id)
-                    except ContainerNotFound:
-                        print(ref)  # it was --rm: its supervisor removed it
-                        continue
-                remove_container(store, rec, anonymous_volumes=args.volumes)
-                print(ref)
-            except ContainerNotFound as e:
-                sys.stderr.write(f"Error: {e}\n")
-                code = max(code, 1)
-            except RlError as e:
-                sys.stderr.write(f"Error: {e}\n")
-                code = 125
-    return code
+                rec = store.container(rec.id)
+            except ContainerNotFound:
+                print(ref)  # it was --rm: its supervisor removed it
+                return
+        remove_container(store, rec, anonymous_volumes=args.volumes)
+        print(ref)
+
+    return for_each_container(args, remove)

@@ -3,32 +3,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
-from rootless.cli.common import open_store
-from rootless.errors import ContainerNotFound, RlError, UsageError
+from rootless.cli.common import for_each_container, open_store
+from rootless.errors import RlError, UsageError
 from rootless.runtime.create import containers_dir
 from rootless.runtime.spec import ContainerSpec
 from rootless.runtime.supervisor import refresh
 from rootless.store.records import ContainerRecord
 from rootless.store.store import Store
-
-
-def _each(args: argparse.Namespace, action: Callable[[Store, ContainerRecord, str], None]) -> int:
-    """Run action on each container named, reporting failures one per line as Docker does."""
-    code = 0
-    with open_store(args) as store:
-        for ref in args.containers:
-            try:
-                action(store, refresh(store, store.container(ref)), ref)
-            except ContainerNotFound as e:
-                sys.stderr.write(f"Error: {e}\n")
-                code = max(code, 1)
-            except RlError as e:
-                sys.stderr.write(f"Error: {e}\n")
-                code = 125
-    return code
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
@@ -88,7 +72,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
             stop(store, rec, args.time if args.time is not None else spec.stop_timeout)
         print(ref)
 
-    return _each(args, action)
+    return for_each_container(args, action)
 
 
 def cmd_kill(args: argparse.Namespace) -> int:
@@ -103,7 +87,7 @@ def cmd_kill(args: argparse.Namespace) -> int:
         send_signal(store, rec, sig)
         print(ref)
 
-    return _each(args, action)
+    return for_each_container(args, action)
 
 
 def cmd_wait(args: argparse.Namespace) -> int:
@@ -112,7 +96,7 @@ def cmd_wait(args: argparse.Namespace) -> int:
     def action(store: Store, rec: ContainerRecord, ref: str) -> None:
         print(wait_exited(store, rec).exit_code, flush=True)
 
-    return _each(args, action)
+    return for_each_container(args, action)
 
 
 def _start_detached(store: Store, rec: ContainerRecord) -> None:
@@ -135,7 +119,7 @@ def cmd_start(args: argparse.Namespace) -> int:
             _start_detached(store, rec)
         print(ref)
 
-    return _each(args, action)
+    return for_each_container(args, action)
 
 
 def _start_attached(args: argparse.Namespace) -> int:
@@ -162,7 +146,7 @@ def cmd_restart(args: argparse.Namespace) -> int:
         _start_detached(store, rec)
         print(ref)
 
-    return _each(args, action)
+    return for_each_container(args, action)
 
 
 def _iso(ts: float) -> str:

@@ -106,10 +106,10 @@ def layout_entries(store: Store, images: Sequence[SavedImage], docker_manifest: 
             blobs[layer.digest] = Entry(blob_name(layer.digest), size, source=path)
         # One descriptor per name, as Docker writes it: the tag alone where the image spec wants
         # it, the whole name where containerd looks. An image saved by id gets one without names.
-        for annotations in [((oci.CONTAINERD_NAME_ANNOTATION, str(r)), (oci.REF_NAME_ANNOTATION, r.tag or ""))
-                            for r in saved.names] or [()]:
+        for notes in [((oci.CONTAINERD_NAME_ANNOTATION, str(r)), (oci.REF_NAME_ANNOTATION, r.tag or ""))
+                      for r in saved.names] or [()]:
             index.append(oci.Descriptor(manifest.media_type, image.manifest_digest, len(manifest_bytes),
-                                        annotations).to_json())
+                                        notes).to_json())
         docker.append({
             "Config": blob_name(image.id),
             "RepoTags": [r.familiar() for r in saved.names],

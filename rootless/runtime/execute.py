@@ -155,7 +155,7 @@ def exec_in(c: Container, opts: ExecOptions) -> int:
     os.close(err_w)
     if theirs is not None:
         theirs.close()
-    previous = {s: signal.signal(s, lambda sig, _f: nsinit._forward(pid, sig)) for s in nsinit._FORWARDED}
+    previous = {s: signal.signal(s, lambda sig, _f: nsinit.forward_signal(pid, sig)) for s in nsinit.FORWARDED}
     try:
         failed = _read_error(err_r)
         if opts.detach and failed is None:
@@ -219,8 +219,8 @@ def _joined_child(c: Container, opts: ExecOptions, env: list[str], err_w: int, t
         finally:
             os._exit(code)
     os.close(err_w)
-    for sig in nsinit._FORWARDED:
-        signal.signal(sig, lambda s, _f: nsinit._forward(pid, s))
+    for sig in nsinit.FORWARDED:
+        signal.signal(sig, lambda s, _f: nsinit.forward_signal(pid, s))
     return wait_exit(pid)
 
 

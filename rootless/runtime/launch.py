@@ -11,14 +11,13 @@ import time
 from pathlib import Path
 
 import native
+from rootless.runtime.nsinit import FORWARDED, forward_signal
 from rootless.runtime.spec import ContainerSpec
 from rootless.store.records import ContainerRecord
 from rootless.store.store import Store
 from rootless.userns.enter import spawn_in_userns
 from rootless.userns.idmap import IdMapping
 
-FORWARDED = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2,
-             signal.SIGWINCH, signal.SIGCONT, signal.SIGALRM)
 
 
 class Started:
@@ -127,7 +126,7 @@ def run_foreground(store: Store, rec: ContainerRecord, spec: ContainerSpec, cdir
         os.close(pipes[1][1])
     if devnull >= 0:
         os.close(devnull)
-    previous = {s: signal.signal(s, lambda sig, _f: _forward(started.pid, sig)) for s in FORWARDED}
+    previous = {s: signal.signal(s, lambda sig, _f: forward_signal(started.pid, sig)) for s in FORWARDED}
     running(store, rec, started, at)
     try:
         failed = started.start_error()
@@ -153,13 +152,6 @@ def run_foreground(store: Store, rec: ContainerRecord, spec: ContainerSpec, cdir
         err.exit_code = failed[0]
         raise err
     return code
-
-
-def _forward(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def remove_container(store: Store, rec: ContainerRecord, anonymous_volumes: bool) -> None:

@@ -32,7 +32,7 @@ _MS_REMOUNT_KEEP = {  # statvfs flag -> mount flag, for remounts that must keep 
 }
 _NOSUID_NODEV_NOEXEC = native.MS_NOSUID | native.MS_NODEV | native.MS_NOEXEC
 _DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
-_FORWARDED = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2,
+FORWARDED = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2,
               signal.SIGWINCH, signal.SIGCONT, signal.SIGALRM)
 _MASKED = ("/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug", "/proc/acpi",
            "/proc/scsi", "/sys/firmware")
@@ -116,8 +116,8 @@ def ns_init(spec: ContainerSpec, cdir: str, rootfs: str, err_fd: int) -> int:
     os.close(err_fd)
     _write_pid1(cdir, pid)
     # Signals reach pid 1 through us: we are root of its user namespace, the supervisor is not.
-    for sig in _FORWARDED:
-        signal.signal(sig, lambda s, _f: _forward(pid, s))
+    for sig in FORWARDED:
+        signal.signal(sig, lambda s, _f: forward_signal(pid, s))
     while True:
         _, status = os.waitpid(pid, 0)
         if os.WIFEXITED(status):
@@ -135,7 +135,7 @@ def _write_pid1(cdir: str, pid: int) -> None:
     os.rename(tmp, os.path.join(cdir, "pid1"))
 
 
-def _forward(pid: int, sig: int) -> None:
+def forward_signal(pid: int, sig: int) -> None:
     try:
         os.kill(pid, sig)
     except ProcessLookupError:
@@ -296,7 +296,7 @@ def _tiny_init(spec: ContainerSpec, env: list[str], err_fd: int) -> int:
     while True:
         sig = signal.sigwait(watched)
         if sig != signal.SIGCHLD:
-            _forward(pid, sig)
+            forward_signal(pid, sig)
             continue
         while True:
             try:
