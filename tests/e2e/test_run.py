@@ -260,3 +260,20 @@ def test_single_id_warning_is_said_once(rl: Rl, busybox: str) -> None:
     first = rl("run", "--rm", "busybox", "true")
     assert first.err.startswith("Warning: ") and "single-id mode" in first.err
     assert rl("run", "--rm", "busybox", "true").err == ""
+
+
+def test_killed_foreground_rl_takes_its_container_along(rl: Rl, busybox: str) -> None:
+    p = rl.popen("run", "--name", "orphan", "busybox", "sh", "-c", "echo ready; exec sleep 1000",
+                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.stdout is not None and p.stdout.readline() == b"ready\n"
+    p.kill()
+    p.wait(timeout=30)
+    deadline = time.monotonic() + 10
+    while "sleep 1000" in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout:
+        assert time.monotonic() < deadline, "the container outlived the rl that ran it"
+        time.sleep(0.1)
+    line = rl("ps", "-a").out.splitlines()[1]
+    assert "orphan" in line and "Exited (137)" in line
+    rl("rm", "orphan")
+    assert rl("ps", "-aq").out == ""
+    assert os.listdir(rl.root / "containers") == []
