@@ -76,6 +76,12 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 
     return _check(lib.rl_prctl(option, arg2, arg3, arg4, arg5))
 
 
+def sethostname(name: str) -> None:
+    """socket.sethostname without importing socket (~1.5 ms on every container start)."""
+    raw = name.encode()
+    _check(lib.rl_sethostname(raw, len(raw)))
+
+
 def mknod_whiteout(dir_fd: int, name: str) -> None:
     _check(lib.rl_mknod_whiteout(dir_fd, os.fsencode(name)), name)
 

@@ -16,6 +16,7 @@ ffibuilder.cdef(
     int rl_mknod_whiteout(int dirfd, const char *name);
     int rl_capget(int pid, uint64_t *effective, uint64_t *permitted, uint64_t *inheritable);
     int rl_capset(uint64_t effective, uint64_t permitted, uint64_t inheritable);
+    int rl_sethostname(const char *name, size_t len);
     """
 )
 
@@ -53,6 +54,7 @@ ffibuilder.set_source(
     int rl_mknod_whiteout(int dirfd, const char *name) {
         return mknodat(dirfd, name, S_IFCHR | 0, makedev(0, 0));
     }
+    int rl_sethostname(const char *name, size_t len) { return sethostname(name, len); }
     /* capget/capset through the raw syscall with 64-bit masks: glibc has no wrapper and
        libcap is not worth a dependency. Version 3 splits each set in two 32-bit words. */
     int rl_capget(int pid, uint64_t *effective, uint64_t *permitted, uint64_t *inheritable) {

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import time
 from dataclasses import dataclass
@@ -123,7 +122,7 @@ def _create(store: Store, opts: RunOptions) -> tuple[ContainerRecord, ContainerS
         raise UsageError(f"invalid container name {opts.name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
     image = store.resolve(opts.image)
     config = store.config(image).get("config") or {}
-    cid = secrets.token_hex(32)
+    cid = os.urandom(32).hex()
     hostname = opts.hostname or cid[:12]
     env = options.build_env(config.get("Env") or [], opts.env_files, opts.env, os.environ,
                             hostname=hostname, tty=opts.tty)

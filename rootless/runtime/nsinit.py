@@ -15,7 +15,6 @@ import errno
 import fcntl
 import os
 import signal
-import socket
 import struct
 import termios
 
@@ -172,13 +171,17 @@ def _describe(e: BaseException) -> str:
 def _pid1(spec: ContainerSpec, rootfs: str, err_fd: int) -> int:
     try:
         native.prctl(native.PR_SET_PDEATHSIG, signal.SIGKILL)
+        if spec.tty or spec.network == "none":
+            # Loaded now, from the host's library: after pivot_root it is out of reach. Only
+            # these uses need it, and its import costs every other start ~1.5 ms.
+            __import__("socket")
         # A mount namespace of our own: pivot_root moves the root of every process of the
         # namespace it runs in, and the namespace init must keep the host's view (it writes the
         # pid 1 file into the container's directory after this fork).
         native.unshare(native.CLONE_NEWNS)
         os.setsid()
         _mount_proc_dev_sys(spec, rootfs)
-        socket.sethostname(spec.hostname)
+        native.sethostname(spec.hostname)
         if spec.network == "none":
             _loopback_up()
         if spec.readonly_rootfs:
@@ -220,6 +223,8 @@ def _take_terminal() -> None:
     """-t: open a pty of our own devpts (so `tty` names /dev/pts/0), send its master to the
     supervisor over the socket that is our stdio until now, after setting the window size it sent
     first, and make the slave our stdio and controlling terminal (we are a session leader)."""
+    import socket  # already loaded by _pid1 before pivot_root (or by rl exec's pty module)
+
     sock = socket.socket(fileno=os.dup(0))
     size = sock.recv(8)
     master, slave = os.openpty()
@@ -347,6 +352,8 @@ def _mount_proc_dev_sys(spec: ContainerSpec, rootfs: str) -> None:
 
 
 def _loopback_up() -> None:
+    import socket  # already loaded by _pid1 before pivot_root
+
     siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         ifreq = struct.pack("16sH14x", b"lo", 0)

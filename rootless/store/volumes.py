@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import stat
 import time
 from dataclasses import dataclass
@@ -66,7 +65,7 @@ def _record(row: tuple) -> VolumeRecord:  # type: ignore[type-arg]
 def create(store: Store, name: str | None = None, labels: dict[str, str] | None = None) -> VolumeRecord:
     """The volume NAME (a random 64-hex name when None), made if it does not exist yet; an
     existing one is returned as it is, labels unchanged, as Docker does."""
-    name = name or secrets.token_hex(32)
+    name = name or os.urandom(32).hex()
     check_name(name)
     vdir = volume_dir(store, name)
     row = store.db.execute("SELECT name, created, labels FROM volumes WHERE name=?", (name,)).fetchone()
