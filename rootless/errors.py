@@ -51,6 +51,14 @@ class IdMapError(RlError):
     """The user namespace id mapping cannot be set up."""
 
 
+class StartFailed(RlError):
+    """The container's command did not start: 125 (rl's setup), 126 (not executable), 127 (not found)."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.exit_code = code
+
+
 class NameInUse(RlError):
     """A container name another container has."""
 

@@ -63,7 +63,7 @@ def _command(config: dict, opts: RunOptions) -> tuple[str, ...]:  # type: ignore
     return args
 
 
-def _resolve_mounts(store: Store, opts: RunOptions) -> tuple[Mount, ...]:
+def _resolve_mounts(store: Store, opts: RunOptions, layers: list[Path]) -> tuple[Mount, ...]:
     from rootless.runtime import options
 
     # -v creates a missing host directory, --mount refuses it: Docker's difference, kept.
@@ -75,7 +75,6 @@ def _resolve_mounts(store: Store, opts: RunOptions) -> tuple[Mount, ...]:
     dup = {t for t in targets if targets.count(t) > 1}
     if dup:
         raise UsageError(f"duplicate mount point: {sorted(dup)[0]}")
-    layers = store.layer_paths(store.resolve(opts.image)) if any(m.type == "volume" for m, _ in specs) else []
     out: list[Mount] = []
     for m, create_missing in specs:
         if m.type == "tmpfs":
@@ -122,6 +121,7 @@ def _create(store: Store, opts: RunOptions) -> tuple[ContainerRecord, ContainerS
         raise UsageError(f"invalid container name {opts.name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
     image = store.resolve(opts.image)
     config = store.config(image).get("config") or {}
+    layers = store.layer_paths(image)
     cid = os.urandom(32).hex()
     hostname = opts.hostname or cid[:12]
     env = options.build_env(config.get("Env") or [], opts.env_files, opts.env, os.environ,
@@ -134,10 +134,10 @@ def _create(store: Store, opts: RunOptions) -> tuple[ContainerRecord, ContainerS
         cwd=opts.workdir or config.get("WorkingDir") or "/",
         user=opts.user if opts.user is not None else (config.get("User") or ""),
         hostname=hostname,
-        layers=tuple(str(p) for p in store.layer_paths(image)),
+        layers=tuple(str(p) for p in layers),
         driver=driver.name,
         network=opts.network,
-        mounts=_resolve_mounts(store, opts),
+        mounts=_resolve_mounts(store, opts, layers),
         group_add=opts.group_add,
         caps=tuple(sorted(caps.resolve_caps(opts.cap_add, opts.cap_drop))),
         no_new_privs=opts.no_new_privs,
@@ -168,7 +168,7 @@ def _create(store: Store, opts: RunOptions) -> tuple[ContainerRecord, ContainerS
             shutil.copyfile("/etc/resolv.conf", cdir / "resolv.conf")
         except OSError:
             (cdir / "resolv.conf").write_text("")
-        prepare_rootfs(store, driver.name, store.layer_paths(image), cdir)
+        prepare_rootfs(store, driver.name, layers, cdir)
         store.add_container(rec)
     except BaseException:
         store.remove_trees([cdir])

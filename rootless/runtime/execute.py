@@ -147,9 +147,9 @@ def exec_in(c: Container, opts: ExecOptions) -> int:
                 terminal = theirs.fileno()
             code = _joined_child(c, opts, env, err_w, terminal)
         except (FileNotFoundError, ProcessLookupError):
-            nsinit._report(err_w, 125, f"container {c.rec.name} is not running")  # it exited meanwhile
+            nsinit.report(err_w, 125, f"container {c.rec.name} is not running")  # it exited meanwhile
         except BaseException as e:  # noqa: BLE001 - the parent reads the reason from the pipe
-            nsinit._report(err_w, 125, f"cannot join container {c.rec.name}: {nsinit._describe(e)}")
+            nsinit.report(err_w, 125, f"cannot join container {c.rec.name}: {nsinit.describe(e)}")
         finally:
             os._exit(code)
     os.close(err_w)
@@ -157,7 +157,7 @@ def exec_in(c: Container, opts: ExecOptions) -> int:
         theirs.close()
     previous = {s: signal.signal(s, lambda sig, _f: nsinit.forward_signal(pid, sig)) for s in nsinit.FORWARDED}
     try:
-        failed = _read_error(err_r)
+        failed = nsinit.read_report(err_r)
         if opts.detach and failed is None:
             return 0
         if ours is not None:
@@ -169,26 +169,8 @@ def exec_in(c: Container, opts: ExecOptions) -> int:
         for s, h in previous.items():
             signal.signal(s, h)
     if failed is not None:
-        err = RlError(failed[1])
-        err.exit_code = failed[0]
-        raise err
+        raise failed
     return code
-
-
-def _read_error(fd: int) -> tuple[int, str] | None:
-    """Blocks until the command was exec'd (None: the pipe closed on exec) or failed."""
-    chunks = []
-    while True:
-        b = os.read(fd, 4096)
-        if not b:
-            break
-        chunks.append(b)
-    os.close(fd)
-    text = b"".join(chunks).decode(errors="replace")
-    if not text:
-        return None
-    code, _, msg = text.partition(":")
-    return (int(code) if code.isdigit() else 125), msg
 
 
 def _joined_child(c: Container, opts: ExecOptions, env: list[str], err_w: int, terminal: int | None) -> int:
@@ -231,7 +213,7 @@ def _command(spec: ContainerSpec, opts: ExecOptions, env: list[str], err_w: int)
             # Its own session, so that the terminal can become its controlling one.
             os.setsid()
         user = users.resolve_user(opts.user if opts.user is not None else spec.user,
-                                  nsinit._read("/etc/passwd"), nsinit._read("/etc/group"), spec.group_add)
+                                  nsinit.read_text("/etc/passwd"), nsinit.read_text("/etc/group"), spec.group_add)
         if not any(e.startswith("HOME=") for e in env):
             env = [*env, f"HOME={user.home}"]
         cwd = opts.workdir or spec.cwd
@@ -239,18 +221,14 @@ def _command(spec: ContainerSpec, opts: ExecOptions, env: list[str], err_w: int)
             os.chdir(cwd)
         except OSError as e:
             raise StartError(126, f"cannot use the working directory {cwd}: {e.strerror}") from None
-        nsinit._become(spec, user)
+        nsinit.become(spec, user)
         if not opts.detach:
             # Changing credentials cleared the parent-death signal: set it again for the new user.
             native.prctl(native.PR_SET_PDEATHSIG, signal.SIGKILL)
         if opts.tty:
             # Opened as the user, as pid 1 does, so the terminal is theirs.
-            nsinit._take_terminal()
-        nsinit._exec(opts.command, env, err_w)
-    except StartError as e:
-        nsinit._report(err_w, e.code, str(e))
-        return e.code
-    except (OSError, RlError) as e:
-        nsinit._report(err_w, 125, nsinit._describe(e))
-        return 125
+            nsinit.take_terminal()
+        nsinit.exec_command(opts.command, env, err_w)
+    except (StartError, OSError, RlError) as e:
+        return nsinit.report_failure(err_w, e)
     return 125

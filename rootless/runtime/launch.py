@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 
 import native
-from rootless.runtime.nsinit import FORWARDED, forward_signal
+from rootless.errors import StartFailed
+from rootless.runtime.nsinit import FORWARDED, forward_signal, read_report
 from rootless.runtime.spec import ContainerSpec
 from rootless.store.records import ContainerRecord
 from rootless.store.store import Store
@@ -27,20 +28,9 @@ class Started:
         self.pid = pid
         self.err_r = err_r
 
-    def start_error(self) -> tuple[int, str] | None:
-        """Blocks until the command was exec'd (None) or failed to start ((code, message))."""
-        chunks = []
-        while True:
-            b = os.read(self.err_r, 4096)
-            if not b:
-                break
-            chunks.append(b)
-        os.close(self.err_r)
-        text = b"".join(chunks).decode(errors="replace")
-        if not text:
-            return None
-        code, _, msg = text.partition(":")
-        return (int(code) if code.isdigit() else 125), msg
+    def start_error(self) -> StartFailed | None:
+        """Blocks until the command was exec'd (None) or failed to start."""
+        return read_report(self.err_r)
 
 
 def start(mapping: IdMapping, spec: ContainerSpec, cdir: Path, stdin_fd: int | None,
@@ -143,14 +133,10 @@ def run_foreground(store: Store, rec: ContainerRecord, spec: ContainerSpec, cdir
         for s, h in previous.items():
             signal.signal(s, h)
     if failed is not None:
-        code = failed[0]
+        code = failed.exit_code
     store.update_container(rec.id, status="exited", pid=0, exit_code=code, finished=time.time())
     if failed is not None:
-        from rootless.errors import RlError
-
-        err = RlError(failed[1])
-        err.exit_code = failed[0]
-        raise err
+        raise failed
     return code
 
 

@@ -19,11 +19,12 @@ import struct
 import termios
 
 import native
-from rootless.errors import RlError
+from rootless.errors import RlError, StartFailed
 from rootless.runtime import caps as capsmod
 from rootless.runtime import users
 from rootless.runtime.paths import make_target, secure_join
 from rootless.runtime.spec import ContainerSpec
+from rootless.userns.enter import read_all
 
 _MS_REMOUNT_KEEP = {  # statvfs flag -> mount flag, for remounts that must keep locked flags
     1: native.MS_RDONLY, 2: native.MS_NOSUID, 4: native.MS_NODEV, 8: native.MS_NOEXEC,
@@ -91,7 +92,7 @@ def ns_init(spec: ContainerSpec, cdir: str, rootfs: str, err_fd: int) -> int:
     native.prctl(native.PR_SET_PDEATHSIG, signal.SIGKILL)
     try:
         native.mount(None, "/", None, native.MS_REC | native.MS_PRIVATE)
-        _mount_rootfs(spec, cdir, rootfs)
+        mount_rootfs(spec, cdir, rootfs)
         _mount_volumes(spec, rootfs)
         for name in ("hostname", "hosts", "resolv.conf"):
             _bind_file(rootfs, os.path.join(cdir, name), f"/etc/{name}")
@@ -99,12 +100,8 @@ def ns_init(spec: ContainerSpec, cdir: str, rootfs: str, err_fd: int) -> int:
         if spec.network == "none":
             flags |= native.CLONE_NEWNET
         native.unshare(flags)
-    except StartError as e:
-        _report(err_fd, e.code, str(e))
-        return e.code
-    except (OSError, RlError) as e:
-        _report(err_fd, 125, _describe(e))
-        return 125
+    except (StartError, OSError, RlError) as e:
+        return report_failure(err_fd, e)
     pid = os.fork()
     if pid == 0:
         code = 125
@@ -141,7 +138,7 @@ def forward_signal(pid: int, sig: int) -> None:
         pass
 
 
-def _mount_rootfs(spec: ContainerSpec, cdir: str, rootfs: str) -> None:
+def mount_rootfs(spec: ContainerSpec, cdir: str, rootfs: str) -> None:
     if spec.driver == "overlay":
         lower = ":".join(reversed(spec.layers))
         data = f"lowerdir={lower},upperdir={cdir}/upper,workdir={cdir}/work,userxattr"
@@ -154,14 +151,38 @@ def _mount_rootfs(spec: ContainerSpec, cdir: str, rootfs: str) -> None:
         native.mount(rootfs, rootfs, None, native.MS_BIND | native.MS_REC)
 
 
-def _report(fd: int, code: int, message: str) -> None:
+def report(fd: int, code: int, message: str) -> None:
+    """Tell the waiting supervisor why the command did not start, as "CODE:message"."""
     try:
         os.write(fd, f"{code}:{message}".encode(errors="replace"))
     except OSError:
         pass
 
 
-def _describe(e: BaseException) -> str:
+def report_failure(fd: int, e: StartError | OSError | RlError) -> int:
+    """report() an exception with its exit code (125 unless it is a StartError's); returns it."""
+    code = e.code if isinstance(e, StartError) else 125
+    report(fd, code, str(e) if isinstance(e, StartError) else describe(e))
+    return code
+
+
+def parse_report(text: str) -> StartFailed | None:
+    """What report() wrote; None for nothing (the pipe closed on exec: the command started)."""
+    if not text:
+        return None
+    code, _, msg = text.partition(":")
+    return StartFailed(int(code) if code.isdigit() else 125, msg)
+
+
+def read_report(fd: int) -> StartFailed | None:
+    """Blocks until the command was exec'd (None) or failed to start; closes fd."""
+    try:
+        return parse_report(read_all(fd).decode(errors="replace"))
+    finally:
+        os.close(fd)
+
+
+def describe(e: BaseException) -> str:
     if isinstance(e, OSError):
         where = f": {e.filename}" if e.filename else ""
         return f"{e.strerror or e}{where}"
@@ -190,7 +211,7 @@ def _pid1(spec: ContainerSpec, rootfs: str, err_fd: int) -> int:
         native.pivot_root(".", ".")
         native.umount2(".", native.MNT_DETACH)
         os.chdir("/")
-        user = users.resolve_user(spec.user, _read("/etc/passwd"), _read("/etc/group"), spec.group_add)
+        user = users.resolve_user(spec.user, read_text("/etc/passwd"), read_text("/etc/group"), spec.group_add)
         env = list(spec.env)
         if not any(e.startswith("HOME=") for e in env):
             env.append(f"HOME={user.home}")
@@ -199,27 +220,23 @@ def _pid1(spec: ContainerSpec, rootfs: str, err_fd: int) -> int:
             os.chdir(spec.cwd)
         except OSError as e:
             raise StartError(125, f"cannot use the working directory {spec.cwd}: {e.strerror}") from None
-        _become(spec, user)
+        become(spec, user)
         # Changing credentials cleared the parent-death signal, and the dumpable flag that lets
         # the container's owner open /proc/PID/ns (rl exec) when pid 1 is rl's --init, which
         # never execs: set both again.
         native.prctl(native.PR_SET_PDEATHSIG, signal.SIGKILL)
         native.prctl(native.PR_SET_DUMPABLE, 1)
         if spec.tty:
-            _take_terminal()
+            take_terminal()
         if spec.init:
             return _tiny_init(spec, env, err_fd)
-        _exec(spec.args, env, err_fd)
-    except StartError as e:
-        _report(err_fd, e.code, str(e))
-        return e.code
-    except (OSError, RlError) as e:
-        _report(err_fd, 125, _describe(e))
-        return 125
+        exec_command(spec.args, env, err_fd)
+    except (StartError, OSError, RlError) as e:
+        return report_failure(err_fd, e)
     return 125
 
 
-def _take_terminal() -> None:
+def take_terminal() -> None:
     """-t: open a pty of our own devpts (so `tty` names /dev/pts/0), send its master to the
     supervisor over the socket that is our stdio until now, after setting the window size it sent
     first, and make the slave our stdio and controlling terminal (we are a session leader)."""
@@ -239,7 +256,7 @@ def _take_terminal() -> None:
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
-def _read(path: str) -> str | None:
+def read_text(path: str) -> str | None:
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
             return f.read()
@@ -247,7 +264,7 @@ def _read(path: str) -> str | None:
         return None
 
 
-def _become(spec: ContainerSpec, user: users.ResolvedUser) -> None:
+def become(spec: ContainerSpec, user: users.ResolvedUser) -> None:
     if spec.single_id and spec.group_add:
         raise StartError(125, "--group-add needs a subordinate id range (single-id mode: see 'rl info')")
     if spec.no_new_privs:
@@ -265,7 +282,7 @@ def _become(spec: ContainerSpec, user: users.ResolvedUser) -> None:
         raise
 
 
-def _exec(args: tuple[str, ...], env: list[str], err_fd: int) -> None:
+def exec_command(args: tuple[str, ...], env: list[str], err_fd: int) -> None:
     envd = dict(e.split("=", 1) if "=" in e else (e, "") for e in env)
     # Python ignores these; an ignored signal stays ignored across exec (`yes | head` would spin).
     for sig in (signal.SIGPIPE, signal.SIGXFSZ):
@@ -292,10 +309,9 @@ def _tiny_init(spec: ContainerSpec, env: list[str], err_fd: int) -> int:
     if pid == 0:
         try:
             signal.pthread_sigmask(signal.SIG_SETMASK, set())
-            _exec(spec.args, env, err_fd)
+            exec_command(spec.args, env, err_fd)
         except StartError as e:
-            _report(err_fd, e.code, str(e))
-            os._exit(e.code)
+            os._exit(report_failure(err_fd, e))
         os._exit(125)
     os.close(err_fd)
     while True:

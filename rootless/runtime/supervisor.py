@@ -17,8 +17,9 @@ import signal
 import time
 from pathlib import Path
 
-from rootless.errors import ContainerNotFound, RlError
+from rootless.errors import ContainerNotFound, RlError, StartFailed
 from rootless.runtime import launch
+from rootless.runtime.nsinit import parse_report
 from rootless.runtime.spec import ContainerSpec
 from rootless.store import db as dbmod
 from rootless.store.records import ContainerRecord
@@ -64,10 +65,7 @@ def launch_detached(store: Store, rec: ContainerRecord, spec: ContainerSpec, cdi
     text = b"".join(chunks).decode(errors="replace").rstrip("\n")
     if text == "ok":
         return
-    code, _, msg = text.partition(":")
-    err = RlError(msg or "the container's supervisor died before the command started")
-    err.exit_code = int(code) if code.isdigit() else 125
-    raise err
+    raise parse_report(text) or StartFailed(125, "the container's supervisor died before the command started")
 
 
 class _Report:
@@ -125,14 +123,14 @@ def _supervise(root: Path, mapping: IdMapping, rec: ContainerRecord, spec: Conta
         pump(log_path(cdir), out_r, err_r, echo=False)
     code = launch.wait_exit(started.pid)
     if failed is not None:
-        code = failed[0]
+        code = failed.exit_code
     store.update_container(rec.id, status="exited", pid=0, exit_code=code, finished=time.time())
     if spec.auto_remove:
         launch.remove_container(store, rec, anonymous_volumes=True)
     store.close()
     if failed is not None:
         # Reported after the removal, so that `rl run -d --rm` leaves nothing once it returns.
-        report.send(f"{failed[0]}:{failed[1]}")
+        report.send(f"{failed.exit_code}:{failed}")
     return 0
 
 

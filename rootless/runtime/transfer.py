@@ -227,7 +227,7 @@ def _start(store: Store, c: Container, view: View, fn: Callable[..., Any], args:
                 _enter_rootfs(c, view)
             payload: tuple[str, Any] = ("ok", fn(*args))
         except (OSError, RlError, tarfile.TarError, nsinit.StartError) as e:
-            payload = ("error", nsinit._describe(e))
+            payload = ("error", nsinit.describe(e))
         data = pickle.dumps(payload)
         view_ = memoryview(data)
         while view_:
@@ -263,7 +263,7 @@ def _enter_rootfs(c: Container, view: View) -> None:
     rootfs = str(c.cdir / "merged")
     if c.spec.driver == "overlay":
         if view == "live":
-            nsinit._mount_rootfs(c.spec, str(c.cdir), rootfs)
+            nsinit.mount_rootfs(c.spec, str(c.cdir), rootfs)
         else:
             # The upper directory as the top lower layer: a read-only view that never shares
             # the running container's upper and work directories.
@@ -299,7 +299,7 @@ def copy_out(store: Store, c: Container, src: str, dest: str) -> None:
             # other error is ours, and the helper only saw the pipe close.
             if isinstance(e, tarfile.TarError):
                 raise helper_error from None
-        raise RlError(f"cannot copy {src} out of {c.rec.name}: {nsinit._describe(e)}") from None
+        raise RlError(f"cannot copy {src} out of {c.rec.name}: {nsinit.describe(e)}") from None
     helper.result()
 
 

@@ -46,7 +46,7 @@ def write_maps(pid: int, mapping: IdMapping) -> None:
             raise
     failures = []
     for tool, child, err_r in running:
-        err = _read_all(err_r).decode(errors="replace")
+        err = read_all(err_r).decode(errors="replace")
         os.close(err_r)
         _, status = os.waitpid(child, 0)
         if os.waitstatus_to_exitcode(status) != 0:
@@ -73,7 +73,7 @@ def _spawn(args: list[str]) -> tuple[int, int]:
     return pid, r
 
 
-def _read_all(fd: int) -> bytes:
+def read_all(fd: int) -> bytes:
     chunks = []
     while True:
         b = os.read(fd, 65536)
@@ -168,7 +168,7 @@ def run_in_userns(mapping: IdMapping, fn: Callable[..., T], *args: Any, extra_fl
     finally:
         os.close(res_w)
     try:
-        data = _read_all(res_r)
+        data = read_all(res_r)
     finally:
         os.close(res_r)
         _, wstatus = os.waitpid(pid, 0)
