@@ -86,7 +86,8 @@ def read_subid_file(path: Path, user: str, uid: int) -> tuple[int, int] | None:
 
 
 def _usable_helper(name: str) -> str | None:
-    path = shutil.which(name) or (f"/usr/bin/{name}" if os.path.exists(f"/usr/bin/{name}") else None)
+    # Looked up on PATH only, as podman does, so that write_maps (posix_spawnp) runs this same file.
+    path = shutil.which(name)
     if path is None:
         return None
     st = os.stat(path)
@@ -95,7 +96,7 @@ def _usable_helper(name: str) -> str | None:
         has_caps = bool(os.getxattr(path, "security.capability"))
     except OSError:
         pass
-    if st.st_mode & stat.S_ISUID or has_caps:
+    if (st.st_mode & stat.S_ISUID and st.st_uid == 0) or has_caps:
         return path
     return None
 
@@ -120,7 +121,7 @@ def detect_mapping() -> IdMapping:
     for helper in ("newuidmap", "newgidmap"):
         if _usable_helper(helper) is None:
             return IdMapping("single", *single,
-                             f"{helper} is missing or not setuid (install the 'uidmap' package): "
+                             f"{helper} is missing or not setuid root (install the 'uidmap' package): "
                              "only one id is mapped")
     return IdMapping(
         "subuid",

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -277,3 +278,20 @@ def test_killed_foreground_rl_takes_its_container_along(rl: Rl, busybox: str) ->
     rl("rm", "orphan")
     assert rl("ps", "-aq").out == ""
     assert os.listdir(rl.root / "containers") == []
+
+
+@pytest.mark.parametrize("helper", ["missing", "not-setuid"])
+def test_unusable_newuidmap_falls_back_to_single_id_and_says_so(rl: Rl, busybox: str, tmp_path: Path,
+                                                                helper: str) -> None:
+    if not has_subuid_range():
+        pytest.skip("this user has no subordinate range, so rl never looks for newuidmap")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    if helper == "not-setuid":
+        for tool in ("newuidmap", "newgidmap"):
+            shutil.copy("/usr/bin/" + tool, bin_dir / tool)  # setuid, but to this user: useless
+    env = {"PATH": str(bin_dir)}
+    r = rl("run", "--rm", "busybox", "id", "-u", env=env)
+    assert r.out == "0\n"
+    assert "newuidmap is missing or not setuid root" in r.err and "'uidmap' package" in r.err
+    assert "single id" in rl("info", env=env).out
