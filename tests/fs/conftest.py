@@ -1,0 +1,50 @@
+"""Fixtures of the overlay semantic suite: every case runs on ours, the kernel's and fuse-overlayfs."""
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fs.harness import IMPLS, MAPPING, Overlay, Tree, Worker
+
+
+def skip_unless_installed(impl: str) -> None:
+    if impl == "fuse-overlayfs" and shutil.which("fuse-overlayfs") is None:
+        pytest.skip("fuse-overlayfs is not installed")
+
+
+needs_subuid = pytest.mark.skipif(MAPPING.mode != "subuid",
+                                  reason="needs a subordinate id range in /etc/subuid (other owners)")
+
+
+@pytest.fixture(params=IMPLS)
+def impl(request: pytest.FixtureRequest) -> str:
+    skip_unless_installed(request.param)
+    return str(request.param)
+
+
+@pytest.fixture
+def worker(tmp_path: Path) -> Iterator[Worker]:
+    w = Worker(tmp_path / "ws")
+    try:
+        yield w
+    finally:
+        w.close()
+
+
+MakeOverlay = Callable[..., Overlay]
+
+
+@pytest.fixture
+def make_overlay(impl: str, worker: Worker, tmp_path: Path) -> MakeOverlay:
+    """make_overlay([topmost lower, ..., lowest], upper=None) -> the mounted Overlay."""
+    count = 0
+
+    def make(lowers: list[Tree], upper: Tree | None = None) -> Overlay:
+        nonlocal count
+        count += 1
+        return Overlay(worker, impl, tmp_path / "ws" / str(count), lowers, upper)
+
+    return make
