@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+# check_upper and friends assert in the harness: show their operands as in the tests.
+pytest.register_assert_rewrite("tests.fs.harness")
+
 from tests.fs.harness import IMPLS, MAPPING, Overlay, Tree, Worker
 
 

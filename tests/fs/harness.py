@@ -425,7 +425,7 @@ def xattrs(path: str) -> dict[str, bytes]:
 def check_upper(ov: Overlay, expected: Mapping[str, str]) -> None:
     """The upper directory means `expected` (see upper_meaning); ours and the kernel's must also
     write the same markers: 0/0 character devices and user.overlay.opaque."""
-    assert ov(upper_meaning, ov.u()) == expected
+    assert ov(upper_meaning, ov.u(), ov.mnt.lowers) == expected
     if ov.impl in ("ours", "kernel"):
         fmt = ov(upper_format, ov.u())
         for rel, meaning in expected.items():
@@ -508,9 +508,13 @@ def snapshot(root: str) -> dict[str, Node]:
     return out
 
 
-def upper_meaning(upper: str) -> dict[str, str]:
+def upper_meaning(upper: str, lowers: tuple[str, ...] = ()) -> dict[str, str]:
     """What an upper directory says, whichever overlay wrote it: for each path 'whiteout',
-    'opaque dir', 'dir' or the kind of entry it is; read with fuse_overlay.upperfmt."""
+    'opaque dir', 'dir' or the kind of entry it is; read with fuse_overlay.upperfmt.
+
+    Opaqueness only counts where a lower has a directory to hide (fuse-overlayfs marks every
+    new directory opaque); whiteouts of `.wh.*` names are markers (fuse-overlayfs's `.wh..opq`).
+    """
     out: dict[str, str] = {}
     for dirpath, dirnames, filenames in os.walk(upper):
         for name in dirnames + filenames:
@@ -520,13 +524,17 @@ def upper_meaning(upper: str) -> dict[str, str]:
             if name == upperfmt.OPAQUE_MARKER:
                 out[os.path.dirname(rel)] = "opaque dir"
             elif upperfmt.is_whiteout(st):
-                out[rel] = "whiteout"
+                if not name.startswith(upperfmt.WHITEOUT_PREFIX):
+                    out[rel] = "whiteout"
             elif (target := upperfmt.whiteout_target(name)) is not None:
                 out[os.path.join(os.path.dirname(rel), target)] = "whiteout"
             elif stat.S_ISDIR(st.st_mode):
                 out.setdefault(rel, "opaque dir" if upperfmt.is_opaque(path) else "dir")
             else:
                 out[rel] = node(path, with_nlink=False).kind
+    for rel, meaning in out.items():
+        if meaning == "opaque dir" and not any(os.path.isdir(os.path.join(lo, rel)) for lo in lowers):
+            out[rel] = "dir"
     return out
 
 
