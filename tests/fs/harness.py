@@ -441,13 +441,15 @@ def stored_xattrs(path: str) -> dict[str, bytes]:
     return {k: v for k, v in xattrs(path).items() if not k.startswith(upperfmt.PRIVATE_XATTR_PREFIXES)}
 
 
-def as_user(uid: int, gid: int, fn: Callable[..., Any], *args: Any) -> Any:
-    """fn(*args) in a child that has dropped to uid:gid (no supplementary groups, no caps)."""
+def as_user(uid: int, gid: int, cwd: str, fn: Callable[..., Any], *args: Any) -> Any:
+    """fn(*args) in a child that has dropped to uid:gid (no supplementary groups, no caps) in
+    directory cwd: pass paths relative to it, since pytest's tmp_path is private to its user."""
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
         os.close(r)
         try:
+            os.chdir(cwd)
             os.setgroups([])
             os.setgid(gid)
             os.setuid(uid)
