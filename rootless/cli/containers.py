@@ -36,7 +36,7 @@ def _run_options(args: argparse.Namespace) -> "RunOptions":  # noqa: F821
         network=args.network, read_only=args.read_only, init=args.init, group_add=tuple(args.group_add),
         cap_add=tuple(args.cap_add), cap_drop=tuple(args.cap_drop), no_new_privs=no_new_privs, tty=args.tty,
         interactive=args.interactive, auto_remove=args.rm, stop_signal=args.stop_signal,
-        stop_timeout=args.stop_timeout, storage_driver=args.storage_driver,
+        stop_timeout=args.stop_timeout, storage_driver=args.storage_driver, userns=args.userns,
     )
 
 

@@ -239,6 +239,7 @@ def _run_options(p: argparse.ArgumentParser) -> None:
     a("--mount", action="append", default=[], help="type=bind|volume|tmpfs,source=...,target=...[,readonly]")
     a("--tmpfs", action="append", default=[], metavar="PATH[:OPTS]", help="mount a tmpfs")
     a("--read-only", action="store_true", help="mount the root file system read-only")
+    a("--userns", default="", metavar="keep-id", help="keep-id: your uid and gid are yours inside too")
     a("--init", action="store_true", help="run a minimal init as pid 1 that forwards signals and reaps zombies")
     a("--network", "--net", default="host", help="host (the default) or none")
     a("-p", "--publish", action="append", default=[], help="not supported yet: use --network host")

@@ -43,6 +43,7 @@ class RunOptions:
     stop_signal: str | None = None
     stop_timeout: int | None = None
     storage_driver: str | None = None
+    userns: str = ""
 
 
 def containers_dir(store: Store) -> Path:
@@ -113,7 +114,8 @@ def create_container(store: Store, opts: RunOptions) -> tuple[ContainerRecord, C
 
 def _create(store: Store, opts: RunOptions) -> tuple[ContainerRecord, ContainerSpec, Path]:
     from rootless.runtime import caps, options
-    from rootless.runtime.storage import choose_driver, prepare_rootfs
+    from rootless.runtime.storage import choose_driver, keep_id_layers, prepare_rootfs
+    from rootless.userns import keepid
 
     if opts.network not in ("host", "none"):
         raise UsageError(f"--network {opts.network} is not supported yet: use host or none")
@@ -128,11 +130,19 @@ def _create(store: Store, opts: RunOptions) -> tuple[ContainerRecord, ContainerS
                             hostname=hostname, tty=opts.tty)
     stop_signal = options.parse_signal(opts.stop_signal or config.get("StopSignal") or "SIGTERM")
     driver = choose_driver(store, opts.storage_driver)
+    userns = keepid.check_mode(opts.userns)
+    user = opts.user if opts.user is not None else (config.get("User") or "")
+    passwd_entry = group_entry = ""
+    if userns == "keep-id":
+        uid, gid = os.getuid(), os.getgid()
+        user = opts.user if opts.user is not None else f"{uid}:{gid}"
+        passwd_entry, group_entry = keepid.passwd_lines(uid, gid)
+        layers = keep_id_layers(store, layers)
     spec = ContainerSpec(
         args=_command(config, opts),
         env=tuple(env),
         cwd=opts.workdir or config.get("WorkingDir") or "/",
-        user=opts.user if opts.user is not None else (config.get("User") or ""),
+        user=user,
         hostname=hostname,
         layers=tuple(str(p) for p in layers),
         driver=driver.name,
@@ -149,6 +159,9 @@ def _create(store: Store, opts: RunOptions) -> tuple[ContainerRecord, ContainerS
         stop_signal=stop_signal,
         stop_timeout=opts.stop_timeout if opts.stop_timeout is not None else 10,
         single_id=store.mapping.mode == "single",
+        userns=userns,
+        passwd_entry=passwd_entry,
+        group_entry=group_entry,
     )
     if not spec.cwd.startswith("/"):
         raise UsageError(f"the working directory must be absolute: {spec.cwd}")
@@ -168,7 +181,7 @@ def _create(store: Store, opts: RunOptions) -> tuple[ContainerRecord, ContainerS
             shutil.copyfile("/etc/resolv.conf", cdir / "resolv.conf")
         except OSError:
             (cdir / "resolv.conf").write_text("")
-        prepare_rootfs(store, driver.name, layers, cdir)
+        prepare_rootfs(store, driver.name, layers, cdir, keep_id=userns == "keep-id")
         store.add_container(rec)
     except BaseException:
         store.remove_trees([cdir])

@@ -18,7 +18,7 @@ from rootless.store.records import ContainerRecord
 from rootless.store.store import Store
 from rootless.userns.enter import spawn_in_userns
 from rootless.userns.idmap import IdMapping
-
+from rootless.userns.keepid import for_container
 
 
 class Started:
@@ -49,7 +49,7 @@ def start(mapping: IdMapping, spec: ContainerSpec, cdir: Path, stdin_fd: int | N
         return nsinit.ns_init(spec, str(cdir), rootfs, err_w)
 
     try:
-        pid = spawn_in_userns(mapping, child, native.CLONE_NEWNS)
+        pid = spawn_in_userns(for_container(mapping, spec.userns), child, native.CLONE_NEWNS)
     finally:
         os.close(err_w)
     return Started(pid, err_r)

@@ -211,6 +211,8 @@ def _pid1(spec: ContainerSpec, rootfs: str, err_fd: int) -> int:
         native.pivot_root(".", ".")
         native.umount2(".", native.MNT_DETACH)
         os.chdir("/")
+        if spec.passwd_entry and not spec.readonly_rootfs:
+            _add_keep_id_entries(spec)
         user = users.resolve_user(spec.user, read_text("/etc/passwd"), read_text("/etc/group"), spec.group_add)
         env = list(spec.env)
         if not any(e.startswith("HOME=") for e in env):
@@ -234,6 +236,18 @@ def _pid1(spec: ContainerSpec, rootfs: str, err_fd: int) -> int:
     except (StartError, OSError, RlError) as e:
         return report_failure(err_fd, e)
     return 125
+
+
+def _add_keep_id_entries(spec: ContainerSpec) -> None:
+    """keep-id names the user inside as podman does: its passwd and group lines are added to the
+    container's files (in its upper layer) when the image has no entry with those ids."""
+    for path, line in (("/etc/passwd", spec.passwd_entry), ("/etc/group", spec.group_entry)):
+        wanted = line.split(":")[2]
+        text = read_text(path)
+        if text is None or any(ln.split(":")[2:3] == [wanted] for ln in text.splitlines()):
+            continue
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(("\n" if text and not text.endswith("\n") else "") + line)
 
 
 def take_terminal() -> None:

@@ -24,7 +24,7 @@ class ContainerSpec:
     user: str  # as given ("", "name", "uid:gid"...): resolved inside, against the image's files
     hostname: str
     layers: tuple[str, ...]  # unpacked layer dirs, lowest first
-    driver: str  # overlay or vfs
+    driver: str  # overlay, fuse-overlay or vfs
     network: str = "host"  # host or none
     mounts: tuple[Mount, ...] = ()
     group_add: tuple[str, ...] = ()
@@ -38,6 +38,10 @@ class ContainerSpec:
     stop_signal: int = 15
     stop_timeout: int = 10
     single_id: bool = False
+    userns: str = ""  # "" (root inside is the user) or "keep-id"
+    # keep-id: lines added to the container's /etc/passwd and /etc/group when they lack the ids
+    passwd_entry: str = ""
+    group_entry: str = ""
     labels: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> str:

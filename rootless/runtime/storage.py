@@ -1,6 +1,7 @@
 """Which storage driver a container gets, and preparing its root file system on the host side."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 from dataclasses import dataclass
@@ -58,15 +59,73 @@ def choose_driver(store: Store, requested: str | None) -> DriverChoice:
     return DriverChoice("vfs", f"{detail}; vfs copies the image for each container")
 
 
-def prepare_rootfs(store: Store, driver: str, layers: list[Path], cdir: Path) -> Path:
-    """Make the directories the driver mounts from; returns the mount point of the root."""
+def prepare_rootfs(store: Store, driver: str, layers: list[Path], cdir: Path, keep_id: bool = False) -> Path:
+    """Make the directories the driver mounts from; returns the mount point of the root. With
+    keep_id, `layers` are the shifted copies (`keep_id_layers`) and the upper root is re-owned."""
     merged = cdir / "merged"
     merged.mkdir(mode=0o755)
     if driver == "overlay":
         (cdir / "upper").mkdir(mode=0o755)
         (cdir / "work").mkdir(mode=0o700)
+        shift = _shift_ids(store) if keep_id else None
+        if shift is not None:
+            # The upper directory's owner is what the container sees as the owner of /.
+            store.in_userns(_shift_one, str(cdir / "upper"), *shift)
     else:
         from rootless.runtime.vfs import merge_layers
 
         store.in_userns(merge_layers, [str(p) for p in layers], str(merged))
     return merged
+
+
+def _shift_ids(store: Store) -> tuple[int, int] | None:
+    """The ids keep-id keeps, when files must be re-owned for it (not in single-id mode, where
+    every file is the user's anyway)."""
+    m = store.mapping
+    return (m.uids[0].outside, m.gids[0].outside) if m.mode == "subuid" else None
+
+
+def _shift_one(path: str, uid: int, gid: int) -> None:
+    from rootless.userns.keepid import shift_tree
+
+    shift_tree(path, uid, gid, recursive=False)
+
+
+def keep_id_layers(store: Store, layers: list[Path]) -> list[Path]:
+    """The layers as a keep-id container must see them: copies with shifted owners, made once per
+    layer and mapping and kept in the store beside the layer (GC removes them with it)."""
+    shift = _shift_ids(store)
+    if shift is None:
+        return layers
+    m = store.mapping
+    key = "keep-id-" + "-".join(str(n) for r in (*m.uids, *m.gids) for n in (r.outside, r.count))
+    out, todo = [], []
+    for p in layers:
+        dest = store.layers.shifted_path("sha256:" + p.name, key)
+        out.append(dest)
+        if not dest.is_dir():
+            todo.append((str(p), str(store.scratch.new_path("shift")), str(dest.parent)))
+    if todo:
+        store.in_userns(_copy_shifted, todo, *shift)
+    return out
+
+
+def _copy_shifted(jobs: list[tuple[str, str, str]], uid: int, gid: int) -> None:
+    import subprocess
+
+    from rootless.userns.keepid import shift_tree
+
+    for src, tmp, dest in jobs:
+        os.mkdir(tmp, 0o700)
+        # cp keeps owners, modes, xattrs (the overlay's opaque markers), whiteout devices and
+        # hard links, and shares data blocks where the file system can.
+        subprocess.run(["cp", "-a", "--reflink=auto", "--", src, os.path.join(tmp, "tree")], check=True,
+                       stdin=subprocess.DEVNULL)
+        shift_tree(os.path.join(tmp, "tree"), uid, gid)
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        try:
+            os.rename(tmp, dest)
+        except OSError as e:
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            # Another rl made the same copy first; the scratch dir's cleanup takes ours.

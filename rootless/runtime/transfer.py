@@ -37,7 +37,8 @@ from rootless.runtime import nsinit
 from rootless.runtime.execute import Container, join_namespaces
 from rootless.store.store import LayerSource, Store
 from rootless.store.unpack import LayerInput
-from rootless.userns.enter import spawn_in_userns
+from rootless.userns.enter import run_in_userns, spawn_in_userns
+from rootless.userns.keepid import for_container
 
 View = Literal["live", "snapshot"]
 """live: what the container's processes see (writable); snapshot: its root file system alone, read-only."""
@@ -244,7 +245,7 @@ def _start(store: Store, c: Container, view: View, fn: Callable[..., Any], args:
                 finally:
                     os._exit(code)
         else:
-            pid = spawn_in_userns(store.mapping, child, native.CLONE_NEWNS)
+            pid = spawn_in_userns(for_container(store.mapping, c.spec.userns), child, native.CLONE_NEWNS)
     finally:
         os.close(res_w)
     return _Helper(pid, res_r)
@@ -364,12 +365,12 @@ def commit(store: Store, c: Container, opts: CommitOptions) -> str:
     with store.adding():
         tar = store.scratch.new_path("commit")
         if c.spec.driver == "overlay":
-            store.in_userns(_tar_upper, str(c.cdir / "upper"), str(tar), store.owners)
+            _in_its_userns(store, c, _tar_upper, str(c.cdir / "upper"), str(tar), store.owners)
         else:
             image_tree, upper = store.scratch.new_path("commit-image"), store.scratch.new_path("commit-upper")
             image_tree.mkdir()
             upper.mkdir()
-            store.in_userns(_tar_vfs_changes, list(c.spec.layers), str(image_tree), str(c.cdir / "merged"),
+            _in_its_userns(store, c, _tar_vfs_changes, list(c.spec.layers), str(image_tree), str(c.cdir / "merged"),
                             str(upper), str(tar), store.owners)
         diff_id = _sha256(str(tar))
         diff_ids = [*oci.diff_ids(base), diff_id]
@@ -388,6 +389,13 @@ def commit(store: Store, c: Container, opts: CommitOptions) -> str:
             config["author"] = opts.author
         rec = store.commit_image(oci.canonical_json(config), layers, [ref] if ref else [])
     return rec.id
+
+
+def _in_its_userns(store: Store, c: Container, fn: Callable[..., Any], *args: Any) -> Any:
+    """fn(*args) where the container's files show the owners they have inside (keep-id included)."""
+    if store.mapping.mode != "subuid":
+        return fn(*args)
+    return run_in_userns(for_container(store.mapping, c.spec.userns), fn, *args)
 
 
 def _tar_upper(upper: str, out: str, owners: str) -> None:

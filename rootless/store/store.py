@@ -103,7 +103,8 @@ class Store:
             def unlock(_func, path, _exc):  # type: ignore[no-untyped-def]
                 # overlayfs leaves work/work at mode 000: open it up for the second pass.
                 try:
-                    os.chmod(path, 0o700, follow_symlinks=False)
+                    if not os.path.islink(path):  # Linux has no lchmod
+                        os.chmod(path, 0o700)
                 except OSError:
                     pass
 
@@ -380,10 +381,12 @@ class Store:
                     t = self.scratch.new_path("trash")
                     os.rename(cdirs / name, t)
                     trash.append(t)
-            for c in doomed:
+            doomed_paths = [self.layers.path(c) for c in doomed]
+            doomed_paths += [p for c, p in self.layers.shifted_on_disk() if c not in used_layers]
+            for p in doomed_paths:
                 t = self.scratch.new_path("trash")
                 try:
-                    os.rename(self.layers.path(c), t)
+                    os.rename(p, t)
                     trash.append(t)
                 except FileNotFoundError:
                     pass

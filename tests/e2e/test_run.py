@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import signal
 import subprocess
@@ -12,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Rl, has_subuid_range
-
 
 
 def test_echo(run) -> None:  # type: ignore[no-untyped-def]
@@ -295,3 +295,44 @@ def test_unusable_newuidmap_falls_back_to_single_id_and_says_so(rl: Rl, busybox:
     assert r.out == "0\n"
     assert "newuidmap is missing or not setuid root" in r.err and "'uidmap' package" in r.err
     assert "single id" in rl("info", env=env).out
+
+
+def test_userns_keep_id(run, rl: Rl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    vol = tmp_path / "v"
+    vol.mkdir()
+    r = run("--rm", "--userns", "keep-id", "-v", f"{vol}:/v", "busybox", "sh", "-c",
+            "id -u; id -g; whoami; stat -c %u:%g / /bin/busybox; touch /v/mine")
+    out = r.out.split()
+    assert out[:3] == [str(os.getuid()), str(os.getgid()), pwd.getpwuid(os.getuid()).pw_name]
+    assert (vol / "mine").stat().st_uid == os.getuid()
+    if has_subuid_range():
+        assert out[3:5] == ["0:0", "0:0"], "the image's files must stay root's"
+        assert run("--rm", "--userns", "keep-id", "-u", "0", "busybox", "id", "-u").out == "0\n"
+
+
+def test_keep_id_commit_keeps_the_owners_seen_inside(run, rl: Rl) -> None:  # type: ignore[no-untyped-def]
+    if not has_subuid_range():
+        pytest.skip("with one mapped id, the user's files and the image's are the same owner on disk")
+    run("--name", "k", "--userns", "keep-id", "busybox", "sh", "-c", "mkdir /tmp/made && touch /tmp/made/f")
+    rl("commit", "k", "kept")
+    expected = f"{os.getuid()}:{os.getgid()}\n"
+    assert rl("run", "--rm", "kept", "stat", "-c", "%u:%g", "/tmp/made/f").out == expected
+    rl("rm", "k")
+    rl("rmi", "kept", "busybox")
+    rl("system", "prune", "-f")
+    shifted = rl.root / "layers-shifted"
+    assert not shifted.exists() or not any(shifted.glob("*/*")), "copies of removed layers were left"
+
+
+def test_bad_userns(rl: Rl, busybox: str) -> None:
+    r = rl("run", "--rm", "--userns", "bogus", "busybox", "true", check=False)
+    last = r.err.splitlines()[-1]
+    assert r.code == 125 and last.startswith("Error: ") and "keep-id" in last and "Traceback" not in r.err
+
+
+@pytest.mark.single_id
+def test_keep_id_in_single_id_mode(rl: Rl, busybox: str, tmp_path: Path) -> None:
+    r = rl("run", "--rm", "--userns", "keep-id", "-v", f"{tmp_path}:/v", "busybox", "sh", "-c",
+           "id -u; id -g; touch /v/mine")
+    assert r.out.split() == [str(os.getuid()), str(os.getgid())]
+    assert (tmp_path / "mine").stat().st_uid == os.getuid()
