@@ -75,7 +75,8 @@ def _run_together(d: str, tags: list[str]) -> list[str]:
 def test_two_processes_write_and_rename_in_one_directory(make_overlay: MakeOverlay) -> None:
     lower = {f"d/lower-{tag}{i}": File(f"{tag}{i}".encode()) for tag in "AB" for i in range(10)}
     ov = make_overlay([lower])
-    assert ov(_run_together, ov.p("d"), ["A", "B"]) == []
+    failures = ov(_run_together, ov.p("d"), ["A", "B"])
+    assert not failures, "\n".join(failures)
     names = ov(listdir, ov.p("d"))
     assert names == sorted([f"shared{i}" for i in range(SHARED)] + [n.split("/")[1] for n in lower])
     for i in range(SHARED):
