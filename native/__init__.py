@@ -25,6 +25,11 @@ MS_PRIVATE = 1 << 18
 MS_SLAVE = 1 << 19
 MS_SHARED = 1 << 20
 
+RENAME_NOREPLACE = 1
+RENAME_EXCHANGE = 2
+
+AT_FDCWD = -100
+
 MNT_FORCE = 1
 MNT_DETACH = 2
 
@@ -96,3 +101,10 @@ def capget(pid: int = 0) -> tuple[int, int, int]:
 def capset(effective: int, permitted: int, inheritable: int) -> None:
     """Set the calling thread's capability masks (bit n is capability n)."""
     _check(lib.rl_capset(effective, permitted, inheritable))
+
+
+def renameat2(old: str, new: str, flags: int = 0, old_dir_fd: int = AT_FDCWD,
+              new_dir_fd: int = AT_FDCWD) -> None:
+    """rename(2) with RENAME_NOREPLACE / RENAME_EXCHANGE, which os.rename cannot ask for."""
+    _check(lib.rl_renameat2(old_dir_fd, os.fsencode(old), new_dir_fd, os.fsencode(new), flags),
+           old, new)

@@ -17,6 +17,8 @@ ffibuilder.cdef(
     int rl_capget(int pid, uint64_t *effective, uint64_t *permitted, uint64_t *inheritable);
     int rl_capset(uint64_t effective, uint64_t permitted, uint64_t inheritable);
     int rl_sethostname(const char *name, size_t len);
+    int rl_renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath,
+                     unsigned int flags);
     """
 )
 
@@ -55,6 +57,11 @@ ffibuilder.set_source(
         return mknodat(dirfd, name, S_IFCHR | 0, makedev(0, 0));
     }
     int rl_sethostname(const char *name, size_t len) { return sethostname(name, len); }
+    /* Through the raw syscall: glibc < 2.28 has no wrapper. */
+    int rl_renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath,
+                     unsigned int flags) {
+        return (int)syscall(SYS_renameat2, olddirfd, oldpath, newdirfd, newpath, flags);
+    }
     /* capget/capset through the raw syscall with 64-bit masks: glibc has no wrapper and
        libcap is not worth a dependency. Version 3 splits each set in two 32-bit words. */
     int rl_capget(int pid, uint64_t *effective, uint64_t *permitted, uint64_t *inheritable) {

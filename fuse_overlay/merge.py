@@ -1,0 +1,117 @@
+"""Name resolution and listing through the layers, by the overlay rules.
+
+Layer 0 is the upper directory (absent in a read-only overlay), layers 1.. are the lower
+directories, topmost first. Paths inside the overlay are `""` for the root and `"/a/b"` below it,
+so the real path of an entry in a layer is `roots[layer] + path`.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from dataclasses import dataclass
+
+from fuse_overlay import upperfmt
+
+
+@dataclass(frozen=True)
+class Found:
+    """What a name resolves to: its topmost layer, the lstat there, and for a directory every
+    layer whose directory of that name is merged into it, topmost first."""
+
+    layers: tuple[int, ...]
+    st: os.stat_result
+
+    @property
+    def is_dir(self) -> bool:
+        return stat.S_ISDIR(self.st.st_mode)
+
+
+_MISSING = (errno.ENOENT, errno.ENOTDIR)
+
+
+def lstat_or_none(path: str) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except OSError as e:
+        if e.errno in _MISSING:
+            return None
+        raise
+
+
+def dir_is_opaque(path: str) -> bool:
+    """True when a directory hides the directories of the same name in the layers below it."""
+    return upperfmt.is_opaque(path) or lstat_or_none(path + "/" + upperfmt.OPAQUE_MARKER) is not None
+
+
+def resolve(roots: list[str], parent_layers: tuple[int, ...], path: str) -> Found | None:
+    """The entry at `path` (whose parent directory is merged from `parent_layers`), or None when
+    no layer has it or a whiteout hides it."""
+    name = path.rpartition("/")[2]
+    if name.startswith(upperfmt.WHITEOUT_PREFIX):
+        # Whiteout files and opaque markers are bookkeeping, never visible entries.
+        return None
+    top: os.stat_result | None = None
+    layers: list[int] = []
+    for layer in parent_layers:
+        real = roots[layer] + path
+        st = lstat_or_none(real)
+        if st is None:
+            parent = roots[layer] + path[: len(path) - len(name)]
+            if lstat_or_none(parent + upperfmt.WHITEOUT_PREFIX + name) is not None:
+                break
+            continue
+        if upperfmt.is_whiteout(st):
+            break
+        if not stat.S_ISDIR(st.st_mode):
+            if top is None:
+                return Found((layer,), st)
+            break
+        if top is None:
+            top = st
+        layers.append(layer)
+        if len(parent_layers) > 1 and dir_is_opaque(real):
+            break
+    if top is None:
+        return None
+    return Found(tuple(layers), top)
+
+
+def list_names(roots: list[str], dir_layers: tuple[int, ...], path: str) -> list[str]:
+    """The visible names of a merged directory, upper layer's first, each once."""
+    seen: set[str] = set()
+    hidden: set[str] = set()
+    names: list[str] = []
+    for layer in dir_layers:
+        hidden_here: list[str] = []
+        with os.scandir(roots[layer] + path) as entries:
+            for entry in entries:
+                name = entry.name
+                if name.startswith(upperfmt.WHITEOUT_PREFIX):
+                    target = upperfmt.whiteout_target(name)
+                    if target is not None:
+                        hidden_here.append(target)
+                    continue
+                if name in seen or name in hidden:
+                    continue
+                if _maybe_device(entry) and upperfmt.is_whiteout(entry.stat(follow_symlinks=False)):
+                    hidden_here.append(name)
+                    continue
+                seen.add(name)
+                names.append(name)
+        # A whiteout hides the layers below it, never an entry of its own layer.
+        hidden.update(hidden_here)
+    return names
+
+
+def _maybe_device(entry: os.DirEntry[str]) -> bool:
+    """False when the directory entry's type says it is not a device, which needs no stat."""
+    return not (entry.is_file(follow_symlinks=False) or entry.is_dir(follow_symlinks=False)
+                or entry.is_symlink())
+
+
+def has_lower(roots: list[str], parent_layers: tuple[int, ...], path: str) -> bool:
+    """True when a lower layer shows an entry at `path`: removing or renaming it away then needs a
+    whiteout in the upper layer."""
+    lowers = tuple(layer for layer in parent_layers if layer > 0)
+    return bool(lowers) and resolve(roots, lowers, path) is not None
