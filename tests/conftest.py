@@ -127,7 +127,7 @@ def tree_snapshot(root: Path) -> dict[str, tuple]:  # type: ignore[type-arg]
     return out
 
 
-DRIVERS = ["overlay", "vfs"]
+DRIVERS = ["overlay", "fuse-overlay", "vfs"]
 
 
 @pytest.fixture(params=DRIVERS)

@@ -164,7 +164,7 @@ def inspect_container(store: Store, rec: ContainerRecord) -> dict[str, Any]:
     cdir = containers_dir(store) / rec.id
     is_running = rec.status == "running"
     graph: dict[str, str] = {"MergedDir": str(cdir / "merged")}
-    if spec.driver == "overlay":
+    if spec.driver != "vfs":
         graph.update(LowerDir=":".join(reversed(spec.layers)), UpperDir=str(cdir / "upper"),
                      WorkDir=str(cdir / "work"))
     return {

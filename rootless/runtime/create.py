@@ -129,8 +129,8 @@ def _create(store: Store, opts: RunOptions) -> tuple[ContainerRecord, ContainerS
     env = options.build_env(config.get("Env") or [], opts.env_files, opts.env, os.environ,
                             hostname=hostname, tty=opts.tty)
     stop_signal = options.parse_signal(opts.stop_signal or config.get("StopSignal") or "SIGTERM")
-    driver = choose_driver(store, opts.storage_driver)
     userns = keepid.check_mode(opts.userns)
+    driver = choose_driver(store, opts.storage_driver, userns)
     user = opts.user if opts.user is not None else (config.get("User") or "")
     passwd_entry = group_entry = ""
     if userns == "keep-id":

@@ -90,9 +90,10 @@ def _bind_file(rootfs: str, source: str, target: str) -> None:
 def ns_init(spec: ContainerSpec, cdir: str, rootfs: str, err_fd: int) -> int:
     # A supervisor that dies takes its container with it, never leaving it running unwatched.
     native.prctl(native.PR_SET_PDEATHSIG, signal.SIGKILL)
+    fuse = None
     try:
         native.mount(None, "/", None, native.MS_REC | native.MS_PRIVATE)
-        mount_rootfs(spec, cdir, rootfs)
+        fuse = mount_rootfs(spec, cdir, rootfs)
         _mount_volumes(spec, rootfs)
         for name in ("hostname", "hosts", "resolv.conf"):
             _bind_file(rootfs, os.path.join(cdir, name), f"/etc/{name}")
@@ -101,6 +102,8 @@ def ns_init(spec: ContainerSpec, cdir: str, rootfs: str, err_fd: int) -> int:
             flags |= native.CLONE_NEWNET
         native.unshare(flags)
     except (StartError, OSError, RlError) as e:
+        if fuse is not None:
+            fuse.unmount()
         return report_failure(err_fd, e)
     pid = os.fork()
     if pid == 0:
@@ -114,12 +117,36 @@ def ns_init(spec: ContainerSpec, cdir: str, rootfs: str, err_fd: int) -> int:
     # Signals reach pid 1 through us: we are root of its user namespace, the supervisor is not.
     for sig in FORWARDED:
         signal.signal(sig, lambda s, _f: forward_signal(pid, s))
+    if fuse is None:
+        return _exit_code(os.waitpid(pid, 0)[1])
+    return _wait_with_daemon(pid, fuse, cdir)
+
+
+def _exit_code(status: int) -> int:
+    return os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+
+
+def _wait_with_daemon(pid: int, fuse, cdir: str) -> int:  # type: ignore[no-untyped-def]
+    """Wait for pid 1 while watching the FUSE daemon: a container whose file system died must
+    fail at once and say so, not hang or limp on with every access failing."""
+    daemon_died = False
     while True:
-        _, status = os.waitpid(pid, 0)
-        if os.WIFEXITED(status):
-            return os.WEXITSTATUS(status)
-        if os.WIFSIGNALED(status):
-            return 128 + os.WTERMSIG(status)
+        child, status = os.wait()
+        if child == fuse.pid and not daemon_died:
+            daemon_died = True
+            forward_signal(pid, signal.SIGKILL)
+            how = f"exit status {os.WEXITSTATUS(status)}" if os.WIFEXITED(status) else \
+                f"signal {os.WTERMSIG(status)}"
+            try:
+                os.write(2, f"rl: the FUSE overlay of this container stopped ({how}): its log is "
+                            f"{fuse_log(cdir)}\n".encode())
+            except OSError:
+                pass
+        elif child == pid:
+            code = 125 if daemon_died else _exit_code(status)
+            if not daemon_died:
+                fuse.unmount()
+            return code
 
 
 def _write_pid1(cdir: str, pid: int) -> None:
@@ -138,7 +165,17 @@ def forward_signal(pid: int, sig: int) -> None:
         pass
 
 
-def mount_rootfs(spec: ContainerSpec, cdir: str, rootfs: str) -> None:
+def mount_rootfs(spec: ContainerSpec, cdir: str, rootfs: str):  # type: ignore[no-untyped-def]
+    """Mount the container's root at rootfs; for fuse-overlay, returns the daemon's MountHandle."""
+    if spec.driver == "fuse-overlay":
+        import fuse_overlay  # only this driver needs it (and its subprocess import)
+
+        log = fuse_log(cdir)
+        try:
+            return fuse_overlay.mount(list(reversed(spec.layers)), f"{cdir}/upper", f"{cdir}/work", rootfs,
+                                      ["xattr_permissions=2"] if spec.single_id else [], stderr_path=log)
+        except fuse_overlay.FuseOverlayError as e:
+            raise StartError(125, f"cannot mount the FUSE overlay: {e} (its log is {log})") from None
     if spec.driver == "overlay":
         lower = ":".join(reversed(spec.layers))
         data = f"lowerdir={lower},upperdir={cdir}/upper,workdir={cdir}/work,userxattr"
@@ -149,6 +186,12 @@ def mount_rootfs(spec: ContainerSpec, cdir: str, rootfs: str) -> None:
                                   "--storage-driver vfs") from None
     else:
         native.mount(rootfs, rootfs, None, native.MS_BIND | native.MS_REC)
+    return None
+
+
+def fuse_log(cdir: str) -> str:
+    """Where the FUSE overlay daemon of a container writes its errors."""
+    return os.path.join(cdir, "fuse-overlay.log")
 
 
 def report(fd: int, code: int, message: str) -> None:

@@ -45,18 +45,40 @@ def kernel_overlay_usable(store: Store) -> tuple[bool, str]:
     return ok, detail
 
 
-def choose_driver(store: Store, requested: str | None) -> DriverChoice:
+def _fuse_ability():  # type: ignore[no-untyped-def]
+    from rootless.host import probe  # not on the path of the default driver: it costs each start
+
+    return probe.fuse()
+
+
+def choose_driver(store: Store, requested: str | None, userns: str = "") -> DriverChoice:
+    # In single-id mode keep-id maps no root: nothing inside could mount the FUSE overlay, and
+    # the owners it keeps in xattrs could not be shown anyway (only the user's id exists).
+    fuse_unfit = store.mapping.mode == "single" and userns == "keep-id"
     requested = requested or os.environ.get("RL_STORAGE_DRIVER") or None
     if requested:
         if requested not in DRIVERS:
             raise UsageError(f"unknown storage driver {requested!r}: use one of {', '.join(DRIVERS)}")
-        if requested == "fuse-overlay":
-            raise UsageError("the fuse-overlay storage driver is not available yet: use overlay or vfs")
+        if requested == "fuse-overlay" and fuse_unfit:
+            raise UsageError("the fuse-overlay storage driver cannot serve --userns keep-id without a "
+                             "subordinate id range: use overlay or vfs")
+        if requested == "fuse-overlay" and not (fuse := _fuse_ability()).ok:
+            raise UsageError(f"the fuse-overlay storage driver cannot work here: {fuse.detail}")
         return DriverChoice(requested, "chosen by --storage-driver or RL_STORAGE_DRIVER")
+    if store.mapping.mode == "single" and not fuse_unfit:
+        fuse = _fuse_ability()
+        if fuse.ok:
+            return DriverChoice("fuse-overlay", "single-id mode: the FUSE overlay shows the files' real owners "
+                                                "and modes, kept in xattrs")
+        return DriverChoice("vfs", f"single-id mode wants the FUSE overlay, but {fuse.detail}; vfs copies "
+                                   "the image for each container")
     ok, detail = kernel_overlay_usable(store)
     if ok:
         return DriverChoice("overlay", "kernel overlayfs works in a user namespace here: native speed")
-    return DriverChoice("vfs", f"{detail}; vfs copies the image for each container")
+    fuse = _fuse_ability()
+    if fuse.ok:
+        return DriverChoice("fuse-overlay", f"{detail}; the FUSE overlay stands in for it")
+    return DriverChoice("vfs", f"{detail}, and {fuse.detail}; vfs copies the image for each container")
 
 
 def prepare_rootfs(store: Store, driver: str, layers: list[Path], cdir: Path, keep_id: bool = False) -> Path:
@@ -64,7 +86,7 @@ def prepare_rootfs(store: Store, driver: str, layers: list[Path], cdir: Path, ke
     keep_id, `layers` are the shifted copies (`keep_id_layers`) and the upper root is re-owned."""
     merged = cdir / "merged"
     merged.mkdir(mode=0o755)
-    if driver == "overlay":
+    if driver != "vfs":
         (cdir / "upper").mkdir(mode=0o755)
         (cdir / "work").mkdir(mode=0o700)
         shift = _shift_ids(store) if keep_id else None

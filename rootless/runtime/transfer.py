@@ -213,6 +213,8 @@ def _start(store: Store, c: Container, view: View, fn: Callable[..., Any], args:
                       "try again in a moment")
     res_r, res_w = os.pipe()
     joined = view == "live" and c.running
+    snapshot_mount = _snapshot_mount(store, c) if view == "snapshot" else ""
+    fuse_scratch = str(store.scratch.new_path("snapshot")) if snapshot_mount == "fuse-overlay" else ""
 
     def child() -> int:
         os.close(res_r)
@@ -221,14 +223,18 @@ def _start(store: Store, c: Container, view: View, fn: Callable[..., Any], args:
         native.prctl(native.PR_SET_PDEATHSIG, signal.SIGKILL)
         # Names are never looked up: tarfile's pwd/grp would load the container's NSS modules.
         tarfile.pwd = tarfile.grp = None  # type: ignore[attr-defined]
+        fuse = None
         try:
             if joined:
                 _join(c)
             else:
-                _enter_rootfs(c, view)
+                fuse = _enter_rootfs(c, view, snapshot_mount, fuse_scratch)
             payload: tuple[str, Any] = ("ok", fn(*args))
         except (OSError, RlError, tarfile.TarError, nsinit.StartError) as e:
             payload = ("error", nsinit.describe(e))
+        finally:
+            if fuse is not None:
+                fuse.unmount()
         data = pickle.dumps(payload)
         view_ = memoryview(data)
         while view_:
@@ -258,21 +264,47 @@ def _join(c: Container) -> None:
         raise RlError(f"container {c.rec.name} is not running") from None  # it exited meanwhile
 
 
-def _enter_rootfs(c: Container, view: View) -> None:
-    """In a fresh user and mount namespace: mount the container's root and chroot into it."""
+def _snapshot_mount(store: Store, c: Container) -> str:
+    """How a read-only view of a container's files is mounted: the kernel overlay where it works
+    (with user xattrs as they are on disk, so owners kept in xattrs read right), else our FUSE
+    overlay; "" for vfs, whose tree needs no mount."""
+    if c.spec.driver == "vfs":
+        return ""
+    if c.spec.driver == "overlay":
+        return "overlay"
+    from rootless.runtime.storage import kernel_overlay_usable
+
+    return "overlay" if kernel_overlay_usable(store)[0] else "fuse-overlay"
+
+
+def _enter_rootfs(c: Container, view: View, snapshot_mount: str, scratch: str):  # type: ignore[no-untyped-def]
+    """In a fresh user and mount namespace: mount the container's root and chroot into it.
+    Returns the FUSE daemon's handle when one serves the mount (the caller unmounts it)."""
     native.mount(None, "/", None, native.MS_REC | native.MS_PRIVATE)
     rootfs = str(c.cdir / "merged")
-    if c.spec.driver == "overlay":
-        if view == "live":
-            nsinit.mount_rootfs(c.spec, str(c.cdir), rootfs)
+    fuse = None
+    if view == "live":
+        fuse = nsinit.mount_rootfs(c.spec, str(c.cdir), rootfs)
+    elif snapshot_mount:
+        # The upper directory as the top lower layer: a read-only view that never shares
+        # the running container's upper and work directories.
+        lowers = [str(c.cdir / "upper"), *reversed(c.spec.layers)]
+        if snapshot_mount == "overlay":
+            native.mount("overlay", rootfs, "overlay", native.MS_RDONLY, f"lowerdir={':'.join(lowers)},userxattr")
         else:
-            # The upper directory as the top lower layer: a read-only view that never shares
-            # the running container's upper and work directories.
-            lower = ":".join([str(c.cdir / "upper"), *reversed(c.spec.layers)])
-            native.mount("overlay", rootfs, "overlay", native.MS_RDONLY, f"lowerdir={lower},userxattr")
+            import fuse_overlay
+
+            for d in ("upper", "work"):
+                os.makedirs(os.path.join(scratch, d))
+            try:
+                fuse = fuse_overlay.mount(lowers, os.path.join(scratch, "upper"), os.path.join(scratch, "work"),
+                                          rootfs, ["xattr_permissions=2"] if c.spec.single_id else [])
+            except fuse_overlay.FuseOverlayError as e:
+                raise RlError(f"cannot mount the FUSE overlay: {e}") from None
     os.chdir(rootfs)
     os.chroot(".")
     os.chdir("/")
+    return fuse
 
 
 def _call(store: Store, c: Container, view: View, fn: Callable[..., Any], *args: Any) -> Any:
@@ -364,7 +396,7 @@ def commit(store: Store, c: Container, opts: CommitOptions) -> str:
     manifest = store.manifest(image)
     with store.adding():
         tar = store.scratch.new_path("commit")
-        if c.spec.driver == "overlay":
+        if c.spec.driver != "vfs":
             _in_its_userns(store, c, _tar_upper, str(c.cdir / "upper"), str(tar), store.owners)
         else:
             image_tree, upper = store.scratch.new_path("commit-image"), store.scratch.new_path("commit-upper")

@@ -108,6 +108,11 @@ def spawn_in_userns(mapping: IdMapping, child: Callable[[], int], extra_flags: i
             if os.read(go_r, 1) != b"1":
                 os._exit(125)
             os.close(go_r)
+            if os.getuid() != 0 and mapping.host_uid(0) is not None:
+                # keep-id maps the user to itself: become the namespace's root, as with the
+                # default mapping, so files made here (and by a FUSE daemon) are root's.
+                os.setresgid(0, 0, 0)
+                os.setresuid(0, 0, 0)
             code = child()
         except BaseException as e:  # noqa: BLE001 - a failure here must never be silent
             try:

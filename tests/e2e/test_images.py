@@ -168,7 +168,8 @@ def test_info_reports_mapping_and_driver(rl: Rl) -> None:
 def test_info_in_single_id_mode_says_what_breaks(rl: Rl) -> None:
     info = json.loads(rl("info", "--format", "json").out)
     assert info["idMapping"]["mode"] == "single"
-    assert info["storage"]["driver"] in ("overlay", "vfs")
+    fuse = info["storage"]["fuse"]["usable"]
+    assert info["storage"]["driver"] == ("fuse-overlay" if fuse else "vfs")
     assert "single-id mode" in rl("info").out
 
 

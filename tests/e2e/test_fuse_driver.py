@@ -1,0 +1,78 @@
+"""The fuse-overlay storage driver as a user meets it: chosen when it should be, one daemon per
+container that goes away with it, and a daemon that dies takes its container down loudly."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Rl
+
+
+def _daemons_serving(rl: Rl) -> list[int]:
+    """Pids of FUSE overlay daemons whose mount point is in this test's store."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{name}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"fuse_overlay" in cmdline and any(str(rl.root).encode() in a for a in cmdline):
+            found.append(int(name))
+    return found
+
+
+def _eventually(check, timeout: float = 20.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_one_daemon_per_container_gone_with_it(rl: Rl, busybox: str) -> None:
+    cid = rl("--storage-driver", "fuse-overlay", "run", "-d", "busybox", "sleep", "1000").out.strip()
+    assert len(_daemons_serving(rl)) == 1
+    assert rl("exec", cid, "sh", "-c", "echo hi > /f && cat /f").out == "hi\n"
+    rl("stop", "-t", "1", cid)
+    assert _eventually(lambda: not _daemons_serving(rl)), "the daemon outlived its container"
+    rl("rm", cid)
+
+
+def test_daemon_killed_fails_the_container_loudly(rl: Rl, busybox: str) -> None:
+    cid = rl("--storage-driver", "fuse-overlay", "run", "-d", "busybox", "sleep", "1000").out.strip()
+    (daemon,) = _daemons_serving(rl)
+    os.kill(daemon, signal.SIGKILL)
+    assert rl("wait", cid, timeout=30).out == "125\n"
+    logs = rl("logs", cid)
+    assert "FUSE overlay of this container stopped" in logs.err and "fuse-overlay.log" in logs.err
+    rl("rm", cid)
+    assert not _daemons_serving(rl)
+
+
+def test_info_says_which_driver_and_why(rl: Rl) -> None:
+    info = json.loads(rl("info", "--format", "json").out)
+    assert info["storage"]["driver"] in ("overlay", "fuse-overlay", "vfs") and info["storage"]["reason"]
+    forced = json.loads(rl("--storage-driver", "fuse-overlay", "info", "--format", "json").out)
+    assert forced["storage"]["driver"] == "fuse-overlay"
+
+
+@pytest.mark.single_id
+def test_single_id_mode_uses_the_fuse_overlay_and_shows_real_owners(rl: Rl, busybox: str) -> None:
+    info = json.loads(rl("info", "--format", "json").out)
+    assert info["storage"]["driver"] == "fuse-overlay", info["storage"]
+    assert "single-id" in info["storage"]["reason"]
+    # The image's /etc/shadow is root:shadow 0640. With one mapped id only root can be shown as
+    # itself: the group (42) is not mapped, so the kernel shows the overflow id.
+    out = rl("run", "--rm", "busybox", "stat", "-c", "%u %a", "/etc/shadow").out
+    assert out == "0 640\n"
+    assert rl("run", "--rm", "busybox", "stat", "-c", "%g", "/etc/shadow").out == "65534\n"
+    r = rl("run", "--rm", "busybox", "sh", "-c", "touch /x && chmod 600 /x && stat -c '%u %a' /x")
+    assert r.out == "0 600\n"
