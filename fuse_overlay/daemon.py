@@ -54,6 +54,17 @@ def _need_dir(what: str, path: str) -> None:
     raise StartError(f"{what} {path} is not a directory")
 
 
+def _enable_hooks() -> None:
+    import native
+
+    try:
+        native.fuse_hooks_enable()
+    except OSError as e:
+        # The overlay still works: SEEK_DATA/SEEK_HOLE see one extent, fallocate fails.
+        print(f"fuse-overlay: no lseek/fallocate/copy_file_range handlers: {e.strerror}",
+              file=sys.stderr)
+
+
 def fuse_options(config: Config) -> set[str]:
     opts = {"default_permissions", "fsname=fuse-overlay", "subtype=fuse-overlay"}
     # Inside a user namespace the daemon is root there, and the container's other users must
@@ -99,6 +110,7 @@ def serve(config: Config, report: Callable[[str | None], None]) -> int:
     try:
         scratch = check_dirs(config)
         os.umask(0)  # modes come from the caller, already masked by the kernel
+        _enable_hooks()
         import pyfuse3
         import trio
 

@@ -108,3 +108,10 @@ def renameat2(old: str, new: str, flags: int = 0, old_dir_fd: int = AT_FDCWD,
     """rename(2) with RENAME_NOREPLACE / RENAME_EXCHANGE, which os.rename cannot ask for."""
     _check(lib.rl_renameat2(old_dir_fd, os.fsencode(old), new_dir_fd, os.fsencode(new), flags),
            old, new)
+
+
+def fuse_hooks_enable() -> None:
+    """Give the next FUSE session lseek (SEEK_DATA/SEEK_HOLE), fallocate and copy_file_range
+    handlers that act on the real file whose descriptor is the request's file handle. Call it
+    before pyfuse3 is imported; OSError when libfuse3 (or its header at build time) is missing."""
+    _check(lib.rl_fuse_hooks_enable())

@@ -1,5 +1,104 @@
 """cffi build script for native._native: the syscalls Python 3.11 lacks."""
+import os
+
 from cffi import FFI
+
+# The FUSE request hooks need libfuse3's header at build time (never libfuse3 at run time: the
+# library is looked up only when a daemon turns the hooks on). Without it they report ENOSYS.
+_FUSE_HEADER = "/usr/include/fuse3/fuse_lowlevel.h"
+HAVE_FUSE3 = os.path.exists(_FUSE_HEADER)
+
+_NO_FUSE_HOOKS = r"""
+    #include <errno.h>
+    int rl_fuse_hooks_enable(void) { errno = ENOSYS; return -1; }
+"""
+
+# pyfuse3 3.5 has no lseek, fallocate or copy_file_range handlers, so SEEK_DATA/SEEK_HOLE,
+# fallocate(2) and copy_file_range(2) would fail on the FUSE overlay. These requests carry the
+# file handle, which the overlay makes the real file's descriptor, so they are answered here in C,
+# without Python: this module defines fuse_session_new, and once the daemon has made the module
+# global, pyfuse3's call reaches this one, which adds the handlers to the operations it passes on.
+_FUSE_HOOKS = r"""
+    #define FUSE_USE_VERSION 34
+    #include <dlfcn.h>
+    #include <errno.h>
+    #include <string.h>
+    #include <fuse_lowlevel.h>
+
+    typedef struct fuse_session *(*rl_session_new_t)(struct fuse_args *,
+        const struct fuse_lowlevel_ops *, size_t, void *);
+    static rl_session_new_t rl_real_session_new;
+    static int (*rl_reply_err)(fuse_req_t, int);
+    static int (*rl_reply_lseek)(fuse_req_t, off_t);
+    static int (*rl_reply_write)(fuse_req_t, size_t);
+    static struct fuse_lowlevel_ops rl_ops;
+
+    static void rl_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
+                         struct fuse_file_info *fi) {
+        off_t res = lseek((int)fi->fh, off, whence);
+        if (res < 0)
+            rl_reply_err(req, errno);
+        else
+            rl_reply_lseek(req, res);
+    }
+    static void rl_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
+                             off_t length, struct fuse_file_info *fi) {
+        rl_reply_err(req, fallocate((int)fi->fh, mode, offset, length) < 0 ? errno : 0);
+    }
+    static void rl_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
+                                   struct fuse_file_info *fi_in, fuse_ino_t ino_out,
+                                   off_t off_out, struct fuse_file_info *fi_out, size_t len,
+                                   int flags) {
+        loff_t in = off_in, out = off_out;
+        ssize_t n = copy_file_range((int)fi_in->fh, &in, (int)fi_out->fh, &out, len,
+                                    (unsigned)flags);
+        if (n < 0)
+            rl_reply_err(req, errno);
+        else
+            rl_reply_write(req, (size_t)n);
+    }
+
+    struct fuse_session *fuse_session_new(struct fuse_args *args,
+                                          const struct fuse_lowlevel_ops *op, size_t op_size,
+                                          void *userdata) {
+        memset(&rl_ops, 0, sizeof rl_ops);
+        memcpy(&rl_ops, op, op_size < sizeof rl_ops ? op_size : sizeof rl_ops);
+        if (!rl_ops.lseek)
+            rl_ops.lseek = rl_lseek;
+        if (!rl_ops.fallocate)
+            rl_ops.fallocate = rl_fallocate;
+        if (!rl_ops.copy_file_range)
+            rl_ops.copy_file_range = rl_copy_file_range;
+        return rl_real_session_new(args, &rl_ops, sizeof rl_ops, userdata);
+    }
+
+    /* Make this module's symbols global so that pyfuse3, loaded next, binds fuse_session_new
+       to the definition above; then look the real one up in libfuse. */
+    int rl_fuse_hooks_enable(void) {
+        Dl_info self;
+        void *fuse;
+        /* Global before libfuse is loaded: the global scope is searched in load order. */
+        if (!dladdr((void *)rl_fuse_hooks_enable, &self) ||
+            !dlopen(self.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_GLOBAL)) {
+            errno = ENOSYS;
+            return -1;
+        }
+        fuse = dlopen("libfuse3.so.3", RTLD_NOW | RTLD_LOCAL);
+        if (!fuse) {
+            errno = ENOENT;
+            return -1;
+        }
+        rl_real_session_new = (rl_session_new_t)dlvsym(fuse, "fuse_session_new", "FUSE_3.0");
+        rl_reply_err = (int (*)(fuse_req_t, int))dlsym(fuse, "fuse_reply_err");
+        rl_reply_lseek = (int (*)(fuse_req_t, off_t))dlsym(fuse, "fuse_reply_lseek");
+        rl_reply_write = (int (*)(fuse_req_t, size_t))dlsym(fuse, "fuse_reply_write");
+        if (!rl_real_session_new || !rl_reply_err || !rl_reply_lseek || !rl_reply_write) {
+            errno = ENOSYS;
+            return -1;
+        }
+        return 0;
+    }
+"""
 
 ffibuilder = FFI()
 
@@ -19,6 +118,7 @@ ffibuilder.cdef(
     int rl_sethostname(const char *name, size_t len);
     int rl_renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath,
                      unsigned int flags);
+    int rl_fuse_hooks_enable(void);
     """
 )
 
@@ -82,7 +182,9 @@ ffibuilder.set_source(
         };
         return (int)syscall(SYS_capset, &hdr, data);
     }
-    """,
+    """ + (_FUSE_HOOKS if HAVE_FUSE3 else _NO_FUSE_HOOKS),
+    include_dirs=["/usr/include/fuse3"] if HAVE_FUSE3 else [],
+    libraries=["dl"],
 )
 
 if __name__ == "__main__":
