@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Rl
+from tests.conftest import DRIVERS, Rl
 
 # sh as pid 1 gets only the signals it traps; the short sleeps let the trap run soon.
 LOOP = "while true; do sleep 0.1; done"
@@ -143,7 +143,7 @@ def test_wait_blocks_until_exit(rl: Rl, detached: Callable[..., str]) -> None:
     assert state(rl, cid)["ExitCode"] == 5
 
 
-@pytest.mark.parametrize("driver", ["overlay", "vfs"])
+@pytest.mark.parametrize("driver", DRIVERS)
 def test_start_after_stop_keeps_the_container_s_files(rl: Rl, detached: Callable[..., str], driver: str) -> None:
     cid = detached("--name", "keep", "busybox", "sh", "-c",
                    f'echo run >> /runs; wc -l < /runs; trap "exit 0" TERM; {LOOP}', driver=driver)
@@ -240,7 +240,7 @@ def test_inspect_fields(rl: Rl, detached: Callable[..., str], busybox: str) -> N
     assert (c["Config"]["WorkingDir"], c["Config"]["Hostname"], c["Config"]["Image"]) == ("/tmp", "box", "busybox")
     assert c["HostConfig"] == {**c["HostConfig"], "AutoRemove": False, "ReadonlyRootfs": True, "NetworkMode": "host"}
     assert [m["Destination"] for m in c["Mounts"]] == ["/scratch"]
-    assert c["GraphDriver"]["Name"] in ("overlay", "vfs")
+    assert c["GraphDriver"]["Name"] in DRIVERS
     rl("kill", "insp")
     s = state(rl, "insp")
     assert (s["Status"], s["Running"], s["ExitCode"], s["Pid"]) == ("exited", False, 137, 0)

@@ -187,8 +187,9 @@ def test_unknown_container_and_bad_arguments(rl: Rl, busybox: str, tmp_path: Pat
 
 
 @pytest.mark.single_id
-def test_single_id_cp_export_commit(rl: Rl, busybox: str, tmp_path: Path) -> None:
-    rl("--storage-driver", "overlay", "run", "--name", "one", "busybox", "sh", "-c", "echo s > /s; rm /bin/vi")
+@pytest.mark.parametrize("single_driver", DRIVERS)
+def test_single_id_cp_export_commit(rl: Rl, busybox: str, tmp_path: Path, single_driver: str) -> None:
+    rl("--storage-driver", single_driver, "run", "--name", "one", "busybox", "sh", "-c", "echo s > /s; rm /bin/vi")
     try:
         rl("cp", "one:/s", str(tmp_path / "s"))
         assert (tmp_path / "s").read_text() == "s\n"
