@@ -11,9 +11,12 @@ import pytest
 from tests.fs.conftest import MakeOverlay, needs_subuid
 from tests.fs.harness import (
     Dir,
+    Fifo,
     File,
     Node,
+    Symlink,
     check_upper,
+    listdir,
     lstat,
     node,
     read,
@@ -177,3 +180,17 @@ def test_write_through_a_new_fd_after_copy_up(make_overlay: MakeOverlay) -> None
     assert ov(read, ov.p("f")) == b"NEW data"
     assert ov(read, ov.l(0, "f")) == b"old data"
     check_upper(ov, {"f": "file"})
+
+
+@needs_subuid
+def test_special_files_copy_up_as_what_they_are(make_overlay: MakeOverlay) -> None:
+    ov = make_overlay([{"fifo": Fifo(0o600), "link": Symlink("target/of/link"), "d/x": File()}])
+    ov(os.chmod, ov.p("fifo"), 0o640)
+    ov(os.chown, ov.p("link"), 1000, 1000, follow_symlinks=False)
+    ov(os.utime, ov.p("d"), (T0, T0))
+    for view in (ov.p, ov.u):
+        fifo, link = ov(node, view("fifo")), ov(node, view("link"))
+        assert (fifo.kind, fifo.mode) == ("fifo", 0o640)
+        assert (link.kind, link.content, link.uid, link.gid) == ("symlink", "target/of/link", 1000, 1000)
+        assert ov(lstat, view("d")).st_mtime == T0
+    assert ov(listdir, ov.p("d")) == ["x"]

@@ -230,3 +230,52 @@ def test_statfs_is_the_upper_filesystems(make_overlay: MakeOverlay) -> None:
     # Free space moves with other users of the disk: it only has to be the upper's order of size.
     assert 0 < merged.f_bavail <= merged.f_blocks
     assert merged.f_bavail >= upper.f_bavail // 2
+
+
+def _rewrite_middle(p: str, offset: int, data: bytes) -> str:
+    fd = os.open(p, os.O_RDWR)
+    try:
+        os.pwrite(fd, data, offset)
+    finally:
+        os.close(fd)
+    import hashlib
+
+    return hashlib.sha256(read(p)).hexdigest()
+
+
+def test_big_files_keep_every_byte(make_overlay: MakeOverlay) -> None:
+    import hashlib
+
+    blob = os.urandom(5 * MIB + 123)
+    ov = make_overlay([{"big": File(blob)}])
+    patch = os.urandom(70000)
+    want = blob[:3 * MIB - 7] + patch + blob[3 * MIB - 7 + len(patch):]
+    assert ov(_rewrite_middle, ov.p("big"), 3 * MIB - 7, patch) == hashlib.sha256(want).hexdigest()
+    ov(write, ov.p("new"), blob)
+    assert ov(read, ov.p("new")) == blob
+    ov.remount()
+    assert ov(read, ov.p("big")) == want
+    assert ov(read, ov.p("new")) == blob
+
+
+def _ftruncate(p: str, size: int) -> bytes:
+    fd = os.open(p, os.O_RDWR)
+    try:
+        os.ftruncate(fd, size)
+        return os.pread(fd, size + 10, 0)
+    finally:
+        os.close(fd)
+
+
+def test_truncate_to_grow_and_shrink(make_overlay: MakeOverlay) -> None:
+    ov = make_overlay([{"f": File(b"12345"), "g": File(b"abcdef")}])
+    assert ov(_ftruncate, ov.p("f"), 10) == b"12345" + b"\0" * 5
+    ov(os.truncate, ov.p("g"), 2)
+    assert ov(read, ov.p("g")) == b"ab"
+    assert ov(lstat, ov.p("g")).st_size == 2
+
+
+def test_opening_a_directory_for_writing_is_eisdir(make_overlay: MakeOverlay) -> None:
+    ov = make_overlay([{"d/x": File()}])
+    assert ov.errno(write, ov.p("d"), b"", os.O_WRONLY) == errno.EISDIR
+    assert ov.errno(os.open, ov.p("d/x"), os.O_RDONLY | os.O_DIRECTORY) == errno.ENOTDIR
