@@ -99,7 +99,9 @@ def mount(lowerdirs: Sequence[str], upperdir: str, workdir: str, mountpoint: str
     try:
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                    stderr=stderr, pass_fds=(write,), env=env,
-                                   start_new_session=True, preexec_fn=_die_with_parent)
+                                   start_new_session=True,
+                                   # The namespace child that mounts is single-threaded.
+                                   preexec_fn=_die_with_parent)  # noqa: PLW1509
     finally:
         os.close(write)
         if stderr is not None:

@@ -15,6 +15,8 @@ from collections.abc import Callable
 
 from fuse_overlay.options import Config
 
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
 
 class StartError(Exception):
     """The mount could not be made; the text is the one-line reason."""
@@ -126,13 +128,18 @@ def serve(config: Config, report: Callable[[str | None], None]) -> int:
     except OSError as e:
         report(f"{e.filename or config.mountpoint}: {e.strerror}")
         return 1
+    # A stop asked for between the report and the start of the loop must not kill us with the
+    # mount left behind: note it until trio takes the signals over.
+    early: list[int] = []
+    for signum in _STOP_SIGNALS:
+        signal.signal(signum, lambda signum, frame: early.append(signum))
     report(None)
-    stopped_by_signal = trio.run(_main, pyfuse3)
+    stopped_by_signal = trio.run(_main, pyfuse3, early)
     pyfuse3.close(unmount=stopped_by_signal)
     return 0
 
 
-async def _main(pyfuse3: object) -> bool:
+async def _main(pyfuse3: object, early: list[int]) -> bool:
     """Serve until unmounted (False) or told to stop by a signal (True)."""
     import trio
 
@@ -140,11 +147,12 @@ async def _main(pyfuse3: object) -> bool:
 
     async def watch() -> None:
         nonlocal by_signal
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
-            async for _ in signals:
-                by_signal = True
-                pyfuse3.terminate()  # type: ignore[attr-defined]
-                return
+        with trio.open_signal_receiver(*_STOP_SIGNALS) as signals:
+            if not early:
+                async for _ in signals:
+                    break
+            by_signal = True
+            pyfuse3.terminate()  # type: ignore[attr-defined]
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(watch)
