@@ -39,6 +39,7 @@ FUSE_PROGRAMS = {
     "ours": [sys.executable, "-m", "fuse_overlay"],
     "fuse-overlayfs": ["fuse-overlayfs"],
 }
+# The user's own mapping: with it, a range to give files other owners.
 MAPPING = detect_mapping()
 # A call that takes this long means the filesystem hangs (a deadlocked daemon), not that it is slow.
 CALL_TIMEOUT = 120.0
@@ -301,7 +302,8 @@ class Worker:
             _, status = os.waitpid(pid, 0)
             return os.waitstatus_to_exitcode(status)
 
-        self.pid = spawn_in_userns(MAPPING, intermediate, native.CLONE_NEWNS | native.CLONE_NEWPID)
+        # Looked up now, not at import: single_id tests ask for a single-id map through RL_IDMAP.
+        self.pid = spawn_in_userns(detect_mapping(), intermediate, native.CLONE_NEWNS | native.CLONE_NEWPID)
         theirs.close()
         ours.settimeout(CALL_TIMEOUT)
         self.sock: socket.socket | None = ours

@@ -8,6 +8,8 @@ import stat
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from tests.fs.conftest import MakeOverlay, needs_subuid
 from tests.fs.harness import (
     WHITEOUT,
@@ -183,6 +185,7 @@ def _many_changes(root: str) -> None:
     os.rename(p("e/y"), p("d/y"))
 
 
+@pytest.mark.single_id
 def test_remount_shows_the_same_tree(make_overlay: MakeOverlay) -> None:
     ov = make_overlay([REMOUNT_LOWER, {"e/deep": File(b"deep"), "d/gone": WHITEOUT}])
     ov(_many_changes, ov.p())

@@ -5,6 +5,8 @@ from __future__ import annotations
 import errno
 import os
 
+import pytest
+
 from tests.fs.conftest import MakeOverlay
 from tests.fs.harness import (
     WHITEOUT,
@@ -20,6 +22,7 @@ from tests.fs.harness import (
 )
 
 
+@pytest.mark.single_id
 def test_merged_view_of_two_lowers(make_overlay: MakeOverlay) -> None:
     ov = make_overlay([{"d/a": File(b"top"), "d/both": File(b"from L1"), "link": Symlink("d/a")},
                        {"d/b": File(b"low"), "d/both": File(b"from L2"), "e/c": File()}])

@@ -54,6 +54,7 @@ def test_create_every_kind_of_entry_in_a_lower_directory(make_overlay: MakeOverl
     assert ov(listdir, ov.l(0, "d")) == ["a", "b", "empty", "sub"]
 
 
+@pytest.mark.single_id
 def test_unlink_of_a_lower_file_leaves_a_whiteout(make_overlay: MakeOverlay) -> None:
     ov = make_overlay([LOWER])
     ov(os.unlink, ov.p("d/a"))
@@ -91,6 +92,7 @@ def test_rmdir_counts_lower_entries(make_overlay: MakeOverlay) -> None:
     assert ov(listdir, ov.p("d/sub")) == ["x", "y"]
 
 
+@pytest.mark.single_id
 def test_rmdir_of_a_directory_whose_lower_entries_are_all_gone(make_overlay: MakeOverlay) -> None:
     ov = make_overlay([{"d/sub/x": File(), "d/sub/deeper/y": File()}, {"d/sub/z": File()}])
     for rel in ("d/sub/x", "d/sub/deeper/y", "d/sub/z"):
