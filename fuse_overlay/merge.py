@@ -39,6 +39,18 @@ def lstat_or_none(path: str) -> os.stat_result | None:
         raise
 
 
+def has_fallback_whiteout(real_dir: str, name: str) -> bool:
+    """True when `real_dir` holds `.wh.NAME`, the whiteout of NAME where mknod was refused."""
+    try:
+        os.lstat(real_dir + "/" + upperfmt.WHITEOUT_PREFIX + name)
+    except OSError as e:
+        # A name too long for the prefix cannot have a fallback whiteout.
+        if e.errno in (*_MISSING, errno.ENAMETOOLONG):
+            return False
+        raise
+    return True
+
+
 def dir_is_opaque(path: str) -> bool:
     """True when a directory hides the directories of the same name in the layers below it."""
     return upperfmt.is_opaque(path) or lstat_or_none(path + "/" + upperfmt.OPAQUE_MARKER) is not None
@@ -57,8 +69,7 @@ def resolve(roots: list[str], parent_layers: tuple[int, ...], path: str) -> Foun
         real = roots[layer] + path
         st = lstat_or_none(real)
         if st is None:
-            parent = roots[layer] + path[: len(path) - len(name)]
-            if lstat_or_none(parent + upperfmt.WHITEOUT_PREFIX + name) is not None:
+            if has_fallback_whiteout(roots[layer] + path[: len(path) - len(name) - 1], name):
                 break
             continue
         if upperfmt.is_whiteout(st):

@@ -201,9 +201,8 @@ class Overlay(pyfuse3.Operations):
         if st is not None and upperfmt.is_whiteout(st):
             os.unlink(path)
             removed = True
-        fallback = self._upper(parent.path()) + "/" + upperfmt.WHITEOUT_PREFIX + name
-        if merge.lstat_or_none(fallback) is not None:
-            os.unlink(fallback)
+        if merge.has_fallback_whiteout(self._upper(parent.path()), name):
+            os.unlink(self._upper(parent.path()) + "/" + upperfmt.WHITEOUT_PREFIX + name)
             removed = True
         return removed
 
