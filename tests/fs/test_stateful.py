@@ -1,5 +1,5 @@
 """Random operations on our overlay and on the kernel overlay side by side: the same errno for
-every step and the same tree after it, and again after a remount."""
+every step and the same tree after it, and after remounts."""
 from __future__ import annotations
 
 import errno
@@ -13,12 +13,15 @@ from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
     initialize,
+    precondition,
     rule,
     run_state_machine_as_test,
 )
 
 from tests.fs.conftest import skip_unless_installed
 from tests.fs.harness import (
+    RENAME_EXCHANGE,
+    RENAME_NOREPLACE,
     WHITEOUT,
     Dir,
     Entry,
@@ -29,6 +32,7 @@ from tests.fs.harness import (
     Worker,
     mount,
     prepare,
+    renameat2,
     snapshot,
     umount,
 )
@@ -100,6 +104,8 @@ _OPS = {
     "rmdir": lambda root, path: os.rmdir(os.path.join(root, path)),
     "link": lambda root, src, dst: os.link(os.path.join(root, src), os.path.join(root, dst)),
     "chmod": lambda root, path, mode: os.chmod(os.path.join(root, path), mode),
+    "symlink": lambda root, target, path: os.symlink(target, os.path.join(root, path)),
+    "renameat2": lambda root, src, dst, flags: renameat2(os.path.join(root, src), os.path.join(root, dst), flags),
 }
 
 
@@ -137,6 +143,7 @@ class OverlayMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.mounts: list[Mnt] = []
+        self.remounted = False
 
     @initialize(lowers=layers)
     def mount_both(self, lowers: tuple[dict[str, Entry], dict[str, Entry]]) -> None:
@@ -185,6 +192,22 @@ class OverlayMachine(RuleBasedStateMachine):
     @rule(path=paths, mode=st.sampled_from([0o600, 0o644, 0o755, 0o700, 0o4755, 0o000]))
     def chmod(self, path: str, mode: int) -> None:
         self._step("chmod", path, mode)
+
+    @rule(link_target=paths, path=paths)
+    def symlink(self, link_target: str, path: str) -> None:
+        self._step("symlink", link_target, path)
+
+    @rule(src=paths, dst=paths, flags=st.sampled_from([RENAME_NOREPLACE, RENAME_EXCHANGE]))
+    def renameat2(self, src: str, dst: str, flags: int) -> None:
+        self._step("renameat2", src, dst, flags)
+
+    # Once per example at most: a remount costs more than all the other steps together.
+    @precondition(lambda self: not self.remounted)
+    @rule()
+    def remount(self) -> None:
+        self.remounted = True
+        trees = self.worker.call(_remount_all, self.mounts)
+        assert trees[0] == trees[1], "after remounting"
 
     def teardown(self) -> None:
         if not self.mounts:
