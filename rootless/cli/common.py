@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from rootless.errors import ContainerNotFound, RlError
 from rootless.paths import default_root

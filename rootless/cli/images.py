@@ -7,7 +7,13 @@ from typing import Any
 
 from rootless.cli.common import open_store
 from rootless.cli.output import human_age, human_size, json_doc, json_lines, table
-from rootless.errors import ContainerNotFound, ImageInUse, ImageNotFound, RlError, UsageError
+from rootless.errors import (
+    ContainerNotFound,
+    ImageInUse,
+    ImageNotFound,
+    RlError,
+    UsageError,
+)
 from rootless.image.reference import Reference, parse
 from rootless.store.records import ImageRecord
 from rootless.store.store import Store, _parse_time

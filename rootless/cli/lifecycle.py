@@ -123,9 +123,8 @@ def cmd_start(args: argparse.Namespace) -> int:
 
 
 def _start_attached(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
     from rootless.runtime.launch import run_foreground
+    from rootless.values import replace
 
     with open_store(args) as store:
         rec = refresh(store, store.container(args.containers[0]))

@@ -5,13 +5,13 @@ import os
 import platform
 import shutil
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 from rootless.userns.idmap import IdMapping
+from rootless.values import valueclass
 
 
-@dataclass(frozen=True)
+@valueclass
 class Ability:
     ok: bool
     detail: str

@@ -11,11 +11,11 @@ import os
 import stat
 import tarfile
 from collections import OrderedDict
-from dataclasses import dataclass
 from typing import IO, BinaryIO, Literal, Self, cast
 
 from fuse_overlay import upperfmt
 from rootless.errors import LayerError, LayerEscape
+from rootless.values import valueclass
 
 Owners = Literal["real", "xattr"]
 
@@ -35,7 +35,7 @@ _XATTR_REFUSED = frozenset({errno.EPERM, errno.EACCES, errno.ENOTSUP, errno.EOPN
                             errno.E2BIG, errno.ERANGE, errno.ENOSPC})
 
 
-@dataclass(frozen=True)
+@valueclass
 class ExtractResult:
     entries: int
     """Tar members read, whatever became of them."""
@@ -49,7 +49,7 @@ class ExtractResult:
     """Entries whose owner or mode went into user.containers.override_stat."""
 
 
-@dataclass(frozen=True)
+@valueclass
 class _Meta:
     uid: int
     gid: int

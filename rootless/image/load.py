@@ -18,11 +18,17 @@ import sys
 import tarfile
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from rootless.errors import ArchiveError, DigestMismatch, ImageNotFound, NameInvalid, RlError, UsageError
+from rootless.errors import (
+    ArchiveError,
+    DigestMismatch,
+    ImageNotFound,
+    NameInvalid,
+    RlError,
+    UsageError,
+)
 from rootless.image import oci
 from rootless.image.compression import Prefixed, decompressing
 from rootless.image.reference import Reference, parse
@@ -31,6 +37,7 @@ from rootless.store.blobs import DIGEST_RE, sha256_digest
 from rootless.store.records import ImageRecord
 from rootless.store.store import IngestedLayer, LayerSource, Store
 from rootless.store.unpack import LayerInput
+from rootless.values import valueclass
 
 LEGACY_REPOSITORIES_FILE = "repositories"
 MAX_JSON = 64 << 20  # manifests and configs are kilobytes; refuse to read a huge "JSON" into memory
@@ -40,14 +47,14 @@ _CHUNK = 1 << 20
 _V1_ID_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
-@dataclass(frozen=True)
+@valueclass
 class LoadedImage:
     image: ImageRecord
     names: tuple[Reference, ...]
     replaced: tuple[tuple[Reference, str], ...]  # names taken from another image: (name, its id)
 
 
-@dataclass(frozen=True)
+@valueclass
 class Member:
     """A file of the archive: `size` bytes of the file at `path` from `offset`."""
 
@@ -238,7 +245,7 @@ def open_source(store: Store, source: str) -> _Files:
 
 # ---- reading the formats -----------------------------------------------------------------------
 
-@dataclass(frozen=True)
+@valueclass
 class _Plan:
     """One image to load, checked as far as can be without reading its layers."""
 

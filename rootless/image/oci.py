@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from typing import Any
 
 from rootless.errors import ArchiveError
+from rootless.values import valueclass
 
 MT_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MT_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -97,7 +97,7 @@ def canonical_json(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":"), sort_keys=False).encode()
 
 
-@dataclass(frozen=True)
+@valueclass
 class Descriptor:
     media_type: str
     digest: str
@@ -119,7 +119,7 @@ class Descriptor:
             raise ArchiveError(f"malformed descriptor in {what}") from None
 
 
-@dataclass(frozen=True)
+@valueclass
 class Manifest:
     media_type: str
     config: Descriptor

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from rootless.errors import NameInvalid
+from rootless.values import valueclass
 
 DEFAULT_DOMAIN = "docker.io"
 DEFAULT_TAG = "latest"
@@ -16,7 +16,7 @@ _TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
 _DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
-@dataclass(frozen=True)
+@valueclass
 class Reference:
     domain: str
     path: str

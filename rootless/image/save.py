@@ -13,7 +13,6 @@ import shutil
 import tarfile
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from rootless.errors import StoreError, UsageError
@@ -22,6 +21,7 @@ from rootless.image.reference import Reference, looks_like_id, parse
 from rootless.store.blobs import check_digest
 from rootless.store.records import ImageRecord
 from rootless.store.store import Store
+from rootless.values import valueclass
 
 LAYOUT_FILE = "oci-layout"
 LAYOUT_BYTES = b'{"imageLayoutVersion":"1.0.0"}'
@@ -39,13 +39,13 @@ def blob_name(digest: str) -> str:
     return f"{BLOBS_DIR}/{check_digest(digest).removeprefix('sha256:')}"
 
 
-@dataclass(frozen=True)
+@valueclass
 class SavedImage:
     image: ImageRecord
     names: tuple[Reference, ...]  # empty when the image was only named by its id
 
 
-@dataclass(frozen=True)
+@valueclass
 class Entry:
     """One file of the layout: its bytes, or the store file that holds them."""
 

@@ -11,11 +11,11 @@ import os
 import stat
 import tarfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import IO, BinaryIO, Literal
 
 from fuse_overlay import upperfmt
 from rootless.errors import RlError
+from rootless.values import valueclass
 
 Owners = Literal["real", "xattr"]
 
@@ -30,7 +30,7 @@ _HOST_XATTRS = frozenset({"security.selinux"})
 _MARKER_MODE = 0o600
 
 
-@dataclass(frozen=True)
+@valueclass
 class TarStats:
     entries: int
     size: int
@@ -74,7 +74,7 @@ def _same(i: int) -> int:
     return i
 
 
-@dataclass(frozen=True)
+@valueclass
 class _Child:
     name: str
     st: os.stat_result

@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from rootless.errors import NameInUse, RlError, UsageError
@@ -12,11 +11,12 @@ from rootless.runtime.names import random_name
 from rootless.runtime.spec import ContainerSpec, Mount
 from rootless.store.records import ContainerRecord
 from rootless.store.store import Store
+from rootless.values import valueclass
 
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 
 
-@dataclass(frozen=True)
+@valueclass
 class RunOptions:
     image: str
     command: tuple[str, ...] = ()

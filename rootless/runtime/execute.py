@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import signal
-from dataclasses import dataclass
 from pathlib import Path
 
 import native
@@ -26,6 +25,7 @@ from rootless.runtime.nsinit import StartError
 from rootless.runtime.spec import ContainerSpec
 from rootless.store.records import ContainerRecord
 from rootless.store.store import Store
+from rootless.values import valueclass
 
 # The order matters: the user namespace first, whose capabilities allow the other joins.
 _NAMESPACES = (("user", native.CLONE_NEWUSER), ("mnt", native.CLONE_NEWNS), ("uts", native.CLONE_NEWUTS),
@@ -33,7 +33,7 @@ _NAMESPACES = (("user", native.CLONE_NEWUSER), ("mnt", native.CLONE_NEWNS), ("ut
 ALL_NAMESPACES = tuple(name for name, _ in _NAMESPACES)
 
 
-@dataclass(frozen=True)
+@valueclass
 class Container:
     """A container as the runtime finds it: its record, spec, directory and, while it runs, the
     host pids of its namespace init and of its pid 1 (0 when it is not running).
@@ -54,7 +54,7 @@ class Container:
         return self.ns_pid > 0
 
 
-@dataclass(frozen=True)
+@valueclass
 class ExecOptions:
     command: tuple[str, ...]
     env: tuple[str, ...] = ()

@@ -12,14 +12,15 @@ import os
 import selectors
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
+
+from rootless.values import valueclass
 
 LOG_NAME = "log"
 _MAX_PARTIAL = 16 * 1024  # a longer line is cut into P records, as Docker's 16 KiB buffer does
 
 
-@dataclass(frozen=True)
+@valueclass
 class Record:
     time: str  # RFC 3339 with nanoseconds, UTC
     stream: str  # stdout or stderr

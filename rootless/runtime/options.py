@@ -9,10 +9,10 @@ import os
 import re
 import signal
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Literal
 
 from rootless.errors import UsageError
+from rootless.values import valueclass
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -52,7 +52,7 @@ _TRUE = frozenset({"1", "t", "T", "true", "TRUE", "True"})  # Go's strconv.Parse
 _FALSE = frozenset({"0", "f", "F", "false", "FALSE", "False"})
 
 
-@dataclass(frozen=True)
+@valueclass
 class MountSpec:
     """One mount asked for on the command line.
 

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+
+from rootless.values import asdict, field, valueclass
 
 
-@dataclass(frozen=True)
+@valueclass
 class Mount:
     type: str  # bind, tmpfs (volumes are binds of their _data directory by now)
     source: str
@@ -16,7 +17,7 @@ class Mount:
     anonymous: bool = False  # a volume made for this container (`-v /path`): removed with it under --rm
 
 
-@dataclass(frozen=True)
+@valueclass
 class ContainerSpec:
     args: tuple[str, ...]
     env: tuple[str, ...]

@@ -4,17 +4,17 @@ from __future__ import annotations
 import errno
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from rootless.errors import UsageError
 from rootless.paths import runtime_dir
 from rootless.store.store import Store
+from rootless.values import valueclass
 
 DRIVERS = ("overlay", "fuse-overlay", "vfs")
 
 
-@dataclass(frozen=True)
+@valueclass
 class DriverChoice:
     name: str
     reason: str
@@ -46,7 +46,9 @@ def kernel_overlay_usable(store: Store) -> tuple[bool, str]:
 
 
 def _fuse_ability():  # type: ignore[no-untyped-def]
-    from rootless.host import probe  # not on the path of the default driver: it costs each start
+    from rootless.host import (
+        probe,  # not on the path of the default driver: it costs each start
+    )
 
     return probe.fuse()
 

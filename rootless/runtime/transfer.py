@@ -23,7 +23,6 @@ import signal
 import stat
 import tarfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Literal
 
@@ -39,6 +38,7 @@ from rootless.store.store import LayerSource, Store
 from rootless.store.unpack import LayerInput
 from rootless.userns.enter import run_in_userns, spawn_in_userns
 from rootless.userns.keepid import for_container
+from rootless.values import valueclass
 
 View = Literal["live", "snapshot"]
 """live: what the container's processes see (writable); snapshot: its root file system alone, read-only."""
@@ -46,14 +46,14 @@ Owner = Literal["root", "keep", "self"]
 """Who owns extracted files: the container's root, the ids in the tar, or whoever extracts."""
 
 
-@dataclass(frozen=True)
+@valueclass
 class PathInfo:
     exists: bool
     is_dir: bool
     parent_is_dir: bool
 
 
-@dataclass(frozen=True)
+@valueclass
 class CopyPlan:
     """Where a copy lands: the source goes into dest_dir as `name`, or with name None, the
     source directory's contents go into dest_dir."""
@@ -377,7 +377,7 @@ def _export_root(out_fd: int, owners: str) -> None:
 
 # ---- commit --------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
+@valueclass
 class CommitOptions:
     reference: str | None = None
     changes: tuple[str, ...] = ()

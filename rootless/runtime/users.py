@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from rootless.errors import RlError, UsageError
+from rootless.values import valueclass
 
 _MAX_ID = 2**31 - 1  # libcontainer's maxID: ids are signed 32-bit in the kernel's interfaces
 _NUMBER = re.compile(r"[+-]?[0-9]+")
 _ID = re.compile(r"[0-9]+")
 
 
-@dataclass(frozen=True)
+@valueclass
 class ResolvedUser:
     """Who the container process runs as. groups: the supplementary groups to set, in order,
     without duplicates. name: the passwd entry matched, None when there was none."""
@@ -28,7 +28,7 @@ class ResolvedUser:
     name: str | None
 
 
-@dataclass(frozen=True)
+@valueclass
 class _PasswdEntry:
     name: str
     uid: int
@@ -36,7 +36,7 @@ class _PasswdEntry:
     home: str
 
 
-@dataclass(frozen=True)
+@valueclass
 class _GroupEntry:
     name: str
     gid: int

@@ -15,10 +15,10 @@ import os
 import resource
 import stat
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 from fuse_overlay import upperfmt
 from rootless.errors import StoreError
+from rootless.values import field, valueclass
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -36,7 +36,7 @@ _XATTR_REFUSED = frozenset({errno.EPERM, errno.EACCES, errno.ENOTSUP, errno.EOPN
 _NO_COPY_RANGE = frozenset({errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL})
 
 
-@dataclass(frozen=True)
+@valueclass
 class MergeStats:
     files: int
     """Regular files copied (hard links to one already copied are counted in `hard_links`)."""
@@ -61,7 +61,7 @@ class MergeStats:
     """Paths of device nodes, which no layer should hold (the extractor skips them)."""
 
 
-@dataclass
+@valueclass(frozen=False)
 class _Subdir:
     """A directory of the merged view: the layers that have it, top first, while lower layers
     may still add theirs (until an opaque directory, a whiteout or a non-directory stops it)."""
@@ -70,7 +70,7 @@ class _Subdir:
     open: bool
 
 
-@dataclass(frozen=True)
+@valueclass
 class _Pick:
     """The non-directory a name shows: `entry` of the directory `dir_fd` of one layer."""
 
@@ -78,7 +78,7 @@ class _Pick:
     entry: os.DirEntry[str]
 
 
-@dataclass(frozen=True)
+@valueclass
 class _Hidden:
     """A name a whiteout hides."""
 
@@ -87,7 +87,7 @@ _HIDDEN = _Hidden()
 _Decision = _Subdir | _Pick | _Hidden
 
 
-@dataclass
+@valueclass(frozen=False)
 class _Frame:
     """One merged directory being copied, with the fds it still needs."""
 

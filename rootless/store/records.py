@@ -1,10 +1,10 @@
 """The values the store hands out."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from rootless.values import valueclass
 
 
-@dataclass(frozen=True)
+@valueclass
 class ImageRecord:
     id: str  # the config digest, "sha256:..."
     manifest_digest: str
@@ -20,7 +20,7 @@ class ImageRecord:
         return self.id.removeprefix("sha256:")[:12]
 
 
-@dataclass(frozen=True)
+@valueclass
 class ContainerRecord:
     id: str
     name: str

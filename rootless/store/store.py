@@ -7,11 +7,18 @@ import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rootless.errors import ArchiveError, ContainerNotFound, DigestMismatch, ImageInUse, ImageNotFound, NameInUse, StoreError
+from rootless.errors import (
+    ArchiveError,
+    ContainerNotFound,
+    DigestMismatch,
+    ImageInUse,
+    ImageNotFound,
+    NameInUse,
+    StoreError,
+)
 from rootless.image import oci
 from rootless.image.reference import Reference, looks_like_id, parse
 from rootless.store import db as dbmod
@@ -21,12 +28,13 @@ from rootless.store.lock import store_lock
 from rootless.store.records import ContainerRecord, ImageRecord
 from rootless.store.scratch import Scratch, remove_lock_files_of, stale_dirs
 from rootless.userns.idmap import IdMapping, detect_mapping
+from rootless.values import valueclass
 
 if TYPE_CHECKING:
     from rootless.store.unpack import LayerInput, UnpackResult
 
 
-@dataclass(frozen=True)
+@valueclass
 class LayerSource:
     """One layer of an image being added: where its bytes are and what they should hash to."""
 
@@ -35,7 +43,7 @@ class LayerSource:
     media_type: str | None = None
 
 
-@dataclass(frozen=True)
+@valueclass
 class IngestedLayer:
     digest: str
     size: int
@@ -45,14 +53,14 @@ class IngestedLayer:
     skipped_devices: tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@valueclass
 class GcStats:
     layers: int
     blobs: int
     bytes: int
 
 
-@dataclass(frozen=True)
+@valueclass
 class RemoveResult:
     untagged: tuple[str, ...]
     deleted: tuple[str, ...]

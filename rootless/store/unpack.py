@@ -7,17 +7,17 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
 from typing import BinaryIO
 
 from rootless.errors import ArchiveError, LayerError, RlError
 from rootless.image.compression import Prefixed, decompressing
 from rootless.image.oci import sniff_compression
+from rootless.values import valueclass
 
 CHUNK = 1 << 20
 
 
-@dataclass(frozen=True)
+@valueclass
 class LayerInput:
     """Bytes of a layer: `length` bytes of the file at `path` from `offset` (None: to its end)."""
 
@@ -26,7 +26,7 @@ class LayerInput:
     length: int | None = None
 
 
-@dataclass(frozen=True)
+@valueclass
 class UnpackJob:
     src: LayerInput
     blob_tmp: str | None  # where to copy the raw bytes to, when the store lacks the blob
@@ -34,7 +34,7 @@ class UnpackJob:
     owners: str  # "real" or "xattr"
 
 
-@dataclass(frozen=True)
+@valueclass
 class UnpackResult:
     digest: str
     size: int

@@ -13,7 +13,6 @@ import os
 import re
 import stat
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from rootless.errors import UsageError, VolumeError
@@ -21,6 +20,7 @@ from rootless.runtime.spec import ContainerSpec
 from rootless.store import db as dbmod
 from rootless.store.lock import store_lock
 from rootless.store.store import Store
+from rootless.values import valueclass
 
 # Docker's pattern for local volume names, which also keeps every name a single path component.
 _NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
@@ -29,7 +29,7 @@ _MAX_NAME = 255  # a directory name
 _POPULATED = "populated"
 
 
-@dataclass(frozen=True)
+@valueclass
 class VolumeRecord:
     name: str
     created: float

@@ -5,22 +5,23 @@ import os
 import pwd
 import shutil
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+
+from rootless.values import valueclass
 
 SUBUID_FILE = Path("/etc/subuid")
 SUBGID_FILE = Path("/etc/subgid")
 
 
-@dataclass(frozen=True)
+@valueclass
 class IdRange:
     inside: int
     outside: int
     count: int
 
 
-@dataclass(frozen=True)
+@valueclass
 class IdMapping:
     """How ids inside the namespace map to the host: root inside is always the invoking user."""
 
