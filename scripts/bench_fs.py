@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -223,7 +224,7 @@ def w_tar(root: Path) -> dict[str, float]:
     def tar() -> None:
         nonlocal out
         # Into a pipe, since GNU tar does not read file data when the archive is /dev/null.
-        out = _run(f"set -o pipefail; tar -C '{root}' -cf - {TREE} | wc -c")
+        out = _run(f"set -o pipefail; tar -C {shlex.quote(str(root))} -cf - {TREE} | wc -c")
 
     t = _timed(tar)
     if int(out) < TOP * SUB * FILES * 64:
