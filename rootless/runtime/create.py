@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -178,9 +177,11 @@ def _create(store: Store, opts: RunOptions) -> tuple[ContainerRecord, ContainerS
         (cdir / "hostname").write_text(hostname + "\n")
         (cdir / "hosts").write_text(_hosts(hostname, opts.network))
         try:
-            shutil.copyfile("/etc/resolv.conf", cdir / "resolv.conf")
+            with open("/etc/resolv.conf", "rb") as f:
+                resolv = f.read()
         except OSError:
-            (cdir / "resolv.conf").write_text("")
+            resolv = b""
+        (cdir / "resolv.conf").write_bytes(resolv)
         prepare_rootfs(store, driver.name, layers, cdir, keep_id=userns == "keep-id")
         store.add_container(rec)
     except BaseException:

@@ -4,7 +4,6 @@ Every error is a one-line UsageError naming the value at fault.
 """
 from __future__ import annotations
 
-import csv
 import os
 import re
 import signal
@@ -158,6 +157,8 @@ def parse_mount(spec: str) -> MountSpec:
     against the current directory, as the docker CLI does; a bind source must exist, which the
     runtime checks.
     """
+    import csv  # only --mount needs it: not on the path of every start
+
     what = f"invalid --mount {spec!r}"
     try:
         fields = next(csv.reader([spec]), [])
