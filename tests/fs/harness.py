@@ -415,10 +415,6 @@ def lstat(path: str) -> os.stat_result:
     return os.lstat(path)
 
 
-def exists(path: str) -> bool:
-    return os.path.lexists(path)
-
-
 def xattrs(path: str) -> dict[str, bytes]:
     """The xattrs listxattr shows, with their values."""
     return {k: os.getxattr(path, k, follow_symlinks=False) for k in os.listxattr(path, follow_symlinks=False)}

@@ -1,9 +1,11 @@
-"""Two processes writing and renaming in one directory at once: no errors, a consistent tree."""
+"""Two processes at once: writing and renaming in one directory, and copying up the same lower
+files. No errors, no lost writes, a consistent tree."""
 from __future__ import annotations
 
 import os
 import pickle
 import traceback
+from collections.abc import Callable
 
 from tests.fs.conftest import MakeOverlay
 from tests.fs.harness import File, listdir, read, snapshot, write
@@ -36,8 +38,24 @@ def _churn(d: str, tag: str) -> None:
             os.unlink(os.path.join(d, f"{tag}.gone"))
 
 
-def _run_together(d: str, tags: list[str]) -> list[str]:
-    """Run _churn(d, tag) for each tag in its own process, released at the same moment;
+COPY_UP_FILES = 40
+LOWER_DATA = b"." * 8192
+
+
+def _write_into_lower_files(d: str, tag: str) -> None:
+    """Write this process's tag into every lower file at its own offset: both processes race to
+    copy up the same files."""
+    offset = 100 if tag == "A" else 5000
+    for i in range(COPY_UP_FILES):
+        fd = os.open(os.path.join(d, f"f{i}"), os.O_WRONLY)
+        try:
+            os.pwrite(fd, tag.encode() * 10, offset)
+        finally:
+            os.close(fd)
+
+
+def _run_together(d: str, tags: list[str], work: Callable[[str, str], None]) -> list[str]:
+    """Run work(d, tag) for each tag in its own process, released at the same moment;
     returns the tracebacks of the ones that failed."""
     go_r, go_w = os.pipe()
     children = []
@@ -49,7 +67,7 @@ def _run_together(d: str, tags: list[str]) -> list[str]:
             os.close(go_w)
             os.read(go_r, 1)
             try:
-                _churn(d, tag)
+                work(d, tag)
                 result = ""
             except BaseException:  # noqa: BLE001 - reported to the test
                 result = f"{tag}: {traceback.format_exc()}"
@@ -75,7 +93,7 @@ def _run_together(d: str, tags: list[str]) -> list[str]:
 def test_two_processes_write_and_rename_in_one_directory(make_overlay: MakeOverlay) -> None:
     lower = {f"d/lower-{tag}{i}": File(f"{tag}{i}".encode()) for tag in "AB" for i in range(10)}
     ov = make_overlay([lower])
-    failures = ov(_run_together, ov.p("d"), ["A", "B"])
+    failures = ov(_run_together, ov.p("d"), ["A", "B"], _churn)
     assert not failures, "\n".join(failures)
     names = ov(listdir, ov.p("d"))
     assert names == sorted([f"shared{i}" for i in range(SHARED)] + [n.split("/")[1] for n in lower])
@@ -88,3 +106,16 @@ def test_two_processes_write_and_rename_in_one_directory(make_overlay: MakeOverl
     before = ov(snapshot, ov.p())
     ov.remount()
     assert ov(snapshot, ov.p()) == before
+
+
+def test_two_processes_copy_up_the_same_files_at_once(make_overlay: MakeOverlay) -> None:
+    ov = make_overlay([{f"d/f{i}": File(LOWER_DATA) for i in range(COPY_UP_FILES)}])
+    failures = ov(_run_together, ov.p("d"), ["A", "B"], _write_into_lower_files)
+    assert not failures, "\n".join(failures)
+    want = bytearray(LOWER_DATA)
+    want[100:110] = b"A" * 10
+    want[5000:5010] = b"B" * 10
+    for i in range(COPY_UP_FILES):
+        assert ov(read, ov.p(f"d/f{i}")) == want, f"f{i}: a write was lost in the copy-up race"
+    ov.remount()
+    assert all(ov(read, ov.p(f"d/f{i}")) == want for i in range(COPY_UP_FILES))
