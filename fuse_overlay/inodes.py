@@ -7,6 +7,7 @@ when it moves to the upper layer, and hard links in the upper layer share one no
 from __future__ import annotations
 
 import stat
+from typing import Any
 
 from fuse_overlay.merge import Found
 
@@ -19,8 +20,8 @@ class Node:
     """One inode. `parent`/`name` is its primary name (any of them for a hard-linked file);
     `layers` is (layer,) for a non-directory and the merged layers of a directory."""
 
-    __slots__ = ("deleted", "handles", "ino", "is_dir", "key", "layers", "links", "lookups",
-                 "name", "parent")
+    __slots__ = ("attrs", "deleted", "handles", "ino", "is_dir", "key", "layers", "links",
+                 "lookups", "name", "parent")
 
     def __init__(self, ino: int, parent: Node | None, name: str, is_dir: bool,
                  layers: tuple[int, ...], key: Key | None) -> None:
@@ -36,6 +37,8 @@ class Node:
         self.handles: set[int] = set()
         self.key = key
         self.deleted = False
+        # The reply attributes of a lower file, built once (`fuse_overlay.ops` keeps it).
+        self.attrs: Any = None
 
     @property
     def layer(self) -> int:

@@ -78,6 +78,7 @@ class Overlay(pyfuse3.Operations):
         self.inodes = Inodes(self._merge_root(root_layers))
         self.files: dict[int, Node] = {}
         self.dirs: dict[int, _DirHandle] = {}
+        self._lower_dirs: dict[int, dict[str, merge.Found]] = {}
         self._next_dir_fh = 1
         self.uid, self.gid = os.geteuid(), os.getegid()
 
@@ -126,6 +127,9 @@ class Overlay(pyfuse3.Operations):
             return None
 
     def _attrs(self, node: Node, st: os.stat_result) -> pyfuse3.EntryAttributes:
+        lower = node.layer > 0 and not node.is_dir
+        if lower and node.attrs is not None:
+            return node.attrs  # a lower file never changes; a copy-up moves it to layer 0
         e = pyfuse3.EntryAttributes()
         e.st_ino = node.ino
         e.generation = 0
@@ -153,9 +157,10 @@ class Overlay(pyfuse3.Operations):
         e.st_atime_ns = st.st_atime_ns
         e.st_mtime_ns = st.st_mtime_ns
         e.st_ctime_ns = st.st_ctime_ns
-        lower = node.layer > 0 and not node.is_dir
         e.attr_timeout = LONG_TIMEOUT if lower else SHORT_TIMEOUT
         e.entry_timeout = LONG_TIMEOUT
+        if lower:
+            node.attrs = e
         return e
 
     def _entry(self, node: Node, st: os.stat_result) -> pyfuse3.EntryAttributes:
@@ -267,6 +272,8 @@ class Overlay(pyfuse3.Operations):
     @_fuse_errors
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         node = self.inodes.get(inode)
+        if node.attrs is not None and node.layer > 0:
+            return node.attrs
         return self._attrs(node, self._stat(node))
 
     @_fuse_errors
@@ -554,6 +561,19 @@ class Overlay(pyfuse3.Operations):
         self.dirs[fh] = _DirHandle(self.inodes.get(inode), [])
         return fh
 
+    def _lower_listing(self, node: Node) -> dict[str, merge.Found]:
+        """The entries of a directory that only lower layers hold, which never change: a warm
+        `ls -l` or `find` of an image's tree then touches no layer at all."""
+        listing = self._lower_dirs.get(node.ino)
+        if listing is None:
+            listing = {}
+            for name in merge.list_names(self.roots, node.layers, node.path()):
+                found = merge.resolve(self.roots, node.layers, node.child_path(name))
+                if found is not None:
+                    listing[name] = found
+            self._lower_dirs[node.ino] = listing
+        return listing
+
     @_fuse_errors
     async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
         handle = self.dirs[fh]
@@ -561,9 +581,10 @@ class Overlay(pyfuse3.Operations):
         if start_id == 0:
             # A snapshot per pass keeps offsets stable while entries come and go; a rewind
             # takes a fresh one.
-            handle.names = [".", ".."] + merge.list_names(self.roots, node.layers, node.path())
+            names = (list(self._lower_listing(node)) if node.layer > 0
+                     else merge.list_names(self.roots, node.layers, node.path()))
+            handle.names = [".", "..", *names]
         names = handle.names
-        single = len(node.layers) == 1
         for i in range(start_id, len(names)):
             name = names[i]
             if i < 2:
@@ -572,13 +593,10 @@ class Overlay(pyfuse3.Operations):
                                              self._attrs(dot, self._stat(dot)), i + 1):
                     return
                 continue
-            path = node.child_path(name)
-            if single:
-                # One layer: no other layer can hide or merge with what the listing saw.
-                st = merge.lstat_or_none(self.roots[node.layer] + path)
-                found = None if st is None else merge.Found(node.layers, st)
-            else:
-                found = merge.resolve(self.roots, node.layers, path)
+            # Any change in the directory first copies it up, so a directory still in the lower
+            # layers still has the entries of its listing.
+            found = (self._lower_dirs[node.ino].get(name) if node.layer > 0
+                     else merge.resolve(self.roots, node.layers, node.child_path(name)))
             if found is None:
                 continue  # removed since the listing
             child = self.inodes.node_for(node, name, found)
