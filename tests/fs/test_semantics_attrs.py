@@ -195,3 +195,37 @@ def test_remount_shows_the_same_tree(make_overlay: MakeOverlay) -> None:
     assert ov(snapshot, ov.p()) == before
     assert ov(xattrs, ov.p("d/y")) == before_x == {"user.x": b"1"}
     assert ov(listdir, ov.p("d/sub")) == ["new"]
+
+
+def _try_setxattr(path: str, name: str, value: bytes) -> None:
+    """setxattr, with a refusal counted as fine: what matters is what it changes."""
+    try:
+        os.setxattr(path, name, value)
+    except OSError as e:
+        if e.errno not in (errno.EOPNOTSUPP, errno.EPERM, errno.EACCES):
+            raise
+
+
+def test_a_container_cannot_forge_the_overlays_markers(make_overlay: MakeOverlay) -> None:
+    # An opaque or redirect xattr set from inside must not steer the overlay, now or when the
+    # upper is mounted again (or turned into a layer).
+    ov = make_overlay([{"d/x": File(), "e/y": File(), "f": File(b"f")}])
+    ov(_try_setxattr, ov.p("d"), "user.overlay.opaque", b"y")
+    ov(_try_setxattr, ov.p("e"), "user.fuseoverlayfs.opaque", b"y")
+    ov(_try_setxattr, ov.p("f"), "user.containers.override_stat", b"0:0:04777")
+    for _ in range(2):
+        assert ov(listdir, ov.p("d")) == ["x"]
+        assert ov(listdir, ov.p("e")) == ["y"]
+        assert ov(lstat, ov.p("f")).st_mode & 0o7777 == 0o644
+        ov.remount()
+
+
+def test_user_overlay_xattrs_are_plain_xattrs_inside(make_overlay: MakeOverlay) -> None:
+    # The kernel escapes user.overlay.* names set through the overlay, so an overlay nested in a
+    # container (podman inside) can keep its own markers on this filesystem.
+    ov = make_overlay([{"d/x": File()}])
+    ov(os.setxattr, ov.p("d"), "user.overlay.opaque", b"y")
+    assert ov(os.getxattr, ov.p("d"), "user.overlay.opaque") == b"y"
+    ov.remount()
+    assert ov(xattrs, ov.p("d")) == {"user.overlay.opaque": b"y"}
+    assert ov(listdir, ov.p("d")) == ["x"]
