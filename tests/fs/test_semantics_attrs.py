@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import stat
+import struct
+import subprocess
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -229,3 +233,29 @@ def test_user_overlay_xattrs_are_plain_xattrs_inside(make_overlay: MakeOverlay) 
     ov.remount()
     assert ov(xattrs, ov.p("d")) == {"user.overlay.opaque": b"y"}
     assert ov(listdir, ov.p("d")) == ["x"]
+
+
+# VFS_CAP_REVISION_2, effective, permitted CAP_NET_RAW: what `setcap cap_net_raw+ep` writes (ping).
+NET_RAW_CAP = struct.pack("<IIIII", 0x02000001, 1 << 13, 0, 0, 0)
+
+
+def _status_of(prog: str) -> dict[str, str]:
+    """The /proc/self/status lines of `prog` (a copy of cat) reading it."""
+    out = subprocess.run([prog, "/proc/self/status"], capture_output=True, check=True).stdout.decode()
+    return dict(line.split(":\t", 1) for line in out.splitlines() if ":\t" in line)
+
+
+@needs_subuid
+def test_file_capabilities_and_setuid_take_effect(make_overlay: MakeOverlay) -> None:
+    cat = Path(shutil.which("cat") or "/bin/cat").read_bytes()
+    ov = make_overlay([{"capcat": File(cat, mode=0o755, xattrs={"security.capability": NET_RAW_CAP}),
+                        "suidcat": File(cat, mode=0o4755)}])
+    assert ov(_as_1000, ov.p(), _status_of, "./capcat")["CapEff"] == "0000000000002000"
+    assert ov(_as_1000, ov.p(), _status_of, "./suidcat")["Uid"].split() == ["1000", "0", "0", "0"]
+    # Copy-up keeps them.
+    ov(os.chmod, ov.p("capcat"), 0o750 | 0o005)
+    ov(os.utime, ov.p("suidcat"), (0, 0))
+    assert ov(os.getxattr, ov.p("capcat"), "security.capability") == NET_RAW_CAP
+    assert stat.S_IMODE(ov(lstat, ov.p("suidcat")).st_mode) == 0o4755
+    assert ov(_as_1000, ov.p(), _status_of, "./capcat")["CapEff"] == "0000000000002000"
+    assert ov(_as_1000, ov.p(), _status_of, "./suidcat")["Uid"].split() == ["1000", "0", "0", "0"]
