@@ -337,3 +337,34 @@ def test_a_large_merged_directory_lists_every_entry_once(make_overlay: MakeOverl
     names = ov(os.listdir, ov.p("d"))
     assert len(names) == len(set(names)) == 2999
     assert "l0001" not in names
+
+
+def test_a_directory_renamed_over_an_emptied_lower_directory_hides_its_entries(make_overlay: MakeOverlay) -> None:
+    ov = make_overlay([{"d/old/x": File(), "d/old/y": File()}])
+    ov(os.unlink, ov.p("d/old/x"))
+    ov(os.unlink, ov.p("d/old/y"))
+    ov(os.mkdir, ov.p("d/new"))
+    ov(write, ov.p("d/new/z"), b"z")
+    ov(os.rename, ov.p("d/new"), ov.p("d/old"))
+    assert ov(listdir, ov.p("d")) == ["old"]
+    assert ov(listdir, ov.p("d/old")) == ["z"]
+    ov.remount()
+    assert ov(listdir, ov.p("d/old")) == ["z"]
+
+
+def test_a_removed_lower_directory_replaced_by_a_file_and_back(make_overlay: MakeOverlay) -> None:
+    ov = make_overlay([{"d/sub/x": File(), "d/f": File(b"f")}])
+    ov(os.unlink, ov.p("d/sub/x"))
+    ov(os.rmdir, ov.p("d/sub"))
+    ov(write, ov.p("d/sub"), b"now a file")
+    assert ov(read, ov.p("d/sub")) == b"now a file"
+    ov(os.unlink, ov.p("d/sub"))
+    assert ov(listdir, ov.p("d")) == ["f"]
+    # And a lower file replaced by a directory.
+    ov(os.unlink, ov.p("d/f"))
+    ov(os.mkdir, ov.p("d/f"))
+    assert ov(listdir, ov.p("d/f")) == []
+    ov.remount()
+    assert ov(listdir, ov.p("d")) == ["f"]
+    assert ov(node, ov.p("d/f")).kind == "dir"
+    check_upper(ov, {"d": "dir", "d/sub": "whiteout", "d/f": "dir"})
