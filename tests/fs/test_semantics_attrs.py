@@ -115,6 +115,9 @@ ACCESS_LOWER = {
     "userdir": Dir(mode=0o755, uid=1000, gid=1000),
     "private": Dir(mode=0o700),
     "private/f": File(b"hidden"),
+    "group": File(b"g", mode=0o040, uid=5, gid=1000),
+    "tmp": Dir(mode=0o1777),
+    "tmp/others": File(b"o", mode=0o666, uid=1001, gid=1001),
 }
 
 
@@ -144,6 +147,12 @@ def test_permission_checks_for_a_non_root_uid(make_overlay: MakeOverlay) -> None
     assert ov(_errno_as_1000, ov.p(), read, "private/f") == errno.EACCES
     assert ov(_errno_as_1000, ov.p(), os.chmod, "public", 0o666) == errno.EPERM
     assert ov(_errno_as_1000, ov.p(), os.unlink, "public") == errno.EACCES
+    # The sticky /tmp of every container: others' files stay, writable or not.
+    assert ov(_errno_as_1000, ov.p(), os.unlink, "tmp/others") == errno.EPERM
+    assert ov(_errno_as_1000, ov.p(), os.rename, "tmp/others", "tmp/mine") == errno.EPERM
+    ov(_as_1000, ov.p(), write, "tmp/own", b"")
+    ov(_as_1000, ov.p(), os.unlink, "tmp/own")
+    assert ov(_as_1000, ov.p(), read, "group") == b"g"
     # What it may do, it can, and what it makes is its own.
     ov(_as_1000, ov.p(), write, "userdir/f", b"by 1000")
     ov(_as_1000, ov.p(), write, "mine", b"changed", os.O_WRONLY | os.O_TRUNC)
@@ -155,7 +164,8 @@ def test_permission_checks_for_a_non_root_uid(make_overlay: MakeOverlay) -> None
     assert ov(read, ov.p("mine")) == b"changed"
     assert ov(lstat, ov.p("secret")).st_mode & 0o777 == 0
     # Nothing refused came up to the upper.
-    assert sorted(ov(listdir, ov.u())) == ["mine", "userdir"]
+    assert sorted(ov(listdir, ov.u())) == ["mine", "tmp", "userdir"]
+    assert ov(listdir, ov.p("tmp")) == ["others"]
 
 
 def _setgid_dir_child(d: str) -> tuple[int, bool]:
