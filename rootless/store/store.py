@@ -27,6 +27,7 @@ from rootless.store.layers import LayerStore
 from rootless.store.lock import store_lock
 from rootless.store.records import ContainerRecord, ImageRecord
 from rootless.store.scratch import Scratch, remove_lock_files_of, stale_dirs
+from rootless.store.trees import remove_tree
 from rootless.userns.idmap import IdMapping, detect_mapping
 from rootless.values import valueclass
 
@@ -106,26 +107,15 @@ class Store:
         if self.mapping.mode == "subuid":
             # Most trees (an empty upper dir after `rl run --rm`) hold only the user's own files:
             # removing them here saves entering a user namespace, two setuid helpers and a fork.
-            import shutil
-
-            def unlock(_func, path, _exc):  # type: ignore[no-untyped-def]
-                # overlayfs leaves work/work at mode 000: open it up for the second pass.
-                try:
-                    if not os.path.islink(path):  # Linux has no lchmod
-                        os.chmod(path, 0o700)
-                except OSError:
-                    pass
-
             left = []
             for p in paths:
-                shutil.rmtree(p, onerror=unlock)
-                shutil.rmtree(p, ignore_errors=True)
-                if os.path.lexists(p):
-                    left.append(p)
+                try:
+                    remove_tree(p)
+                except OSError:
+                    left.append(p)  # files of subordinate ids: removed inside the namespace
             paths = left
             if not paths:
                 return
-        from rootless.image.extract import remove_tree
 
         def remove_all(names: list[str]) -> None:
             for n in names:

@@ -3,7 +3,14 @@ from __future__ import annotations
 
 import pytest
 
-from rootless.values import FrozenInstanceError, asdict, field, fields, replace, valueclass
+from rootless.values import (
+    FrozenInstanceError,
+    asdict,
+    field,
+    fields,
+    replace,
+    valueclass,
+)
 
 
 @valueclass

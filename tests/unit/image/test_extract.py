@@ -17,7 +17,8 @@ import pytest
 import native
 from fuse_overlay import upperfmt
 from rootless.errors import LayerError, LayerEscape
-from rootless.image.extract import ExtractResult, extract_layer, remove_tree
+from rootless.image.extract import ExtractResult, extract_layer
+from rootless.store.trees import remove_tree
 from rootless.userns.enter import run_in_userns
 from rootless.userns.idmap import detect_mapping
 

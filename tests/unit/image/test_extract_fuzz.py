@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rootless.errors import LayerError
-from rootless.image.extract import extract_layer, remove_tree
+from rootless.image.extract import extract_layer
+from rootless.store.trees import remove_tree
 from tests.unit.image.test_extract import OneWay, snapshot
 
 # Plain names weigh more, so that the hostile ones meet trees worth attacking; whiteout names

@@ -16,8 +16,9 @@ import pytest
 
 import native
 from fuse_overlay import upperfmt
-from rootless.image.extract import extract_layer, remove_tree
+from rootless.image.extract import extract_layer
 from rootless.image.tarwrite import TarStats, write_tar
+from rootless.store.trees import remove_tree
 from rootless.userns.enter import run_in_userns
 from rootless.userns.idmap import detect_mapping
 from tests.unit.image.test_extract import OneWay, override

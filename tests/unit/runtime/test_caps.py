@@ -13,7 +13,15 @@ import pytest
 
 import native
 from rootless.errors import UsageError
-from rootless.runtime.caps import ALL_CAPS, CAP_NAMES, CAP_NUMBERS, DEFAULT_CAPS, apply_caps, mask, resolve_caps
+from rootless.runtime.caps import (
+    ALL_CAPS,
+    CAP_NAMES,
+    CAP_NUMBERS,
+    DEFAULT_CAPS,
+    apply_caps,
+    mask,
+    resolve_caps,
+)
 from rootless.userns.enter import run_in_userns
 from rootless.userns.idmap import IdMapping, detect_mapping
 

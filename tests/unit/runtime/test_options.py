@@ -18,7 +18,6 @@ from rootless.runtime.options import (
     parse_volume,
 )
 
-
 # -v / --volume
 
 def test_volume_host_path_is_a_bind_mount() -> None:

@@ -22,8 +22,8 @@ import pytest
 import native
 from fuse_overlay import upperfmt
 from rootless.errors import StoreError
-from rootless.image.extract import remove_tree
 from rootless.runtime.vfs import MergeStats, merge_layers
+from rootless.store.trees import remove_tree
 from rootless.userns.enter import run_in_userns
 from rootless.userns.idmap import detect_mapping
 
