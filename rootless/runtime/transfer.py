@@ -16,7 +16,6 @@ which Docker leaves out of an export.
 from __future__ import annotations
 
 import copy
-import hashlib
 import os
 import pickle
 import signal
@@ -24,18 +23,19 @@ import stat
 import tarfile
 from collections.abc import Callable
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Literal
 
 import native
 from rootless.errors import RlError
 from rootless.image import oci
 from rootless.image.changes import apply_change
+from rootless.image.derive import HashingWriter, derive
 from rootless.image.reference import parse
 from rootless.image.tarwrite import write_tar
 from rootless.runtime import nsinit
 from rootless.runtime.execute import Container, join_namespaces
-from rootless.store.store import LayerSource, Store
-from rootless.store.unpack import LayerInput
+from rootless.store.store import Store
 from rootless.userns.enter import run_in_userns, spawn_in_userns
 from rootless.userns.keepid import for_container
 from rootless.values import valueclass
@@ -393,34 +393,31 @@ def commit(store: Store, c: Container, opts: CommitOptions) -> str:
     section = dict(base.get("config") or {})
     for change in opts.changes:
         apply_change(section, change)
-    manifest = store.manifest(image)
     with store.adding():
         tar = store.scratch.new_path("commit")
-        if c.spec.driver != "vfs":
-            _in_its_userns(store, c, _tar_upper, str(c.cdir / "upper"), str(tar), store.owners)
-        else:
-            image_tree, upper = store.scratch.new_path("commit-image"), store.scratch.new_path("commit-upper")
-            image_tree.mkdir()
-            upper.mkdir()
-            _in_its_userns(store, c, _tar_vfs_changes, list(c.spec.layers), str(image_tree), str(c.cdir / "merged"),
-                            str(upper), str(tar), store.owners)
-        diff_id = _sha256(str(tar))
-        diff_ids = [*oci.diff_ids(base), diff_id]
-        sources = [LayerSource(None, d.digest, d.media_type) for d in manifest.layers]
-        layers = store.ingest_layers([*sources, LayerSource(LayerInput(str(tar)))], diff_ids)
-        now = oci.rfc3339(datetime.now(timezone.utc).timestamp())
-        entry: dict[str, Any] = {"created": now, "created_by": " ".join(c.spec.args)}
+        diff_id = tar_changes(store, c, tar)
+        history: dict[str, Any] = {"created_by": " ".join(c.spec.args)}
         if opts.author:
-            entry["author"] = opts.author
+            history["author"] = opts.author
         if opts.message:
-            entry["comment"] = opts.message
-        config = {**base, "created": now, "config": section,
-                  "rootfs": {"type": "layers", "diff_ids": diff_ids},
-                  "history": [*(base.get("history") or []), entry]}
-        if opts.author:
-            config["author"] = opts.author
-        rec = store.commit_image(oci.canonical_json(config), layers, [ref] if ref else [])
+            history["comment"] = opts.message
+        config = {**base, "author": opts.author} if opts.author else base
+        now = oci.rfc3339(datetime.now(timezone.utc).timestamp())
+        rec = derive(store, image, config, section, history, now, (tar, diff_id), [ref] if ref else [])
     return rec.id
+
+
+def tar_changes(store: Store, c: Container, tar: Path) -> str:
+    """The container's changes to its image as a layer tar (OCI whiteouts) at `tar`; returns its
+    DiffID, digested while written. Overlay drivers: its upper directory as it is; vfs: the
+    difference of its tree and a fresh copy of the image."""
+    if c.spec.driver != "vfs":
+        return _in_its_userns(store, c, _tar_upper, str(c.cdir / "upper"), str(tar), store.owners)  # type: ignore[no-any-return]
+    image_tree, upper = store.scratch.new_path("commit-image"), store.scratch.new_path("commit-upper")
+    image_tree.mkdir()
+    upper.mkdir()
+    return _in_its_userns(store, c, _tar_vfs_changes, list(c.spec.layers), str(image_tree),  # type: ignore[no-any-return]
+                          str(c.cdir / "merged"), str(upper), str(tar), store.owners)
 
 
 def _in_its_userns(store: Store, c: Container, fn: Callable[..., Any], *args: Any) -> Any:
@@ -430,23 +427,20 @@ def _in_its_userns(store: Store, c: Container, fn: Callable[..., Any], *args: An
     return run_in_userns(for_container(store.mapping, c.spec.userns), fn, *args)
 
 
-def _tar_upper(upper: str, out: str, owners: str) -> None:
+def _tar_upper(upper: str, out: str, owners: str) -> str:
+    """The upper directory as a layer tar at `out`; returns its DiffID."""
     with open(out, "wb") as f:
-        write_tar(upper, f, owners=owners, overlay_upper=True)  # type: ignore[arg-type]
+        w = HashingWriter(f)  # type: ignore[arg-type]
+        write_tar(upper, w, owners=owners, overlay_upper=True)  # type: ignore[arg-type]
+    return w.digest
 
 
-def _tar_vfs_changes(layers: list[str], image_tree: str, merged: str, upper: str, out: str, owners: str) -> None:
+def _tar_vfs_changes(layers: list[str], image_tree: str, merged: str, upper: str, out: str, owners: str) -> str:
     from rootless.runtime.treediff import write_upper
     from rootless.runtime.vfs import merge_layers
 
     merge_layers(layers, image_tree)
     write_upper(image_tree, merged, upper)
-    _tar_upper(upper, out, owners)
+    return _tar_upper(upper, out, owners)
 
 
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return "sha256:" + h.hexdigest()
