@@ -279,3 +279,37 @@ def test_opening_a_directory_for_writing_is_eisdir(make_overlay: MakeOverlay) ->
     ov = make_overlay([{"d/x": File()}])
     assert ov.errno(write, ov.p("d"), b"", os.O_WRONLY) == errno.EISDIR
     assert ov.errno(os.open, ov.p("d/x"), os.O_RDONLY | os.O_DIRECTORY) == errno.ENOTDIR
+
+
+def _write_across_renames(d: str) -> dict[str, bytes]:
+    """Open files, then rename them (and a parent) and put new files at the old names; write
+    through the old descriptors: the data must follow the open files, not the names."""
+    os.makedirs(os.path.join(d, "dir"))
+    write(os.path.join(d, "dir", "inner"), b"")
+    fds = {
+        "lower": os.open(os.path.join(d, "lower"), os.O_WRONLY | os.O_APPEND),
+        "upper": os.open(os.path.join(d, "upper"), os.O_WRONLY | os.O_APPEND),
+        "inner": os.open(os.path.join(d, "dir", "inner"), os.O_WRONLY | os.O_APPEND),
+    }
+    try:
+        os.rename(os.path.join(d, "lower"), os.path.join(d, "lower.moved"))
+        os.rename(os.path.join(d, "upper"), os.path.join(d, "upper.moved"))
+        os.rename(os.path.join(d, "dir"), os.path.join(d, "dir.moved"))
+        for name in ("lower", "upper", "dir/inner"):
+            os.makedirs(os.path.dirname(os.path.join(d, name)), exist_ok=True)
+            write(os.path.join(d, name), b"impostor")
+        for name, fd in fds.items():
+            os.write(fd, f"+{name}".encode())
+    finally:
+        for fd in fds.values():
+            os.close(fd)
+    return {rel: read(os.path.join(d, rel))
+            for rel in ("lower", "upper", "dir/inner", "lower.moved", "upper.moved", "dir.moved/inner")}
+
+
+def test_writes_follow_an_open_file_across_renames(make_overlay: MakeOverlay) -> None:
+    ov = make_overlay([{"d/lower": File(b"L")}], upper={"d/upper": File(b"U")})
+    assert ov(_write_across_renames, ov.p("d")) == {
+        "lower": b"impostor", "upper": b"impostor", "dir/inner": b"impostor",
+        "lower.moved": b"L+lower", "upper.moved": b"U+upper", "dir.moved/inner": b"+inner",
+    }
