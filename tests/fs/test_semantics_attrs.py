@@ -90,6 +90,9 @@ def test_inode_numbers_are_stable_while_mounted(make_overlay: MakeOverlay) -> No
     ov(os.chmod, ov.p("d/sub/b"), 0o600)
     ov(os.chmod, ov.p("d/c"), 0o600)
     assert ov(_inodes, ov.p(), rels) == first
+    # One device for the whole mount, whichever layer a file is in: find -xdev, du -x and tar
+    # --one-file-system stop where st_dev changes.
+    assert len({ov(lstat, ov.p(r)).st_dev for r in rels}) == 1
     # A renamed file keeps its inode number.
     ov(os.rename, ov.p("d/u"), ov.p("d/sub/u2"))
     assert ov(lstat, ov.p("d/sub/u2")).st_ino == first[rels.index("d/u")]
