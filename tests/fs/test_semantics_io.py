@@ -4,6 +4,7 @@ from __future__ import annotations
 import errno
 import mmap
 import os
+import time
 
 from tests.fs.conftest import MakeOverlay
 from tests.fs.harness import (
@@ -313,3 +314,33 @@ def test_writes_follow_an_open_file_across_renames(make_overlay: MakeOverlay) ->
         "lower": b"impostor", "upper": b"impostor", "dir/inner": b"impostor",
         "lower.moved": b"L+lower", "upper.moved": b"U+upper", "dir.moved/inner": b"+inner",
     }
+
+
+def test_after_close_the_upper_holds_the_data(make_overlay: MakeOverlay) -> None:
+    # A commit or diff of a running container reads the upper directory while it is mounted.
+    ov = make_overlay([{"d/f": File(b"lower")}])
+    ov(write, ov.p("d/f"), b"+appended", os.O_WRONLY | os.O_APPEND)
+    ov(write, ov.p("d/new"), b"new data")
+    assert ov(read, ov.u("d/f")) == b"lower+appended"
+    assert ov(read, ov.u("d/new")) == b"new data"
+
+
+def _times_after(p: str, change: str) -> tuple[bool, bool]:
+    """(did mtime move, did ctime move) when `change` is made to the file at p."""
+    past = 1_000_000_000
+    os.utime(p, (past, past))
+    before = os.lstat(p)
+    # Past the clock tick: a change within the same tick may keep the coarse timestamp.
+    time.sleep(0.02)
+    if change == "write":
+        write(p, b"x", os.O_WRONLY | os.O_APPEND)
+    else:
+        os.chmod(p, 0o600)
+    after = os.lstat(p)
+    return after.st_mtime_ns != before.st_mtime_ns, after.st_ctime_ns != before.st_ctime_ns
+
+
+def test_write_moves_mtime_and_chmod_only_ctime(make_overlay: MakeOverlay) -> None:
+    ov = make_overlay([{"a": File(b"a"), "b": File(b"b")}])
+    assert ov(_times_after, ov.p("a"), "write") == (True, True)
+    assert ov(_times_after, ov.p("b"), "chmod") == (False, True)
