@@ -29,12 +29,12 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
-def _rows(store: Store, name: str | None) -> list[tuple[ImageRecord, Reference | None]]:
+def _rows(store: Store, name: str | None, intermediate: bool) -> list[tuple[ImageRecord, Reference | None]]:
     want = None
     if name:
         want = parse(name, default_tag=False)
     out: list[tuple[ImageRecord, Reference | None]] = []
-    for img in store.images():
+    for img in store.images(intermediate):
         refs = [parse(t) for t in img.tags] or [None]
         for r in refs:
             if want is not None:
@@ -46,7 +46,7 @@ def _rows(store: Store, name: str | None) -> list[tuple[ImageRecord, Reference |
 
 def cmd_images(args: argparse.Namespace) -> int:
     with open_store(args) as store:
-        rows = _rows(store, args.name)
+        rows = _rows(store, args.name, args.all)
     if args.quiet:
         seen: list[str] = []
         for img, _ in rows:

@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add(sub, "images", "List images", "images:cmd_images")
     p.add_argument("name", nargs="?", metavar="REPOSITORY[:TAG]")
     p.add_argument("-q", "--quiet", action="store_true", help="only image ids")
-    p.add_argument("-a", "--all", action="store_true", help="accepted for Docker compatibility")
+    p.add_argument("-a", "--all", action="store_true", help="also the intermediate images of rl build's cache")
     p.add_argument("--no-trunc", action="store_true")
     p.add_argument("--digests", action="store_true")
     p.add_argument("--format", help="'json' or 'table'")

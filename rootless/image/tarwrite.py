@@ -42,14 +42,15 @@ class TarStats:
 
 def write_tar(src: str | os.PathLike[str], out: BinaryIO | IO[bytes], *, owners: Owners, overlay_upper: bool,
               uid_map: Callable[[int], int] | None = None,
-              gid_map: Callable[[int], int] | None = None) -> TarStats:
+              gid_map: Callable[[int], int] | None = None,
+              exclude: frozenset[str] = frozenset()) -> TarStats:
     """Write the tree under `src` (not `src` itself) to `out` as a tar; `out` may be a pipe.
 
     owners="xattr": ids and mode come from user.containers.override_stat where a file has it;
     elsewhere, and with owners="real", from stat() through uid_map/gid_map. Without maps, ids are
     kept as they are, except that with owners="xattr" the invoking user's own ids become 0 (in
-    single-id mode the user is root inside). Sockets are skipped. Raises RlError if a file
-    cannot be read.
+    single-id mode the user is root inside). Sockets are skipped, and so are the relative paths in
+    `exclude` (with what is under them). Raises RlError if a file cannot be read.
     """
     if owners not in ("real", "xattr"):
         raise ValueError(f"owners must be 'real' or 'xattr', not {owners!r}")
@@ -57,7 +58,7 @@ def write_tar(src: str | os.PathLike[str], out: BinaryIO | IO[bytes], *, owners:
         my_uid, my_gid = os.getuid(), os.getgid()
         uid_map = uid_map or (lambda u: 0 if u == my_uid else u)
         gid_map = gid_map or (lambda g: 0 if g == my_gid else g)
-    w = _Writer(out, owners, overlay_upper, uid_map or _same, gid_map or _same, os.fspath(src))
+    w = _Writer(out, owners, overlay_upper, uid_map or _same, gid_map or _same, os.fspath(src), exclude)
     try:
         root_fd = os.open(src, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as e:
@@ -86,8 +87,10 @@ class _Child:
 
 class _Writer:
     def __init__(self, out: BinaryIO | IO[bytes], owners: Owners, overlay_upper: bool,
-                 uid_map: Callable[[int], int], gid_map: Callable[[int], int], src: str) -> None:
+                 uid_map: Callable[[int], int], gid_map: Callable[[int], int], src: str,
+                 exclude: frozenset[str] = frozenset()) -> None:
         self.out = out
+        self.exclude = exclude
         self.owners = owners
         self.overlay_upper = overlay_upper
         self.uid_map = uid_map
@@ -133,6 +136,8 @@ class _Writer:
                         os.close(dfd)
                     continue
                 path = prefix + child.name
+                if path in self.exclude:
+                    continue
                 try:
                     sub_fd = self._entry(dfd, path, child)
                 except OSError as e:

@@ -39,6 +39,9 @@ _MASKED = ("/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug",
 _READONLY = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
 
 
+MOUNT_POINTS = "mountpoints"  # in the container's directory: see _remember_mount_points
+
+
 class StartError(Exception):
     def __init__(self, code: int, message: str) -> None:
         super().__init__(message)
@@ -54,10 +57,10 @@ def _remount_ro(path: str) -> None:
     native.mount(None, path, None, native.MS_REMOUNT | native.MS_BIND | native.MS_RDONLY | _locked_flags(path))
 
 
-def _mount_volumes(spec: ContainerSpec, rootfs: str) -> None:
+def _mount_volumes(spec: ContainerSpec, rootfs: str, created: list[str]) -> None:
     for m in spec.mounts:
         if m.type == "tmpfs":
-            target = make_target(rootfs, m.target, True)
+            target = make_target(rootfs, m.target, True, created)
             flags = 0
             data = []
             for o in m.options:
@@ -71,7 +74,7 @@ def _mount_volumes(spec: ContainerSpec, rootfs: str) -> None:
                 flags |= native.MS_RDONLY
             native.mount("tmpfs", target, "tmpfs", flags, ",".join(data) or None)
             continue
-        target = make_target(rootfs, m.target, os.path.isdir(m.source))
+        target = make_target(rootfs, m.target, os.path.isdir(m.source), created)
         try:
             native.mount(m.source, target, None, native.MS_BIND | native.MS_REC)
         except OSError as e:
@@ -80,8 +83,8 @@ def _mount_volumes(spec: ContainerSpec, rootfs: str) -> None:
             _remount_ro(target)
 
 
-def _bind_file(rootfs: str, source: str, target: str) -> None:
-    path = make_target(rootfs, target, False)
+def _bind_file(rootfs: str, source: str, target: str, created: list[str]) -> None:
+    path = make_target(rootfs, target, False, created)
     if os.path.isdir(path):
         raise StartError(125, f"cannot mount a file on {target}: it is a directory in the image")
     native.mount(source, path, None, native.MS_BIND)
@@ -94,9 +97,14 @@ def ns_init(spec: ContainerSpec, cdir: str, rootfs: str, err_fd: int) -> int:
     try:
         native.mount(None, "/", None, native.MS_REC | native.MS_PRIVATE)
         fuse = mount_rootfs(spec, cdir, rootfs)
-        _mount_volumes(spec, rootfs)
+        created: list[str] = []
+        for d in ("/proc", "/dev", "/sys"):  # mounted on by pid 1; made here to be remembered
+            make_target(rootfs, d, True, created)
+        _mount_volumes(spec, rootfs, created)
         for name in ("hostname", "hosts", "resolv.conf"):
-            _bind_file(rootfs, os.path.join(cdir, name), f"/etc/{name}")
+            _bind_file(rootfs, os.path.join(cdir, name), f"/etc/{name}", created)
+        if created:
+            _remember_mount_points(cdir, created)
         flags = native.CLONE_NEWPID | native.CLONE_NEWUTS | native.CLONE_NEWIPC
         if spec.network == "none":
             flags |= native.CLONE_NEWNET
@@ -147,6 +155,22 @@ def _wait_with_daemon(pid: int, fuse, cdir: str) -> int:  # type: ignore[no-unty
             if not daemon_died:
                 fuse.unmount()
             return code
+
+
+def _remember_mount_points(cdir: str, created: list[str]) -> None:
+    """The mount points rl made in the container's root: they are rl's, not the container's
+    changes, so commit and build leave them out of the layer (Docker keeps them in an init layer).
+    Kept across restarts, when they exist already and are not made again."""
+    path = os.path.join(cdir, MOUNT_POINTS)
+    try:
+        with open(path, encoding="utf-8") as f:
+            known = f.read().splitlines()
+    except FileNotFoundError:
+        known = []
+    tmp = f"{path}.{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write("".join(p + "\n" for p in dict.fromkeys(known + created)))
+    os.rename(tmp, path)
 
 
 def _write_pid1(cdir: str, pid: int) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rootless.errors import StoreError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS layers (
@@ -55,6 +55,13 @@ CREATE TABLE IF NOT EXISTS volumes (
     name TEXT PRIMARY KEY,
     created REAL NOT NULL,
     labels TEXT NOT NULL DEFAULT '{}'
+);
+-- rl build's cache: the image each build step made, by the step's cache key. Those images are
+-- untagged, and go with their entries when pruned (no semicolons here: the schema is split on them).
+CREATE TABLE IF NOT EXISTS build_cache (
+    key TEXT PRIMARY KEY,
+    image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    created REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS image_layers_chain ON image_layers(chain_id);
 CREATE INDEX IF NOT EXISTS tags_image ON tags(image_id);

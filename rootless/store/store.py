@@ -258,8 +258,14 @@ class Store:
         return ImageRecord(image_id, row[1], row[2], row[3], tags, tuple(x[0] for x in layers),
                            tuple(x[1] for x in layers), sum(x[2] for x in layers))
 
-    def images(self) -> list[ImageRecord]:
-        rows = self.db.execute("SELECT id, manifest_digest, created, added FROM images ORDER BY added DESC")
+    def images(self, intermediate: bool = True) -> list[ImageRecord]:
+        """Newest first; without `intermediate`, not the untagged images `rl build` keeps as its
+        cache (what `docker images` hides too, unless -a)."""
+        sql = "SELECT id, manifest_digest, created, added FROM images"
+        if not intermediate:
+            sql += (" WHERE id IN (SELECT image_id FROM tags)"
+                    " OR id NOT IN (SELECT image_id FROM build_cache)")
+        rows = self.db.execute(sql + " ORDER BY added DESC")
         return [self._record(r) for r in rows.fetchall()]
 
     def resolve(self, name: str) -> ImageRecord:

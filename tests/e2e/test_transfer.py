@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -204,3 +205,18 @@ def test_single_id_cp_export_commit(rl: Rl, busybox: str, tmp_path: Path, single
             "s\nin\ngone\n"
     finally:
         rl("rm", "one")
+
+
+def test_commit_leaves_out_the_mount_points_rl_made(rl: Rl, driver: str, tmp_path: Path) -> None:
+    rl("--storage-driver", driver, "run", "--name", "mp", "-v", f"{tmp_path}/vol:/data/vol", "--tmpfs", "/scratch",
+       "busybox", "sh", "-c", "echo x > /newfile && echo y > /data/own")
+    rl("commit", "mp", "mp:1")
+    rl("rm", "mp")
+    rl("save", "-o", str(tmp_path / "mp.tar"), "mp:1")
+    with tarfile.open(tmp_path / "mp.tar") as outer:
+        manifest = json.load(outer.extractfile("manifest.json"))  # type: ignore[arg-type]
+        layer = outer.extractfile(manifest[0]["Layers"][-1])
+        with tarfile.open(fileobj=layer) as tf:  # type: ignore[arg-type]
+            names = {m.name.rstrip("/") for m in tf.getmembers()}
+    assert {"newfile", "data/own"} <= names
+    assert not names & {"data/vol", "scratch", "etc/hosts", "etc/resolv.conf", "proc", "sys", "dev"}, names
