@@ -78,6 +78,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-m", "--message", help="commit message for the history")
     p.add_argument("-q", "--quiet", action="store_true")
 
+    p = _add(sub, "build", "Build an image from a Dockerfile", "build:cmd_build")
+    p.add_argument("context", metavar="CONTEXT", help="the build context directory")
+    p.add_argument("-t", "--tag", action="append", default=[], metavar="NAME[:TAG]", help="name the image")
+    p.add_argument("-f", "--file", metavar="DOCKERFILE", help="default: CONTEXT/Dockerfile")
+    p.add_argument("--build-arg", action="append", default=[], metavar="K=V", help="set a build-time variable")
+    p.add_argument("--target", metavar="STAGE", help="build this stage (and the ones it needs) only")
+    p.add_argument("--no-cache", action="store_true", help="rebuild every step")
+    p.add_argument("--pull", default="never", metavar="never", help="base images must be in the store "
+                                                                   "(pulling comes with registries)")
+    p.add_argument("--label", action="append", default=[], metavar="K=V", help="add a label to the image")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
+    p.add_argument("--iidfile", metavar="FILE", help="write the image id to FILE")
+    p.add_argument("--format", choices=("oci", "docker"), default="oci", help="image format (default oci)")
+    p.add_argument("--network", default="host", help="for RUN: host (the default) or none")
+
     p = _add(sub, "images", "List images", "images:cmd_images")
     p.add_argument("name", nargs="?", metavar="REPOSITORY[:TAG]")
     p.add_argument("-q", "--quiet", action="store_true", help="only image ids")

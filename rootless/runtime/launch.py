@@ -85,11 +85,11 @@ def running(store: Store, rec: ContainerRecord, started: Started, at: float) -> 
                            init_start=start_ticks(started.pid), started=at, finished=0.0, exit_code=None)
 
 
-def run_foreground(store: Store, rec: ContainerRecord, spec: ContainerSpec, cdir: Path) -> int:
+def run_foreground(store: Store, rec: ContainerRecord, spec: ContainerSpec, cdir: Path, echo: bool = True) -> int:
     """`rl run` without -d, `rl start -a`: the container's stdio is ours; our exit code is the
     command's. With --rm its stdout and stderr are our own fds (nothing in between, nothing kept);
-    otherwise they are pipes we copy to ours and into the log, for `rl logs` after. With -t they
-    are its own terminal, which we relay."""
+    otherwise they are pipes we copy to ours (unless not `echo`: `rl build -q`) and into the log,
+    for `rl logs` after. With -t they are its own terminal, which we relay."""
     stdin_fd = None
     devnull = -1
     if not spec.stdin and not spec.tty:
@@ -127,7 +127,7 @@ def run_foreground(store: Store, rec: ContainerRecord, spec: ContainerSpec, cdir
         elif pipes is not None and log is not None:
             from rootless.runtime.logs import pump
 
-            pump(log, pipes[0][0], pipes[1][0], echo=True)
+            pump(log, pipes[0][0], pipes[1][0], echo=echo)
         code = wait_exit(started.pid)
     finally:
         for s, h in previous.items():

@@ -1,0 +1,46 @@
+"""RUN: the command runs in a container on the step's image, through the normal runtime, and the
+container's changes become the step's layer. The container is removed whatever happens."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rootless.errors import RlError, StartFailed
+from rootless.runtime.create import RunOptions, create_container
+from rootless.runtime.execute import Container
+from rootless.runtime.launch import remove_container, run_foreground
+from rootless.runtime.transfer import tar_changes
+from rootless.store.records import ImageRecord
+
+if TYPE_CHECKING:
+    from rootless.build.engine import Builder, _State
+
+
+def run_step(builder: Builder, state: _State, command: list[str], network: str, created_by: str) -> ImageRecord:
+    from rootless.build.engine import BuildFailed
+
+    assert state.image is not None
+    section = state.config.get("config") or {}
+    if network not in ("default", "host", "none"):
+        raise RlError(f"RUN --network={network} is not supported: use host, none or default")
+    if network == "default":
+        network = builder.opts.network
+    opts = RunOptions(
+        image=state.image.id, command=tuple(command), entrypoint="", env=tuple(builder.run_env(state)),
+        workdir=section.get("WorkingDir") or "/", user=section.get("User") or "",
+        network=network, storage_driver=builder.opts.storage_driver,
+    )
+    store = builder.store
+    rec, spec, cdir = create_container(store, opts)
+    try:
+        try:
+            code = run_foreground(store, rec, spec, cdir, echo=not builder.opts.quiet)
+        except StartFailed as e:
+            raise BuildFailed(f"RUN {' '.join(command)}: {e} (exit code {e.exit_code})") from None
+        if code != 0:
+            raise BuildFailed(f'process "{" ".join(command)}" did not complete successfully: exit code: {code}')
+        with store.adding():
+            tar = store.scratch.new_path("layer")
+            diff_id = tar_changes(store, Container(rec, spec, cdir, 0), tar)
+            return builder.derive_layer(state, created_by, (tar, diff_id))
+    finally:
+        remove_container(store, rec, anonymous_volumes=True)

@@ -1,0 +1,48 @@
+"""`rl build`."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from rootless.cli.common import open_store
+from rootless.errors import UsageError
+
+
+def _pairs(values: list[str], flag: str) -> tuple[tuple[str, str], ...]:
+    out = []
+    for v in values:
+        k, eq, val = v.partition("=")
+        if not k:
+            raise UsageError(f"{flag} needs KEY=VALUE, not {v!r}")
+        if not eq:
+            # Docker: `--build-arg NAME` takes NAME's value from the environment, if it has one.
+            if k not in os.environ:
+                continue
+            val = os.environ[k]
+        out.append((k, val))
+    return tuple(out)
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from rootless.build.engine import Builder, BuildOptions
+
+    if args.pull not in ("never", "false", "missing"):
+        raise UsageError(f"--pull={args.pull} needs registries, which rl cannot reach yet: use --pull=never")
+    if args.network not in ("host", "none", "default"):
+        raise UsageError(f"--network {args.network} is not supported for builds: use host or none")
+    if args.format != "oci":
+        raise UsageError("--format docker is not supported yet: rl builds OCI images (podman and docker read them)")
+    opts = BuildOptions(
+        context=args.context, dockerfile=args.file, tags=tuple(args.tag),
+        build_args=_pairs(args.build_arg, "--build-arg"), target=args.target, no_cache=args.no_cache,
+        labels=_pairs(args.label, "--label"), quiet=args.quiet, storage_driver=args.storage_driver,
+        network="host" if args.network == "default" else args.network,
+    )
+    with open_store(args) as store:
+        image = Builder(store, opts).build()
+    if args.iidfile:
+        with open(args.iidfile, "w") as f:
+            f.write(image.id)
+    sys.stdout.write(image.id + "\n")
+    return 0
