@@ -182,5 +182,5 @@ def test_argv_shell_and_exec_forms() -> None:
 
 def test_copy_from_cycle_is_refused() -> None:
     df = parse("FROM a AS x\nCOPY --from=y /a /a\nFROM b AS y\nCOPY --from=x /b /b\n")
-    with pytest.raises(DockerfileError, match="circular dependency detected on stage: x"):
+    with pytest.raises(DockerfileError, match="circular dependency detected on stage: y"):
         stages_needed(df, "y")
