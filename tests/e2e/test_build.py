@@ -1,0 +1,171 @@
+"""`rl build` as a user runs it: Dockerfile steps, the layer cache, failures, on every driver."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import DRIVERS, Rl
+
+APP = """\
+ARG BASE=busybox
+FROM $BASE
+ARG GREETING=hello
+ENV NAME=world
+RUN echo "$GREETING $NAME" > /greeting && mkdir -p /data/sub && echo gone > /data/sub/f && rm -rf /etc/network
+COPY app/ /opt/app/
+WORKDIR /opt/app
+RUN rm -rf /data/sub && mkdir /data/sub && echo new > /data/sub/g && rm /opt/app/remove-me
+USER 1000:1000
+LABEL org.example.kind="test image"
+EXPOSE 8080
+CMD ["cat", "/greeting"]
+"""
+
+
+@pytest.fixture
+def context(tmp_path: Path) -> Path:
+    ctx = tmp_path / "ctx"
+    (ctx / "app" / "lib").mkdir(parents=True)
+    (ctx / "Dockerfile").write_text(APP)
+    (ctx / "app" / "main.sh").write_text("echo main\n")
+    (ctx / "app" / "main.sh").chmod(0o755)
+    (ctx / "app" / "lib" / "util.txt").write_text("util\n")
+    (ctx / "app" / "remove-me").write_text("x\n")
+    (ctx / "app" / "secret.key").write_text("do not copy\n")
+    (ctx / ".dockerignore").write_text("# keys stay out\napp/*.key\n")
+    return ctx
+
+
+def _steps(out: str) -> list[str]:
+    return [ln for ln in out.splitlines() if ln.startswith("STEP ")]
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_build_then_run(rl: Rl, busybox: str, context: Path, driver: str) -> None:
+    r = rl("--storage-driver", driver, "build", "-t", "app:1", str(context))
+    assert _steps(r.out)[0] == "STEP 1/11: FROM busybox" and len(_steps(r.out)) == 11
+    image_id = r.out.splitlines()[-1]
+    assert image_id.startswith("sha256:") and "COMMIT docker.io/library/app:1" in r.out
+    assert rl("run", "--rm", "app:1").out == "hello world\n"
+    r = rl("run", "--rm", "app:1", "sh", "-c",
+           "id -u; pwd; ls /opt/app; cat /opt/app/lib/util.txt; ls /data/sub; ls /etc/network 2>&1 || true; "
+           "stat -c %a /opt/app/main.sh")
+    lines = r.out.splitlines()
+    assert lines[0] == "1000" and lines[1] == "/opt/app"
+    assert "secret.key" not in r.out and "remove-me" not in r.out, ".dockerignore and RUN rm are honoured"
+    assert "util" in lines and "g" in lines and "f" not in lines, "a replaced directory shows only its new contents"
+    assert lines[-1] == "755"
+    config = json.loads(rl("inspect", "app:1").out)[0]["Config"]
+    assert config["Env"][-1] == "NAME=world" and config["ExposedPorts"] == {"8080/tcp": {}}
+    assert config["Labels"] == {"org.example.kind": "test image"} and config["WorkingDir"] == "/opt/app"
+
+
+def test_history_marks_metadata_steps_empty(rl: Rl, busybox: str, context: Path, tmp_path: Path) -> None:
+    rl("build", "-t", "app:1", str(context))
+    rl("save", "-o", str(tmp_path / "app.tar"), "app:1")
+    with tarfile.open(tmp_path / "app.tar") as tf:
+        manifest = json.load(tf.extractfile("manifest.json"))[0]  # type: ignore[arg-type]
+        config = json.load(tf.extractfile(manifest["Config"]))  # type: ignore[arg-type]
+    history = config["history"]
+    layers = [h for h in history if not h.get("empty_layer")]
+    assert len(layers) == len(config["rootfs"]["diff_ids"]) == len(manifest["Layers"])
+    assert [h["created_by"].split()[0] for h in history[-9:]] == \
+        ["ENV", "RUN", "COPY", "WORKDIR", "RUN", "USER", "LABEL", "EXPOSE", "CMD"]
+
+
+def test_an_independent_reader_sees_the_same_tree(rl: Rl, busybox: str, context: Path, tmp_path: Path) -> None:
+    if shutil.which("umoci") is None:
+        pytest.skip("umoci is not installed")
+    rl("build", "-t", "app:1", str(context))
+    rl("save", "--format", "oci-dir", "-o", str(tmp_path / "oci"), "app:1")
+    subprocess.run(["umoci", "unpack", "--rootless", "--image", f"{tmp_path / 'oci'}:1", str(tmp_path / "b")],
+                   check=True, capture_output=True)
+    root = tmp_path / "b" / "rootfs"
+    assert (root / "greeting").read_text() == "hello world\n"
+    assert sorted(os.listdir(root / "data" / "sub")) == ["g"]
+    assert not (root / "etc" / "network").exists() and not (root / "opt" / "app" / "remove-me").exists()
+    assert not (root / "opt" / "app" / "secret.key").exists()
+
+
+def test_rebuild_hits_the_cache_and_gives_the_same_image(rl: Rl, busybox: str, context: Path, tmp_path: Path) -> None:
+    first = rl("build", "-q", str(context)).out
+    again = rl("build", str(context))
+    assert again.out.count("---> Using cache") == 9 and again.out.splitlines()[-1] == first.strip()
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(context, moved)
+    for p in moved.rglob("*"):
+        os.utime(p, (1, 1))  # only times change: still the same inputs
+    assert rl("build", "-q", str(moved)).out == first
+
+
+@pytest.mark.parametrize("change, first_miss", [
+    ("file", 5),      # a copied file's content: COPY and what follows
+    ("arg", 4),       # --build-arg GREETING: the RUN that sees it
+    ("line", 3),      # an edited ENV line: it and everything after
+])
+def test_cache_misses_exactly_when_an_input_changes(rl: Rl, busybox: str, context: Path, change: str,
+                                                    first_miss: int) -> None:
+    rl("build", "-q", str(context))
+    extra: tuple[str, ...] = ()
+    if change == "file":
+        (context / "app" / "lib" / "util.txt").write_text("changed\n")
+    elif change == "arg":
+        extra = ("--build-arg", "GREETING=bye")
+    else:
+        (context / "Dockerfile").write_text(APP.replace("ENV NAME=world", "ENV NAME=moon"))
+    out = rl("build", *extra, str(context)).out.splitlines()
+    hits = [i for i, ln in enumerate(out) if ln.startswith("---> Using cache")]
+    steps = [i for i, ln in enumerate(out) if ln.startswith("STEP ")]
+    cached_steps = {int(out[s].split()[1].split("/")[0]) for s in steps if s + 1 in hits}
+    assert cached_steps == set(range(3, first_miss)), out
+
+
+def test_no_cache_rebuilds_every_step(rl: Rl, busybox: str, context: Path) -> None:
+    rl("build", "-q", str(context))
+    assert "Using cache" not in rl("build", "--no-cache", str(context)).out
+
+
+def test_failing_run_stops_the_build_and_leaves_nothing(rl: Rl, busybox: str, tmp_path: Path) -> None:
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nRUN echo before\nRUN exit 3\nRUN echo never\n")
+    before = rl("images", "-a", "-q").out
+    r = rl("build", "-t", "broken", str(tmp_path), check=False)
+    assert r.code == 1
+    last = r.err.strip().splitlines()[-1]
+    assert "STEP 3/4" in last and "exit 3" in last and "exit code: 3" in last
+    assert "never" not in r.out and "Traceback" not in r.err
+    assert rl("ps", "-a", "-q").out == ""
+    assert "broken" not in rl("images").out
+    assert len(rl("images", "-a", "-q").out.split()) == len(before.split()) + 1, "only the cached RUN step is kept"
+
+
+@pytest.mark.parametrize("dockerfile, message", [
+    ("FROM busybox\nFROBNICATE x\n", "unknown instruction"),
+    ("RUN true\n", "no build stage"),
+    ("FROM nosuchimage\n", "not in the store"),
+    ("FROM busybox\nCOPY missing /x\n", "file not found in build context"),
+])
+def test_bad_dockerfiles_fail_in_one_line(rl: Rl, busybox: str, tmp_path: Path, dockerfile: str, message: str) -> None:
+    (tmp_path / "Dockerfile").write_text(dockerfile)
+    r = rl("build", "-q", str(tmp_path), check=False)
+    assert r.code in (1, 125) and message in r.err and "Traceback" not in r.err
+    assert len(r.err.strip().splitlines()) == 1
+
+
+def test_source_date_epoch_makes_copy_builds_reproducible(rl: Rl, busybox: str, context: Path) -> None:
+    (context / "Dockerfile").write_text("FROM busybox\nCOPY app /app\nENV A=1\nCMD [\"sh\"]\n")
+    env = {"SOURCE_DATE_EPOCH": "1700000000"}
+    first = rl("build", "-q", "--no-cache", str(context), env=env).out
+    assert rl("build", "-q", "--no-cache", str(context), env=env).out == first
+
+
+@pytest.mark.single_id
+def test_build_in_single_id_mode(rl: Rl, busybox: str, context: Path) -> None:
+    (context / "Dockerfile").write_text(APP.replace("USER 1000:1000\n", ""))  # only root exists here
+    rl("build", "-t", "app:1", str(context))
+    assert rl("run", "--rm", "app:1").out == "hello world\n"
