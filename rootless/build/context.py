@@ -174,10 +174,14 @@ def _relative(pattern: str, command: str) -> str:
 def _excluded(context_dir: str, rel: str, ignore: Ignore) -> bool:
     if rel == ".":
         return False
-    if ignore.ignored(rel):
-        return True
     real = _resolve(context_dir, rel)
-    return real is not None and real != "." and ignore.ignored(real)
+    if not ignore.ignored(rel) and (real is None or real == "." or not ignore.ignored(real)):
+        return False
+    # An excluded directory is still in the context when an exception brings back something
+    # under it, as the directory that holds it.
+    if real is None or not ignore.has_exceptions or not os.path.isdir(os.path.join(context_dir, real)):
+        return True
+    return next(_walk_dir(context_dir, rel, real, "", ignore, []), None) is None
 
 
 def _glob(context_dir: str, rel: str, ignore: Ignore, command: str) -> list[str]:

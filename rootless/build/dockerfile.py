@@ -189,16 +189,22 @@ def stages_needed(df: Dockerfile, target: str | None,
             elif value is not None:
                 env[key] = value
 
+    def expand_at(text: str, line: int) -> str:
+        try:
+            return expand(text, env, df.escape)
+        except DockerfileError as e:
+            raise e.at(line) from None
+
     def deps(stage: Stage) -> list[int]:
         out = []
-        base = df.stage_named(expand(stage.base, env, df.escape))
+        base = df.stage_named(expand_at(stage.base, stage.line))
         if base is not None and base.index < stage.index:
             out.append(base.index)
         for instr in stage.instructions:
             source = instr.flag("from") if instr.command == "COPY" else None
             if source is None:
                 continue
-            ref = expand(source, env, df.escape)
+            ref = expand_at(source, instr.line)
             named = df.stage_named(ref)
             if named is not None:
                 out.append(named.index)

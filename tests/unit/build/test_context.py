@@ -102,6 +102,8 @@ def test_walk_yields_the_tree_after_dockerignore(ctx: Path) -> None:
     names = [e.name for e in entries]
     assert names == ["", ".hidden.py", "app.py", "conf", "conf/one.ini", "conf/two.ini",
                      "docs", "docs/keep.txt", "link.py", "setup.py", "src", "src/a.py", "src/b.py"]
+    assert [e.name for e in walk_sources(str(ctx), match_sources(str(ctx), ["docs"], ignore), ignore)] == [
+        "", "keep.txt"]
     link = entries[names.index("link.py")]
     assert (link.kind, link.target) == ("symlink", "src/a.py")
     src = list(walk_sources(str(ctx), ["src"], Ignore()))

@@ -184,3 +184,9 @@ def test_copy_from_cycle_is_refused() -> None:
     df = parse("FROM a AS x\nCOPY --from=y /a /a\nFROM b AS y\nCOPY --from=x /b /b\n")
     with pytest.raises(DockerfileError, match="circular dependency detected on stage: y"):
         stages_needed(df, "y")
+
+
+def test_bad_expansion_in_from_names_its_line() -> None:
+    df = parse("FROM a\nFROM ${IMAGE:?pass --build-arg IMAGE=...}\n")
+    with pytest.raises(DockerfileError, match="^Dockerfile:2: failed to process .*IMAGE: pass --build-arg"):
+        stages_needed(df, None)
