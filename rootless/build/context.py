@@ -69,7 +69,8 @@ def walk_sources(context_dir: str, sources: Sequence[str], ignore: Ignore) -> It
         kind = _kind(st.st_mode)
         if kind is None:
             continue
-        yield SourceEntry(source, "", real, kind, stat.S_IMODE(st.st_mode), st.st_size)
+        yield SourceEntry(source, "", real, kind, stat.S_IMODE(st.st_mode),
+                          st.st_size if kind == "file" else 0)
         if kind == "dir":
             yield from _walk_dir(context_dir, source, real, "", ignore, [])
 
@@ -77,7 +78,11 @@ def walk_sources(context_dir: str, sources: Sequence[str], ignore: Ignore) -> It
 def hash_sources(context_dir: str, sources: Sequence[str], ignore: Ignore) -> str:
     """A content hash of what `walk_sources` yields: names, kinds, permission bits, symlink
     targets and file contents; not times, owners or where the context is."""
-    entries = list(walk_sources(context_dir, sources, ignore))
+    return hash_entries(context_dir, list(walk_sources(context_dir, sources, ignore)))
+
+
+def hash_entries(context_dir: str, entries: Sequence[SourceEntry]) -> str:
+    """`hash_sources` of a walk already made, for an engine that copies the same entries."""
     digests = _file_digests(context_dir, [e for e in entries if e.kind == "file"])
     total = hashlib.sha256()
     for entry in entries:

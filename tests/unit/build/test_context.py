@@ -10,6 +10,7 @@ import pytest
 
 from rootless.build.context import (
     SourceError,
+    hash_entries,
     hash_sources,
     match_sources,
     walk_sources,
@@ -125,6 +126,8 @@ def test_hash_ignores_location_and_times(ctx: Path, tmp_path: Path) -> None:
         os.utime(path, (1, 1))
     assert _hash(moved) == before
     assert _hash(ctx, ["src", "app.py"]) == _hash(moved, ["src", "app.py"])
+    walked = list(walk_sources(str(moved), ["."], Ignore()))
+    assert hash_entries(str(moved), walked) == before
 
 
 @pytest.mark.parametrize("change", ["byte", "mode", "rename", "link", "new-dir", "dir-mode", "truncate"])
