@@ -13,8 +13,10 @@ import os
 import posixpath
 import tarfile
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fuse_overlay import upperfmt
 from rootless.build import cache
 from rootless.build.context import (
     SourceEntry,
@@ -28,74 +30,122 @@ from rootless.build.ignore import Ignore
 from rootless.errors import RlError
 from rootless.image.derive import HashingWriter
 from rootless.runtime import users
+from rootless.runtime.vfs import merge_layers
+from rootless.values import replace, valueclass
 
 if TYPE_CHECKING:
     from rootless.build.engine import Builder, _State
 
 
-def copy_step(builder: Builder, df: Dockerfile, state: _State, instr: Instruction, env: dict[str, str]) -> None:
-    from rootless.build import imagefs
+@valueclass
+class CopyJob:
+    """One COPY's layer, made in one process where both its sources and the image's layers are
+    readable (the user namespace): the context or a merged copy of the --from image."""
 
-    for unsupported in ("from", "checksum", "keep-git-dir"):
+    command: str
+    line: int
+    patterns: tuple[str, ...]
+    target: str  # absolute, in the image
+    dest_is_dir: bool  # the destination ended in / (or is . or ..)
+    chown: str | None
+    mode: int | None
+    clamp: int | None  # SOURCE_DATE_EPOCH
+    dest_layers: tuple[str, ...]  # the image being built, lowest first
+    out: str  # where the tar goes
+    context: str | None = None  # COPY from the build context...
+    ignore: Ignore | None = None
+    from_layers: tuple[str, ...] = ()  # ...or --from an image: its layers, merged into from_tree
+    from_tree: str = ""
+    owners: str = "real"  # how --from files carry their owners: "real", or "xattr" in single-id mode
+
+
+def copy_step(builder: Builder, df: Dockerfile, state: _State, instr: Instruction, env: dict[str, str]) -> None:
+    for unsupported in ("checksum", "keep-git-dir"):
         if instr.has_flag(unsupported):
             raise DockerfileError(f"{instr.command} --{unsupported} is not supported yet", instr.line)
     words = [expand(a, env, df.escape) for a in instr.args]
     patterns, dest = words[:-1], words[-1]
     if any(p.startswith(("http://", "https://")) for p in patterns):
         raise DockerfileError(f"{instr.command} of a URL is not supported yet: fetch it in a RUN", instr.line)
-    ctx = builder.opts.context
-    ignore = Ignore.load(ctx)
-    sources = match_sources(ctx, patterns, ignore, instr.command)
-    section = state.config.get("config") or {}
-    workdir = section.get("WorkingDir") or "/"
-    target = posixpath.normpath(posixpath.join(workdir, dest))
-    entries = list(walk_sources(ctx, sources, ignore))
-    into_dir = dest.endswith("/") or dest in (".", "..") or any(e.name == "" and e.kind == "dir" for e in entries)
-    if len(sources) > 1 and not dest.endswith("/"):
+    if len(patterns) > 1 and not dest.endswith("/"):
         raise DockerfileError(f"When using {instr.command} with more than one source file, the destination "
                               "must be a directory and end with a /", instr.line)
+    section = state.config.get("config") or {}
+    target = posixpath.normpath(posixpath.join(section.get("WorkingDir") or "/", dest))
     chown, chmod = instr.flag("chown"), instr.flag("chmod")
-    mode = _chmod(chmod, instr.line) if chmod else None
-    content = hash_sources(ctx, sources, ignore)
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    store = builder.store
+    job = CopyJob(
+        instr.command, instr.line, tuple(patterns), target, dest.endswith("/") or dest in (".", ".."), chown,
+        _chmod(chmod, instr.line) if chmod else None, int(epoch) if epoch and epoch.isdigit() else None,
+        tuple(str(p) for p in store.layer_paths(state.image)) if state.image is not None else (),
+        str(store.scratch.new_path("layer")), owners=store.owners,
+    )
+    source = instr.flag("from")
+    if source is None:
+        ctx = builder.opts.context
+        ignore = Ignore.load(ctx)
+        sources = match_sources(ctx, patterns, ignore, instr.command)
+        what = hash_sources(ctx, sources, ignore)
+        job = replace(job, context=ctx, ignore=ignore)
+    else:
+        if instr.command == "ADD":
+            raise DockerfileError("ADD does not take --from: use COPY --from", instr.line)
+        image = builder.image_for(expand(source, env, df.escape), instr.line)
+        what = image.id
+        job = replace(job, from_layers=tuple(str(p) for p in store.layer_paths(image)),
+                      from_tree=str(store.scratch.new_path("from")))
     parent = state.image.id if state.image is not None else "scratch"
-    key = cache.step_key(parent, [instr.command, json.dumps(sources), target, str(into_dir), chown or "",
-                                  chmod or ""], {}, content)
-    layers = [str(p) for p in builder.store.layer_paths(state.image)] if state.image is not None else []
+    key = cache.step_key(parent, [instr.command, json.dumps(patterns), target, str(job.dest_is_dir),
+                                  chown or "", chmod or "", source or ""], {}, what)
 
     def make() -> Any:
-        uid, gid = 0, 0
-        if chown:
-            passwd = builder.store.in_userns(imagefs.read_text, layers, "/etc/passwd") if layers else None
-            group = builder.store.in_userns(imagefs.read_text, layers, "/etc/group") if layers else None
-            uid, gid = _owner(chown, passwd, group, instr.line)
-        plan = [(e, _target_of(e, target, into_dir)) for e in entries]
-        wanted = sorted({d for _, t in plan for d in _ancestors(t)} | ({target} if into_dir else set()))
-        try:
-            have = set(builder.store.in_userns(imagefs.existing_dirs, layers, wanted)) if layers else set()
-        except NotADirectoryError as e:
-            raise DockerfileError(f"{instr.command}: cannot copy to {target}: {e}", instr.line) from None
-        epoch = os.environ.get("SOURCE_DATE_EPOCH")
-        clamp = int(epoch) if epoch and epoch.isdigit() else None
-        with builder.store.adding():
-            tar = builder.store.scratch.new_path("layer")
-            with open(tar, "wb") as f:
-                w = HashingWriter(f)  # type: ignore[arg-type]
-                with tarfile.open(fileobj=w, mode="w|", format=tarfile.PAX_FORMAT) as tf:  # type: ignore[call-overload]
-                    made = clamp if clamp is not None else time.time()
-                    for d in wanted:
-                        if d not in have and d != "/":
-                            tf.addfile(_info(d, tarfile.DIRTYPE, mode or 0o755, uid, gid, made))
-                    for e, t in plan:
-                        if e.kind == "dir" and e.name == "":
-                            continue  # its contents go to the target, made above when missing
-                        _add(tf, ctx, e, t, uid, gid, mode, clamp)
-            return builder.derive_layer(state, _one_line(instr.original), (tar, w.digest))
+        with store.adding():
+            diff_id = store.in_userns(write_copy_layer, job)
+            return builder.derive_layer(state, " ".join(instr.original.split()), (Path(job.out), diff_id))
 
     builder._cached_or(state, key, make)
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
+def write_copy_layer(job: CopyJob) -> str:
+    """Write the layer tar of a COPY to job.out; returns its DiffID."""
+    from rootless.build import imagefs
+
+    if job.from_layers:
+        os.mkdir(job.from_tree, 0o700)
+        merge_layers(job.from_layers, job.from_tree)
+        root, ignore = job.from_tree, Ignore()
+    else:
+        assert job.context is not None and job.ignore is not None
+        root, ignore = job.context, job.ignore
+    sources = match_sources(root, job.patterns, ignore, job.command)
+    entries = list(walk_sources(root, sources, ignore))
+    into_dir = job.dest_is_dir or len(sources) > 1 or any(e.name == "" and e.kind == "dir" for e in entries)
+    fixed: tuple[int, int] | None = None
+    if job.chown:
+        fixed = _owner(job.chown, imagefs.read_text(list(job.dest_layers), "/etc/passwd") if job.dest_layers else None,
+                       imagefs.read_text(list(job.dest_layers), "/etc/group") if job.dest_layers else None, job.line)
+    elif not job.from_layers:
+        fixed = (0, 0)  # files from the context belong to root, as with Docker
+    plan = [(e, _target_of(e, job.target, into_dir)) for e in entries]
+    wanted = sorted({d for _, t in plan for d in _ancestors(t)} | ({job.target} if into_dir else set()))
+    try:
+        have = set(imagefs.existing_dirs(list(job.dest_layers), wanted)) if job.dest_layers else set()
+    except NotADirectoryError as e:
+        raise DockerfileError(f"{job.command}: cannot copy to {job.target}: {e}", job.line) from None
+    made_by = fixed or (0, 0)
+    with open(job.out, "wb") as f:
+        w = HashingWriter(f)  # type: ignore[arg-type]
+        with tarfile.open(fileobj=w, mode="w|", format=tarfile.PAX_FORMAT) as tf:  # type: ignore[call-overload]
+            made = job.clamp if job.clamp is not None else time.time()
+            for d in wanted:
+                if d not in have and d != "/":
+                    tf.addfile(_info(d, tarfile.DIRTYPE, job.mode or 0o755, *made_by, made))
+            for e, t in plan:
+                if e.kind == "dir" and e.name == "":
+                    continue  # its contents go to the target, made above when missing
+                _add(tf, root, e, t, fixed, job.owners, job.mode, job.clamp)
+    return w.digest
 
 
 def _target_of(e: SourceEntry, target: str, into_dir: bool) -> str:
@@ -124,23 +174,42 @@ def _info(path: str, kind: bytes, mode: int, uid: int, gid: int, mtime: float) -
     return ti
 
 
-def _add(tf: tarfile.TarFile, ctx: str, e: SourceEntry, target: str, uid: int, gid: int, mode: int | None,
-         clamp: int | None) -> None:
-    path = os.path.join(ctx, e.path)
-    mtime = os.lstat(path).st_mtime
-    if clamp is not None:
-        mtime = min(mtime, clamp)
+def _add(tf: tarfile.TarFile, root: str, e: SourceEntry, target: str, fixed: tuple[int, int] | None,
+         owners: str, mode: int | None, clamp: int | None) -> None:
+    path = os.path.join(root, e.path)
+    st = os.lstat(path)
+    perms = e.mode
+    if fixed is not None:
+        uid, gid = fixed
+    else:
+        uid, gid, perms = _owner_on_disk(path, st, owners, perms)
+    if mode is not None:
+        perms = mode
+    mtime = st.st_mtime if clamp is None else min(st.st_mtime, clamp)
     if e.kind == "dir":
-        tf.addfile(_info(target, tarfile.DIRTYPE, mode if mode is not None else e.mode, uid, gid, mtime))
+        tf.addfile(_info(target, tarfile.DIRTYPE, perms, uid, gid, mtime))
     elif e.kind == "symlink":
         ti = _info(target, tarfile.SYMTYPE, 0o777, uid, gid, mtime)
         ti.linkname = e.target
         tf.addfile(ti)
     else:
-        ti = _info(target, tarfile.REGTYPE, mode if mode is not None else e.mode, uid, gid, mtime)
+        ti = _info(target, tarfile.REGTYPE, perms, uid, gid, mtime)
         with open(path, "rb") as f:
             ti.size = os.fstat(f.fileno()).st_size
             tf.addfile(ti, f)
+
+
+def _owner_on_disk(path: str, st: os.stat_result, owners: str, perms: int) -> tuple[int, int, int]:
+    """The owner and mode a file of an image has: its own, or in single-id mode the ones kept in
+    user.containers.override_stat (the user's own files are root's)."""
+    if owners != "xattr":
+        return st.st_uid, st.st_gid, perms
+    try:
+        o = upperfmt.decode_override(os.getxattr(path, upperfmt.OVERRIDE_XATTR, follow_symlinks=False))
+    except (OSError, ValueError):
+        me = (os.getuid(), os.getgid())
+        return (0 if st.st_uid == me[0] else st.st_uid), (0 if st.st_gid == me[1] else st.st_gid), perms
+    return o.uid, o.gid, o.perms
 
 
 def _chmod(text: str, line: int) -> int:

@@ -95,6 +95,7 @@ class Builder:
         self.stage_images: dict[int, ImageRecord | None] = {}
         self.step = 0
         self.steps = 0
+        self.df: Dockerfile | None = None
 
     def say(self, text: str) -> None:
         if not self.opts.quiet:
@@ -110,6 +111,7 @@ class Builder:
         if not os.path.isdir(self.opts.context):
             raise RlError(f"the build context {self.opts.context} is not a directory")
         df = read(path)
+        self.df = df
         wanted = stages_needed(df, self.opts.target, self.build_args)
         self.steps = sum(1 + len(df.stages[i].instructions) for i in wanted)
         global_env = self._global_args(df)
@@ -154,7 +156,9 @@ class Builder:
             try:
                 self._instruction(df, state, instr, global_env)
             except DockerfileError as e:
-                raise e if e.line is not None else e.at(instr.line) from None
+                # One raised in the user namespace comes back without its line (only its message).
+                raise e if getattr(e, "line", None) is not None or str(e).startswith("Dockerfile:") \
+                    else e.at(instr.line) from None
             except BuildFailed as e:
                 raise BuildFailed(f"STEP {self.step}/{self.steps}: {_one_line(instr.original)}: {e}") from None
         return state.image
@@ -173,6 +177,25 @@ class Builder:
             raise BuildFailed(f"Dockerfile:{stage.line}: base image {name} is not in the store (pulling "
                               "from registries is not available yet: rl load or rl import it)") from None
         return _State(image, self.store.config(image), {})
+
+    def image_for(self, name: str, line: int) -> ImageRecord:
+        """What `COPY --from=NAME` copies from: a stage built before (by name or index), else an
+        image in the store."""
+        assert self.df is not None
+        stage = self.df.stage_named(name)
+        index = stage.index if stage is not None else (int(name) if name.isdigit() else None)
+        if index is not None:
+            if index not in self.stage_images:
+                raise DockerfileError(f"COPY --from={name}: that stage is not built before this one", line)
+            image = self.stage_images[index]
+            if image is None:
+                raise DockerfileError(f"COPY --from={name}: that stage has no files (an empty FROM scratch)", line)
+            return image
+        try:
+            return self.store.resolve(name)
+        except ImageNotFound:
+            raise BuildFailed(f"Dockerfile:{line}: COPY --from={name}: no stage or image of that name (pulling "
+                              "from registries is not available yet)") from None
 
     def _instruction(self, df: Dockerfile, state: _State, instr: Instruction, global_env: dict[str, str]) -> None:
         if instr.command == "ARG":

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import DRIVERS, Rl
+from tests.conftest import DRIVERS, Rl, has_subuid_range
 
 APP = """\
 ARG BASE=busybox
@@ -169,3 +169,43 @@ def test_build_in_single_id_mode(rl: Rl, busybox: str, context: Path) -> None:
     (context / "Dockerfile").write_text(APP.replace("USER 1000:1000\n", ""))  # only root exists here
     rl("build", "-t", "app:1", str(context))
     assert rl("run", "--rm", "app:1").out == "hello world\n"
+
+
+MULTI = """\
+FROM busybox AS builder
+RUN mkdir -p /out/sub && echo built > /out/sub/artifact && chown 1000:1000 /out/sub/artifact \\
+    && chmod 640 /out/sub/artifact && ln -s sub/artifact /out/link
+
+FROM busybox AS never
+RUN exit 1
+
+FROM scratch AS tiny
+COPY --from=builder /out/sub/artifact /artifact
+
+FROM busybox
+COPY --from=builder /out /app
+COPY --from=tiny /artifact /tiny-artifact
+COPY --from=busybox /bin/busybox /copied-busybox
+CMD ["sh"]
+"""
+
+
+def test_multi_stage_builds_only_what_the_target_needs(rl: Rl, busybox: str, tmp_path: Path) -> None:
+    if not has_subuid_range():
+        pytest.skip("the builder stage chowns to uid 1000, which needs a subordinate id range")
+    (tmp_path / "Dockerfile").write_text(MULTI)
+    out = rl("build", "-t", "multi", str(tmp_path)).out
+    assert "STEP 1/9: FROM busybox AS builder" in out and "exit 1" not in out, "the unused stage is skipped"
+    r = rl("run", "--rm", "multi", "sh", "-c",
+           "stat -c '%u:%g %a' /app/sub/artifact /tiny-artifact; cat /app/link; readlink /app/link; "
+           "cmp /bin/busybox /copied-busybox && echo same")
+    assert r.out.split("\n") == ["1000:1000 640", "1000:1000 640", "built", "sub/artifact", "same", ""]
+    tiny = rl("build", "-q", "--target", "tiny", str(tmp_path)).out.strip()
+    r = rl("inspect", tiny)
+    assert len(json.loads(r.out)[0]["RootFS"]["Layers"]) == 1, "a scratch stage holds only what it copied"
+
+
+def test_unknown_target_names_the_stages(rl: Rl, busybox: str, tmp_path: Path) -> None:
+    (tmp_path / "Dockerfile").write_text(MULTI)
+    r = rl("build", "--target", "nope", str(tmp_path), check=False)
+    assert r.code == 1 and "builder" in r.err and "tiny" in r.err
