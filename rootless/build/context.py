@@ -117,7 +117,10 @@ def _file_digests(context_dir: str, files: Sequence[SourceEntry]) -> dict[str, b
     out = {}
     for entry in files:
         digest = hashlib.sha256()
-        fd = os.open(os.path.join(context_dir, entry.path), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            fd = os.open(os.path.join(context_dir, entry.path), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as e:
+            raise _unreadable(entry.path, e) from None
         try:
             while n := os.readv(fd, [buf]):
                 digest.update(view[:n])
@@ -125,6 +128,11 @@ def _file_digests(context_dir: str, files: Sequence[SourceEntry]) -> dict[str, b
             os.close(fd)
         out[entry.path] = digest.digest()
     return out
+
+
+def _unreadable(path: str, error: OSError) -> SourceError:
+    return SourceError(f"cannot read {path} in the build context: {error.strerror}; "
+                       f"make it readable or list it in .dockerignore")
 
 
 def _kind(mode: int) -> str | None:
@@ -141,8 +149,11 @@ def _walk_dir(context_dir: str, source: str, real: str, name: str, ignore: Ignor
               pending: list[SourceEntry]) -> Iterator[SourceEntry]:
     # `pending`: excluded directories above the current one, yielded only once something
     # under them is brought back by an exception.
-    with os.scandir(os.path.join(context_dir, real)) as it:
-        children = sorted(it, key=lambda e: e.name)
+    try:
+        with os.scandir(os.path.join(context_dir, real)) as it:
+            children = sorted(it, key=lambda e: e.name)
+    except OSError as e:
+        raise _unreadable(real, e) from None
     for child in children:
         child_real = child.name if real == "." else f"{real}/{child.name}"
         child_name = f"{name}/{child.name}" if name else child.name

@@ -370,6 +370,8 @@ def _check_args(instr: Instruction) -> None:
             raise DockerfileError("SHELL requires at least one argument", line)
     if name == "ENV" and any(not key for key in args[::2]):
         raise DockerfileError("ENV names can not be blank", line)
+    if name == "ARG" and any(arg.startswith("=") for arg in args):
+        raise DockerfileError("ARG names can not be blank", line)
     if name == "HEALTHCHECK":
         kind = args[0].upper()
         if kind == "NONE" and len(args) > 1:

@@ -51,8 +51,6 @@ def parse_key_values(command: str, args: Sequence[str], env: Mapping[str, str],
         out: list[tuple[str, str | None]] = []
         for arg in args:
             name, eq, default = arg.partition("=")
-            if not name:
-                raise DockerfileError(f"ARG names can not be blank: {arg}")
             out.append((name, expand(default, env, escape) if eq else None))
         return out
     return [(expand(args[i], env, escape), expand(args[i + 1], env, escape))

@@ -175,3 +175,13 @@ def test_large_file_is_hashed_past_the_read_buffer(tmp_path: Path) -> None:
     before = _hash(root)
     (root / "blob").write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
     assert _hash(root) != before
+
+
+def test_unreadable_context_file_is_a_clear_error(ctx: Path) -> None:
+    os.chmod(ctx / "src/b.py", 0)
+    with pytest.raises(SourceError, match="cannot read src/b.py in the build context: Permission denied"):
+        _hash(ctx, ["src"])
+    os.chmod(ctx / "src/sub", 0)
+    with pytest.raises(SourceError, match="cannot read src/sub in the build context"):
+        list(walk_sources(str(ctx), ["src"], Ignore()))
+    os.chmod(ctx / "src/sub", 0o755)

@@ -113,6 +113,7 @@ def test_onbuild_trigger_kept_as_text() -> None:
     ("FROM a\nHEALTHCHECK CMD\n", "Dockerfile:2: Missing command after HEALTHCHECK CMD"),
     ("FROM a\nHEALTHCHECK NONE x\n", "Dockerfile:2: HEALTHCHECK NONE takes no arguments"),
     ("FROM a\nHEALTHCHECK curl x\n", 'Dockerfile:2: Unknown type "curl" in HEALTHCHECK (try CMD)'),
+    ("FROM a\nARG =x\n", "Dockerfile:2: ARG names can not be blank"),
     ('FROM a\nVOLUME [""]\n', "Dockerfile:2: VOLUME specified can not be an empty string"),
     ("FROM a\nRUN true\nRUN <<EOF\nnever ends\n", "Dockerfile:3: unterminated heredoc"),
     ("FROM a\n\nENV a\n", "Dockerfile:3: ENV must have two arguments"),
