@@ -14,7 +14,7 @@ from rootless.errors import RlError
 from rootless.values import valueclass
 
 _BUFFER = 1 << 20
-_MAX_LINKS = 40
+_MAX_LINKS = 40  # Linux's own limit on symlinks followed in one path lookup
 
 
 class SourceError(RlError):
@@ -41,6 +41,7 @@ def match_sources(context_dir: str, patterns: Sequence[str], ignore: Ignore,
     component at a time, as Docker's do. `/x` is the context's x; a path leaving the context
     through `..` is refused."""
     out: list[str] = []
+    seen: set[str] = set()
     for pattern in patterns:
         rel = _relative(pattern, command)
         if not has_wildcards(rel):
@@ -52,7 +53,10 @@ def match_sources(context_dir: str, patterns: Sequence[str], ignore: Ignore,
             matches = _glob(context_dir, rel, ignore, command)
             if not matches:
                 raise SourceError(f"{command} failed: no source files were specified")
-        out.extend(m for m in matches if m not in out)
+        for match in matches:
+            if match not in seen:
+                seen.add(match)
+                out.append(match)
     return out
 
 
@@ -111,7 +115,7 @@ def _file_digests(context_dir: str, files: Sequence[SourceEntry]) -> dict[str, b
     # the other (0.49 s vs 2 x 0.26 s for 256 MiB, the same with two processes): the CPUs were
     # already busy, which is also how builds run. SHA-256 is the fastest hash here (SHA-NI:
     # 1.2 GB/s; SHA-1 1.1, BLAKE2b 0.46), and walking the small context costs about as much as
-    # hashing it (0.095 s).
+    # hashing it (0.095 s). hash_sources in all: 0.20-0.25 s for the 10,000 files, 1.26 s for 1 GiB.
     buf = bytearray(_BUFFER)
     view = memoryview(buf)
     out = {}
