@@ -60,6 +60,8 @@ class CopyJob:
 
 
 def copy_step(builder: Builder, df: Dockerfile, state: _State, instr: Instruction, env: dict[str, str]) -> None:
+    from rootless.build.engine import source_date_epoch
+
     for unsupported in ("checksum", "keep-git-dir"):
         if instr.has_flag(unsupported):
             raise DockerfileError(f"{instr.command} --{unsupported} is not supported yet", instr.line)
@@ -73,11 +75,10 @@ def copy_step(builder: Builder, df: Dockerfile, state: _State, instr: Instructio
     section = state.config.get("config") or {}
     target = posixpath.normpath(posixpath.join(section.get("WorkingDir") or "/", dest))
     chown, chmod = instr.flag("chown"), instr.flag("chmod")
-    epoch = os.environ.get("SOURCE_DATE_EPOCH")
     store = builder.store
     job = CopyJob(
         instr.command, instr.line, tuple(patterns), target, dest.endswith("/") or dest in (".", ".."), chown,
-        _chmod(chmod, instr.line) if chmod else None, int(epoch) if epoch and epoch.isdigit() else None,
+        _chmod(chmod, instr.line) if chmod else None, source_date_epoch(),
         tuple(str(p) for p in store.layer_paths(state.image)) if state.image is not None else (),
         str(store.scratch.new_path("layer")), owners=store.owners,
     )

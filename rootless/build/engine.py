@@ -73,15 +73,20 @@ class _State:
     set_here: set[str] = field(default_factory=set)
 
 
-def _created() -> str:
-    """Every time a build writes: SOURCE_DATE_EPOCH when set, for reproducible image ids."""
+def source_date_epoch() -> int | None:
+    """SOURCE_DATE_EPOCH, the time reproducible builds write everywhere (None when unset)."""
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
-    if epoch is not None:
-        try:
-            return oci.rfc3339(float(int(epoch)))
-        except ValueError:
-            raise RlError(f"SOURCE_DATE_EPOCH must be a number of seconds, not {epoch!r}") from None
-    return oci.rfc3339(time.time())
+    if epoch is None:
+        return None
+    if not epoch.isdigit():
+        raise RlError(f"SOURCE_DATE_EPOCH must be a number of seconds, not {epoch!r}")
+    return int(epoch)
+
+
+def _created() -> str:
+    """When a step's image is made: SOURCE_DATE_EPOCH when set, for reproducible image ids."""
+    epoch = source_date_epoch()
+    return oci.rfc3339(float(epoch) if epoch is not None else time.time())
 
 
 class Builder:

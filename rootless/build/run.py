@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 
 def run_step(builder: Builder, state: _State, command: list[str], network: str, created_by: str) -> ImageRecord:
-    from rootless.build.engine import BuildFailed
+    from rootless.build.engine import BuildFailed, source_date_epoch
 
     assert state.image is not None
     section = state.config.get("config") or {}
@@ -40,7 +40,7 @@ def run_step(builder: Builder, state: _State, command: list[str], network: str, 
             raise BuildFailed(f'process "{" ".join(command)}" did not complete successfully: exit code: {code}')
         with store.adding():
             tar = store.scratch.new_path("layer")
-            diff_id = tar_changes(store, Container(rec, spec, cdir, 0), tar)
+            diff_id = tar_changes(store, Container(rec, spec, cdir, 0), tar, source_date_epoch())
             return builder.derive_layer(state, created_by, (tar, diff_id))
     finally:
         remove_container(store, rec, anonymous_volumes=True)

@@ -43,14 +43,15 @@ class TarStats:
 def write_tar(src: str | os.PathLike[str], out: BinaryIO | IO[bytes], *, owners: Owners, overlay_upper: bool,
               uid_map: Callable[[int], int] | None = None,
               gid_map: Callable[[int], int] | None = None,
-              exclude: frozenset[str] = frozenset()) -> TarStats:
+              exclude: frozenset[str] = frozenset(), clamp_mtime: int | None = None) -> TarStats:
     """Write the tree under `src` (not `src` itself) to `out` as a tar; `out` may be a pipe.
 
     owners="xattr": ids and mode come from user.containers.override_stat where a file has it;
     elsewhere, and with owners="real", from stat() through uid_map/gid_map. Without maps, ids are
     kept as they are, except that with owners="xattr" the invoking user's own ids become 0 (in
     single-id mode the user is root inside). Sockets are skipped, and so are the relative paths in
-    `exclude` (with what is under them). Raises RlError if a file cannot be read.
+    `exclude` (with what is under them). With clamp_mtime (SOURCE_DATE_EPOCH), no entry is newer
+    than it, so that the same changes make the same tar. Raises RlError if a file cannot be read.
     """
     if owners not in ("real", "xattr"):
         raise ValueError(f"owners must be 'real' or 'xattr', not {owners!r}")
@@ -58,7 +59,8 @@ def write_tar(src: str | os.PathLike[str], out: BinaryIO | IO[bytes], *, owners:
         my_uid, my_gid = os.getuid(), os.getgid()
         uid_map = uid_map or (lambda u: 0 if u == my_uid else u)
         gid_map = gid_map or (lambda g: 0 if g == my_gid else g)
-    w = _Writer(out, owners, overlay_upper, uid_map or _same, gid_map or _same, os.fspath(src), exclude)
+    w = _Writer(out, owners, overlay_upper, uid_map or _same, gid_map or _same, os.fspath(src), exclude,
+                clamp_mtime)
     try:
         root_fd = os.open(src, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as e:
@@ -88,9 +90,10 @@ class _Child:
 class _Writer:
     def __init__(self, out: BinaryIO | IO[bytes], owners: Owners, overlay_upper: bool,
                  uid_map: Callable[[int], int], gid_map: Callable[[int], int], src: str,
-                 exclude: frozenset[str] = frozenset()) -> None:
+                 exclude: frozenset[str] = frozenset(), clamp_mtime: int | None = None) -> None:
         self.out = out
         self.exclude = exclude
+        self.clamp_mtime = clamp_mtime
         self.owners = owners
         self.overlay_upper = overlay_upper
         self.uid_map = uid_map
@@ -116,6 +119,8 @@ class _Writer:
 
     def _header(self, ti: tarfile.TarInfo) -> None:
         ti.uname = ti.gname = ""
+        if self.clamp_mtime is not None and ti.mtime > self.clamp_mtime:
+            ti.mtime = self.clamp_mtime
         self.write(ti.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
         self.entries += 1
 

@@ -407,7 +407,7 @@ def commit(store: Store, c: Container, opts: CommitOptions) -> str:
     return rec.id
 
 
-def tar_changes(store: Store, c: Container, tar: Path) -> str:
+def tar_changes(store: Store, c: Container, tar: Path, clamp_mtime: int | None = None) -> str:
     """The container's changes to its image as a layer tar (OCI whiteouts) at `tar`; returns its
     DiffID, digested while written. Overlay drivers: its upper directory as it is; vfs: the
     difference of its tree and a fresh copy of the image."""
@@ -417,12 +417,12 @@ def tar_changes(store: Store, c: Container, tar: Path) -> str:
         rl_made = frozenset()
     if c.spec.driver != "vfs":
         return _in_its_userns(store, c, _tar_upper, str(c.cdir / "upper"), str(tar), store.owners,  # type: ignore[no-any-return]
-                              rl_made)
+                              rl_made, clamp_mtime)
     image_tree, upper = store.scratch.new_path("commit-image"), store.scratch.new_path("commit-upper")
     image_tree.mkdir()
     upper.mkdir()
     return _in_its_userns(store, c, _tar_vfs_changes, list(c.spec.layers), str(image_tree),  # type: ignore[no-any-return]
-                          str(c.cdir / "merged"), str(upper), str(tar), store.owners, rl_made)
+                          str(c.cdir / "merged"), str(upper), str(tar), store.owners, rl_made, clamp_mtime)
 
 
 def _in_its_userns(store: Store, c: Container, fn: Callable[..., Any], *args: Any) -> Any:
@@ -432,21 +432,22 @@ def _in_its_userns(store: Store, c: Container, fn: Callable[..., Any], *args: An
     return run_in_userns(for_container(store.mapping, c.spec.userns), fn, *args)
 
 
-def _tar_upper(upper: str, out: str, owners: str, exclude: frozenset[str]) -> str:
+def _tar_upper(upper: str, out: str, owners: str, exclude: frozenset[str], clamp_mtime: int | None) -> str:
     """The upper directory as a layer tar at `out`, without `exclude`; returns its DiffID."""
     with open(out, "wb") as f:
         w = HashingWriter(f)  # type: ignore[arg-type]
-        write_tar(upper, w, owners=owners, overlay_upper=True, exclude=exclude)  # type: ignore[arg-type]
+        write_tar(upper, w, owners=owners, overlay_upper=True, exclude=exclude,  # type: ignore[arg-type]
+                  clamp_mtime=clamp_mtime)
     return w.digest
 
 
 def _tar_vfs_changes(layers: list[str], image_tree: str, merged: str, upper: str, out: str, owners: str,
-                     exclude: frozenset[str]) -> str:
+                     exclude: frozenset[str], clamp_mtime: int | None) -> str:
     from rootless.runtime.treediff import write_upper
     from rootless.runtime.vfs import merge_layers
 
     merge_layers(layers, image_tree)
     write_upper(image_tree, merged, upper)
-    return _tar_upper(upper, out, owners, exclude)
+    return _tar_upper(upper, out, owners, exclude, clamp_mtime)
 
 
