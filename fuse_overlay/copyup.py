@@ -15,8 +15,8 @@ from fuse_overlay import upperfmt
 
 FICLONE = 0x40049409
 _counter = itertools.count()
-# A copy keeps the owner override (the real owner of the file in single-id mode) but not the
-# overlay's own markers of the lower directory it came from.
+# A copy keeps the owner override (the real owner of the file in single-id mode) and the escaped
+# xattrs of a nested overlay, but not our own markers of the lower directory it came from.
 _KEEP_PRIVATE = (upperfmt.OVERRIDE_XATTR,)
 _CLONE_REFUSED = (errno.EOPNOTSUPP, errno.ENOTTY, errno.EXDEV, errno.EINVAL, errno.ENOSYS,
                   errno.EPERM, errno.EBADF)
@@ -80,7 +80,8 @@ def copy_xattrs(src: str, dst: str | int, is_link: bool) -> bool:
         raise
     override = False
     for name in names:
-        if name.startswith(upperfmt.PRIVATE_XATTR_PREFIXES) and name not in _KEEP_PRIVATE:
+        if (name.startswith(upperfmt.PRIVATE_XATTR_PREFIXES) and name not in _KEEP_PRIVATE
+                and not name.startswith(upperfmt.ESCAPED_XATTR_PREFIX)):
             continue
         try:
             value = os.getxattr(src, name, follow_symlinks=follow)

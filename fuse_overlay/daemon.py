@@ -73,6 +73,10 @@ def fuse_options(config: Config) -> set[str]:
     # reach the mount; on the host allow_other needs user_allow_other in /etc/fuse.conf.
     if config.allow_other or os.geteuid() == 0:
         opts.add("allow_other")
+    if os.geteuid() == 0:
+        # libfuse mounts nosuid unless told: setuid and file capabilities must work in a
+        # container, as on the kernel overlay (fusermount3 refuses it to a host user).
+        opts.add("suid")
     if config.read_only:
         opts.add("ro")
     opts.update(config.fuse_options)

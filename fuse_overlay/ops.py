@@ -6,6 +6,7 @@ on the layers, never on our own mount, so nothing can wait on us.
 """
 from __future__ import annotations
 
+import bisect
 import errno
 import functools
 import os
@@ -56,15 +57,49 @@ def _err(code: int) -> pyfuse3.FUSEError:
     return pyfuse3.FUSEError(code)
 
 
+def _open_for_writeback(path: str, flags: int, mode: int) -> int:
+    """open(2) as the writeback cache needs it: the kernel reads pages of files opened for
+    writing only, and it places appends itself."""
+    flags = (flags & ~(os.O_APPEND | os.O_NOCTTY)) | os.O_CLOEXEC
+    if flags & os.O_ACCMODE == os.O_WRONLY:
+        try:
+            return os.open(path, (flags & ~os.O_ACCMODE) | os.O_RDWR, mode)
+        except PermissionError:
+            pass  # a write-only file of ours (mode 0200) on the host: no page reads then
+    return os.open(path, flags, mode)
+
+
 @dataclass
 class _DirHandle:
     node: Node
+    # The entries of this pass, by increasing cookie, and their cookies.
     names: list[str]
+    cookies: list[int]
+
+
+class _Cookies:
+    """Directory offsets that name an entry, not a position: each name of a directory gets a
+    number on first sight and keeps it for the mount. The kernel continues a listing it cached
+    from one open through another, and new or removed entries must not shift what follows."""
+
+    DOT, DOTDOT = 1, 2
+
+    def __init__(self) -> None:
+        self._of: dict[int, dict[str, int]] = {}
+
+    def order(self, dir_ino: int, names: list[str]) -> tuple[list[str], list[int]]:
+        cookies = self._of.setdefault(dir_ino, {})
+        for name in names:
+            if name not in cookies:
+                cookies[name] = len(cookies) + 3
+        ordered = sorted(names, key=cookies.__getitem__)
+        return [".", "..", *ordered], [self.DOT, self.DOTDOT, *(cookies[n] for n in ordered)]
 
 
 class Overlay(pyfuse3.Operations):
     supports_dot_lookup = False
-    enable_writeback_cache = False
+    # The kernel gathers small writes into pages and sends them in big requests.
+    enable_writeback_cache = True
 
     def __init__(self, config: Config, workdir: str | None) -> None:
         super().__init__()
@@ -76,9 +111,11 @@ class Overlay(pyfuse3.Operations):
         self.workdir = workdir
         root_layers = tuple(range(0 if self.upper else 1, len(self.roots)))
         self.inodes = Inodes(self._merge_root(root_layers))
+        native.fuse_cache_dir(self.inodes.root.ino, self.inodes.root.layer > 0)
         self.files: dict[int, Node] = {}
         self.dirs: dict[int, _DirHandle] = {}
         self._lower_dirs: dict[int, dict[str, merge.Found]] = {}
+        self._cookies = _Cookies()
         self._next_dir_fh = 1
         self.uid, self.gid = os.geteuid(), os.getegid()
 
@@ -103,11 +140,17 @@ class Overlay(pyfuse3.Operations):
     def _resolve(self, parent: Node, name: str) -> merge.Found | None:
         return merge.resolve(self.roots, parent.layers, parent.child_path(name))
 
+    def _node(self, parent: Node, name: str, found: merge.Found) -> Node:
+        node = self.inodes.node_for(parent, name, found)
+        if node.is_dir and node.layer > 0:
+            native.fuse_cache_dir(node.ino, True)
+        return node
+
     def _child(self, parent: Node, name: str) -> tuple[Node, merge.Found]:
         found = self._resolve(parent, name)
         if found is None:
             raise _err(errno.ENOENT)
-        return self.inodes.node_for(parent, name, found), found
+        return self._node(parent, name, found), found
 
     def _stat(self, node: Node) -> os.stat_result:
         if node.deleted and node.handles:
@@ -178,6 +221,8 @@ class Overlay(pyfuse3.Operations):
         path = node.path()
         st = copyup.copy_up(self.roots[node.layer] + path, self._upper(path), self.workdir,
                             self.config.xattr_permissions)
+        if node.is_dir:
+            native.fuse_cache_dir(node.ino, False)
         node.layers = (0, *node.layers) if node.is_dir else (0,)
         self.inodes.register(node, 0, st.st_dev, st.st_ino)
         for fd in node.handles:
@@ -231,7 +276,7 @@ class Overlay(pyfuse3.Operations):
         path = parent.child_path(name)
         st = os.lstat(self._upper(path))
         layers = (0,)
-        node = self.inodes.node_for(parent, name, merge.Found(layers, st))
+        node = self._node(parent, name, merge.Found(layers, st))
         return self._entry(node, st)
 
     def _whiteout(self, parent: Node, name: str) -> None:
@@ -261,7 +306,7 @@ class Overlay(pyfuse3.Operations):
             e.st_ino = 0
             e.entry_timeout = LONG_TIMEOUT
             return e
-        node = self.inodes.node_for(parent, os.fsdecode(name), found)
+        node = self._node(parent, os.fsdecode(name), found)
         return self._entry(node, found.st)
 
     @_fuse_errors
@@ -441,7 +486,7 @@ class Overlay(pyfuse3.Operations):
         exchange = bool(flags & pyfuse3.RENAME_EXCHANGE)
         src_node, src = self._child(old_parent, old)
         dst = self._resolve(new_parent, new)
-        dst_node = self.inodes.node_for(new_parent, new, dst) if dst is not None else None
+        dst_node = self._node(new_parent, new, dst) if dst is not None else None
         if dst is not None and flags & pyfuse3.RENAME_NOREPLACE:
             raise _err(errno.EEXIST)
         if exchange and dst is None:
@@ -492,8 +537,7 @@ class Overlay(pyfuse3.Operations):
     # -- files -----------------------------------------------------------------------------
 
     def _open_fd(self, node: Node, flags: int) -> int:
-        fd = os.open(self._real(node), (flags & ~(os.O_CREAT | os.O_EXCL | os.O_NOCTTY))
-                     | os.O_CLOEXEC)
+        fd = _open_for_writeback(self._real(node), flags & ~(os.O_CREAT | os.O_EXCL), 0)
         node.handles.add(fd)
         self.files[fd] = node
         return fd
@@ -515,8 +559,7 @@ class Overlay(pyfuse3.Operations):
         self._writable()
         self._prepare_create(parent, fname)
         path = self._upper(parent.child_path(fname))
-        fd = os.open(path, (flags & ~os.O_NOCTTY) | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
-                     stat.S_IMODE(mode))
+        fd = _open_for_writeback(path, flags | os.O_CREAT | os.O_EXCL, stat.S_IMODE(mode))
         try:
             self._set_owner(path, ctx, mode)
             attrs = self._made(parent, fname)
@@ -538,7 +581,8 @@ class Overlay(pyfuse3.Operations):
 
     @_fuse_errors
     async def flush(self, fh: int) -> None:
-        return None
+        # Nothing to do at close: ENOSYS makes the kernel stop sending one per close(2).
+        raise _err(errno.ENOSYS)
 
     @_fuse_errors
     async def fsync(self, fh: int, datasync: bool) -> None:
@@ -558,7 +602,7 @@ class Overlay(pyfuse3.Operations):
     async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
         fh = self._next_dir_fh
         self._next_dir_fh += 1
-        self.dirs[fh] = _DirHandle(self.inodes.get(inode), [])
+        self.dirs[fh] = _DirHandle(self.inodes.get(inode), [], [])
         return fh
 
     def _lower_listing(self, node: Node) -> dict[str, merge.Found]:
@@ -579,18 +623,17 @@ class Overlay(pyfuse3.Operations):
         handle = self.dirs[fh]
         node = handle.node
         if start_id == 0:
-            # A snapshot per pass keeps offsets stable while entries come and go; a rewind
-            # takes a fresh one.
+            # A snapshot per pass; a rewind takes a fresh one.
             names = (list(self._lower_listing(node)) if node.layer > 0
                      else merge.list_names(self.roots, node.layers, node.path()))
-            handle.names = [".", "..", *names]
-        names = handle.names
-        for i in range(start_id, len(names)):
+            handle.names, handle.cookies = self._cookies.order(node.ino, names)
+        names, cookies = handle.names, handle.cookies
+        for i in range(bisect.bisect_right(cookies, start_id), len(names)):
             name = names[i]
             if i < 2:
                 dot = node if i == 0 else (node.parent or node)
                 if not pyfuse3.readdir_reply(token, os.fsencode(name),
-                                             self._attrs(dot, self._stat(dot)), i + 1):
+                                             self._attrs(dot, self._stat(dot)), cookies[i]):
                     return
                 continue
             # Any change in the directory first copies it up, so a directory still in the lower
@@ -599,9 +642,9 @@ class Overlay(pyfuse3.Operations):
                      else merge.resolve(self.roots, node.layers, node.child_path(name)))
             if found is None:
                 continue  # removed since the listing
-            child = self.inodes.node_for(node, name, found)
+            child = self._node(node, name, found)
             if not pyfuse3.readdir_reply(token, os.fsencode(name),
-                                         self._attrs(child, found.st), i + 1):
+                                         self._attrs(child, found.st), cookies[i]):
                 return
             child.lookups += 1
 
@@ -625,32 +668,32 @@ class Overlay(pyfuse3.Operations):
     # -- xattrs ----------------------------------------------------------------------------
 
     @staticmethod
-    def _check_xattr_name(name: str) -> None:
-        if name.startswith(upperfmt.PRIVATE_XATTR_PREFIXES):
+    def _stored_xattr(name: bytes) -> str:
+        try:
+            return upperfmt.escape_xattr(os.fsdecode(name))
+        except ValueError:
             # The overlay's own bookkeeping: neither visible nor writable through the mount.
-            raise _err(errno.EOPNOTSUPP)
+            raise _err(errno.EOPNOTSUPP) from None
 
     def _xattr_target(self, node: Node) -> tuple[str, bool]:
         return self._real(node), not stat.S_ISLNK(self._stat(node).st_mode)
 
     @_fuse_errors
     async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
-        xname = os.fsdecode(name)
-        self._check_xattr_name(xname)
+        xname = self._stored_xattr(name)
         path, follow = self._xattr_target(self.inodes.get(inode))
         return os.getxattr(path, xname, follow_symlinks=follow)
 
     @_fuse_errors
     async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> list[bytes]:
         path, follow = self._xattr_target(self.inodes.get(inode))
-        return [os.fsencode(n) for n in os.listxattr(path, follow_symlinks=follow)
-                if not n.startswith(upperfmt.PRIVATE_XATTR_PREFIXES)]
+        shown = (upperfmt.unescape_xattr(n) for n in os.listxattr(path, follow_symlinks=follow))
+        return [os.fsencode(n) for n in shown if n is not None]
 
     @_fuse_errors
     async def setxattr(self, inode: int, name: bytes, value: bytes,
                        ctx: pyfuse3.RequestContext) -> None:
-        xname = os.fsdecode(name)
-        self._check_xattr_name(xname)
+        xname = self._stored_xattr(name)
         node = self.inodes.get(inode)
         self._copy_up(node)
         path, follow = self._xattr_target(node)
@@ -658,8 +701,7 @@ class Overlay(pyfuse3.Operations):
 
     @_fuse_errors
     async def removexattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
-        xname = os.fsdecode(name)
-        self._check_xattr_name(xname)
+        xname = self._stored_xattr(name)
         node = self.inodes.get(inode)
         path, follow = self._xattr_target(node)
         os.getxattr(path, xname, follow_symlinks=follow)  # ENODATA before any copy-up

@@ -39,6 +39,32 @@ PRIVATE_XATTR_PREFIXES = (
     "user.containers.",
 )
 
+# What the kernel overlay (userxattr) stores for a `user.overlay.X` xattr set through the mount:
+# `user.overlay.overlay.X`, which it shows back as `user.overlay.X`. An overlay nested in a
+# container keeps its own markers this way without steering ours.
+ESCAPED_XATTR_PREFIX = "user.overlay.overlay."
+OVERLAY_XATTR_PREFIX = "user.overlay."
+
+
+def escape_xattr(name: str) -> str:
+    """The stored name of an xattr set through the overlay; ValueError for a private name that
+    no one may set through it."""
+    if name.startswith(OVERLAY_XATTR_PREFIX):
+        return ESCAPED_XATTR_PREFIX + name[len(OVERLAY_XATTR_PREFIX):]
+    if name.startswith(PRIVATE_XATTR_PREFIXES):
+        raise ValueError(f"{name} belongs to the overlay")
+    return name
+
+
+def unescape_xattr(stored: str) -> str | None:
+    """The name shown through the overlay for a stored xattr; None when it is the overlay's own."""
+    if stored.startswith(ESCAPED_XATTR_PREFIX):
+        return OVERLAY_XATTR_PREFIX + stored[len(ESCAPED_XATTR_PREFIX):]
+    if stored.startswith(PRIVATE_XATTR_PREFIXES):
+        return None
+    return stored
+
+
 _MAX_ID = 2**32 - 1
 
 # The file type names of containers/storage's 4th field (devices are "char-MAJOR-MINOR").

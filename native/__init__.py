@@ -115,3 +115,10 @@ def fuse_hooks_enable() -> None:
     handlers that act on the real file whose descriptor is the request's file handle. Call it
     before pyfuse3 is imported; OSError when libfuse3 (or its header at build time) is missing."""
     _check(lib.rl_fuse_hooks_enable())
+
+
+def fuse_cache_dir(ino: int, on: bool) -> None:
+    """Whether the kernel may keep the listing of directory `ino` across opens (see
+    fuse_hooks_enable); off for every directory until said otherwise."""
+    if lib.rl_fuse_cache_dir(ino, int(on)) < 0:
+        raise MemoryError("no memory for the directory cache flags")

@@ -11,6 +11,7 @@ HAVE_FUSE3 = os.path.exists(_FUSE_HEADER)
 _NO_FUSE_HOOKS = r"""
     #include <errno.h>
     int rl_fuse_hooks_enable(void) { errno = ENOSYS; return -1; }
+    int rl_fuse_cache_dir(uint64_t ino, int on) { return 0; }
 """
 
 # pyfuse3 3.5 has no lseek, fallocate or copy_file_range handlers, so SEEK_DATA/SEEK_HOLE,
@@ -23,6 +24,7 @@ _FUSE_HOOKS = r"""
     #define FUSE_USE_VERSION 34
     #include <dlfcn.h>
     #include <errno.h>
+    #include <stdlib.h>
     #include <string.h>
     #include <fuse_lowlevel.h>
 
@@ -37,6 +39,41 @@ _FUSE_HOOKS = r"""
                                   enum fuse_buf_copy_flags);
     static size_t (*rl_buf_size)(const struct fuse_bufvec *);
     static struct fuse_lowlevel_ops rl_ops;
+    static void (*rl_py_opendir)(fuse_req_t, fuse_ino_t, struct fuse_file_info *);
+
+    /* The kernel may keep the listing of a directory that only lower layers hold across opens
+       (such a directory never changes; the overlay turns the flag off when it copies one up).
+       pyfuse3 cannot say so; it copies this fi into its reply. A directory with an upper part
+       is listed afresh by each open, so that a reader sees a snapshot, as on the kernel overlay. */
+    static unsigned char *rl_cached_dirs;
+    static uint64_t rl_cached_dirs_size;
+
+    static void rl_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+        if (ino < rl_cached_dirs_size && rl_cached_dirs[ino]) {
+            fi->cache_readdir = 1;
+            fi->keep_cache = 1;
+        }
+        rl_py_opendir(req, ino, fi);
+    }
+
+    int rl_fuse_cache_dir(uint64_t ino, int on) {
+        if (ino >= rl_cached_dirs_size) {
+            uint64_t size = rl_cached_dirs_size ? rl_cached_dirs_size : 4096;
+            unsigned char *grown;
+            if (!on)
+                return 0;
+            while (size <= ino)
+                size *= 2;
+            grown = realloc(rl_cached_dirs, size);
+            if (!grown)
+                return -1;
+            memset(grown + rl_cached_dirs_size, 0, size - rl_cached_dirs_size);
+            rl_cached_dirs = grown;
+            rl_cached_dirs_size = size;
+        }
+        rl_cached_dirs[ino] = (unsigned char)(on != 0);
+        return 0;
+    }
 
     /* Reads and writes move data between the kernel and the real file without Python (splice
        where the kernel allows it): a request costs ~10 us instead of ~100. */
@@ -100,6 +137,9 @@ _FUSE_HOOKS = r"""
             rl_ops.copy_file_range = rl_copy_file_range;
         rl_ops.read = rl_read;
         rl_ops.write_buf = rl_write_buf;
+        rl_py_opendir = rl_ops.opendir;
+        if (rl_py_opendir)
+            rl_ops.opendir = rl_opendir;
         return rl_real_session_new(args, &rl_ops, sizeof rl_ops, userdata);
     }
 
@@ -156,6 +196,7 @@ ffibuilder.cdef(
     int rl_renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath,
                      unsigned int flags);
     int rl_fuse_hooks_enable(void);
+    int rl_fuse_cache_dir(uint64_t ino, int on);
     """
 )
 
