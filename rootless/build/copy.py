@@ -8,6 +8,7 @@ image has them, whose owners and modes the layer then leaves alone.
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 import posixpath
@@ -128,8 +129,11 @@ def write_copy_layer(job: CopyJob) -> str:
                        imagefs.read_text(list(job.dest_layers), "/etc/group") if job.dest_layers else None, job.line)
     elif not job.from_layers:
         fixed = (0, 0)  # files from the context belong to root, as with Docker
+    archives = {e.path for e in entries if job.command == "ADD" and e.kind == "file"
+                and _is_archive(os.path.join(root, e.path))}
     plan = [(e, _target_of(e, job.target, into_dir)) for e in entries]
-    wanted = sorted({d for _, t in plan for d in _ancestors(t)} | ({job.target} if into_dir else set()))
+    wanted = sorted({d for _, t in plan for d in _ancestors(t)}
+                    | ({job.target} if into_dir or archives else set()))
     try:
         have = set(imagefs.existing_dirs(list(job.dest_layers), wanted)) if job.dest_layers else set()
     except NotADirectoryError as e:
@@ -145,8 +149,59 @@ def write_copy_layer(job: CopyJob) -> str:
             for e, t in plan:
                 if e.kind == "dir" and e.name == "":
                     continue  # its contents go to the target, made above when missing
+                if e.path in archives:
+                    _extract_into(tf, os.path.join(root, e.path), job.target, fixed, job.clamp, job.line)
+                    continue
                 _add(tf, root, e, t, fixed, job.owners, job.mode, job.clamp)
     return w.digest
+
+
+def _is_archive(path: str) -> bool:
+    """ADD unpacks a local tar, plain or compressed (gzip, bzip2, xz, zstd), as Docker does."""
+    from rootless.image import oci
+
+    with open(path, "rb") as f:
+        head = f.read(512)
+    kind = oci.sniff_compression(head)
+    if kind != "none":
+        return True
+    return len(head) == 512 and head[257:262] == b"ustar"
+
+
+def _extract_into(tf: tarfile.TarFile, path: str, target: str, fixed: tuple[int, int] | None, clamp: int | None,
+                  line: int) -> None:
+    """Copy the archive's entries into the layer under `target`: names that would leave it
+    (absolute, `..`) are refused, device nodes skipped; owners as archived unless --chown."""
+    from rootless.image import oci
+    from rootless.image.compression import Prefixed, decompressing
+
+    with open(path, "rb") as raw:
+        head = raw.read(6)
+        stream = decompressing(Prefixed(head, raw), oci.sniff_compression(head))
+        try:
+            with tarfile.open(fileobj=stream, mode="r|") as src:
+                for m in src:
+                    name = _inside(m.name, target, line)
+                    if m.isdev():
+                        continue
+                    ti = copy.copy(m)
+                    ti.name = name
+                    if m.islnk():
+                        ti.linkname = _inside(m.linkname, target, line)
+                    if fixed is not None:
+                        ti.uid, ti.gid = fixed
+                    if clamp is not None:
+                        ti.mtime = min(ti.mtime, clamp)
+                    tf.addfile(ti, src.extractfile(m) if m.isreg() else None)
+        except (tarfile.TarError, OSError, EOFError) as e:
+            raise DockerfileError(f"ADD {os.path.basename(path)}: not a readable archive: {e}", line) from None
+
+
+def _inside(name: str, target: str, line: int) -> str:
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise DockerfileError(f"ADD: the archive entry {name!r} would land outside {target}", line)
+    return posixpath.join(target, *parts).lstrip("/")
 
 
 def _target_of(e: SourceEntry, target: str, into_dir: bool) -> str:

@@ -33,7 +33,7 @@ from rootless.image.derive import derive, scratch_config
 from rootless.image.reference import Reference, parse
 from rootless.store.records import ImageRecord
 from rootless.store.store import Store
-from rootless.values import field, valueclass
+from rootless.values import field, replace, valueclass
 
 # BuildKit's predefined ARGs: usable without an ARG line, never stored in the image.
 PREDEFINED_ARGS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
@@ -155,7 +155,8 @@ class Builder:
         base_name = _expand_at(stage.base, global_env, df.escape, stage.line)
         self.say(f"STEP {self.step}/{self.steps}: FROM {base_name}" + (f" AS {stage.name}" if stage.name else ""))
         state = self._base(df, base_name, stage)
-        for instr in stage.instructions:
+        triggers = self._onbuild(state, stage)
+        for instr in (*triggers, *stage.instructions):
             self.step += 1
             self.say(f"STEP {self.step}/{self.steps}: {_one_line(instr.original)}")
             try:
@@ -167,6 +168,26 @@ class Builder:
             except BuildFailed as e:
                 raise BuildFailed(f"STEP {self.step}/{self.steps}: {_one_line(instr.original)}: {e}") from None
         return state.image
+
+    def _onbuild(self, state: _State, stage: Stage) -> list[Instruction]:
+        """The base image's ONBUILD triggers, run first (as Docker does); a child of this stage's
+        image does not inherit them."""
+        from rootless.build.dockerfile import parse
+
+        section = state.config.get("config") or {}
+        texts = section.get("OnBuild") or []
+        if not texts:
+            return []
+        state.config = {**state.config, "config": {k: v for k, v in section.items() if k != "OnBuild"}}
+        out = []
+        for text in texts:
+            try:
+                (instr,) = parse(f"FROM scratch\n{text}\n").stages[0].instructions
+            except (DockerfileError, ValueError):
+                raise DockerfileError(f"the base image's ONBUILD trigger {text!r} cannot be run", stage.line) from None
+            out.append(replace(instr, line=stage.line))
+        self.steps += len(out)
+        return out
 
     def _base(self, df: Dockerfile, name: str, stage: Stage) -> _State:
         if name == "scratch":

@@ -1,6 +1,7 @@
 """`rl build` as a user runs it: Dockerfile steps, the layer cache, failures, on every driver."""
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -210,3 +211,60 @@ def test_unknown_target_names_the_stages(rl: Rl, busybox: str, tmp_path: Path) -
     (tmp_path / "Dockerfile").write_text(MULTI)
     r = rl("build", "--target", "nope", str(tmp_path), check=False)
     assert r.code == 1 and "builder" in r.err and "tiny" in r.err
+
+
+def test_add_unpacks_local_archives_and_copies_other_files(rl: Rl, busybox: str, tmp_path: Path) -> None:
+    payload = tmp_path / "payload"
+    (payload / "pkg").mkdir(parents=True)
+    (payload / "pkg" / "data.txt").write_text("inside\n")
+    with tarfile.open(tmp_path / "pkg.tar.gz", "w:gz") as tf:
+        tf.add(payload / "pkg", arcname="pkg")
+    (tmp_path / "plain.txt").write_text("plain\n")
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nADD pkg.tar.gz /opt\nADD plain.txt /opt/\n")
+    rl("build", "-t", "added", str(tmp_path))
+    r = rl("run", "--rm", "added", "sh", "-c", "cat /opt/pkg/data.txt /opt/plain.txt; ls /opt")
+    assert r.out == "inside\nplain\npkg\nplain.txt\n"
+
+
+def test_add_refuses_an_archive_that_escapes(rl: Rl, busybox: str, tmp_path: Path) -> None:
+    evil = tarfile.TarInfo("../../etc/evil")
+    evil.size = 1
+    with tarfile.open(tmp_path / "evil.tar", "w") as tf:
+        tf.addfile(evil, io.BytesIO(b"x"))
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nADD evil.tar /opt/\n")
+    r = rl("build", str(tmp_path), check=False)
+    assert r.code == 1 and "outside" in r.err
+
+
+def test_onbuild_triggers_run_in_the_child(rl: Rl, busybox: str, tmp_path: Path) -> None:
+    parent, child = tmp_path / "parent", tmp_path / "child"
+    parent.mkdir()
+    child.mkdir()
+    (parent / "Dockerfile").write_text("FROM busybox\nONBUILD COPY note /note\nONBUILD RUN echo triggered >> /note\n")
+    rl("build", "-t", "base-with-triggers", str(parent))
+    (child / "note").write_text("from the child context\n")
+    (child / "Dockerfile").write_text("FROM base-with-triggers\nCMD [\"cat\", \"/note\"]\n")
+    rl("build", "-t", "child", str(child))
+    assert rl("run", "--rm", "child").out == "from the child context\ntriggered\n"
+    assert json.loads(rl("inspect", "child").out)[0]["Config"].get("OnBuild") in (None, [])
+
+
+def test_heredoc_shell_entrypoint_and_cmd(rl: Rl, busybox: str, tmp_path: Path) -> None:
+    (tmp_path / "Dockerfile").write_text(
+        'FROM busybox\n'
+        'RUN <<EOF\n'
+        'echo one > /script-out\n'
+        'echo two >> /script-out\n'
+        'EOF\n'
+        'SHELL ["/bin/sh", "-ec"]\n'
+        'RUN test "$0" = /bin/sh && echo shell-ok >> /script-out\n'
+        'ENTRYPOINT ["cat"]\n'
+        'CMD ["/script-out"]\n')
+    rl("build", "-t", "hd", str(tmp_path))
+    assert rl("run", "--rm", "hd").out == "one\ntwo\nshell-ok\n"
+    assert rl("run", "--rm", "hd", "/etc/hostname").code == 0
+    (tmp_path / "Dockerfile").write_text("FROM hd\nENTRYPOINT echo shell-form\n")
+    rl("build", "-t", "hd2", str(tmp_path))
+    config = json.loads(rl("inspect", "hd2").out)[0]["Config"]
+    assert config["Entrypoint"] == ["/bin/sh", "-ec", "echo shell-form"] and not config.get("Cmd"), \
+        "a new ENTRYPOINT drops the base image's CMD"
