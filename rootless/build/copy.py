@@ -135,7 +135,7 @@ def write_copy_layer(job: CopyJob) -> str:
     wanted = sorted({d for _, t in plan for d in _ancestors(t)}
                     | ({job.target} if into_dir or archives else set()))
     try:
-        have = set(imagefs.existing_dirs(list(job.dest_layers), wanted)) if job.dest_layers else set()
+        have = imagefs.existing_dirs(list(job.dest_layers), wanted, job.owners) if job.dest_layers else {}
     except NotADirectoryError as e:
         raise DockerfileError(f"{job.command}: cannot copy to {job.target}: {e}", job.line) from None
     made_by = fixed or (0, 0)
@@ -144,8 +144,13 @@ def write_copy_layer(job: CopyJob) -> str:
         with tarfile.open(fileobj=w, mode="w|", format=tarfile.PAX_FORMAT) as tf:  # type: ignore[call-overload]
             made = job.clamp if job.clamp is not None else time.time()
             for d in wanted:
-                if d not in have and d != "/":
-                    tf.addfile(_info(d, tarfile.DIRTYPE, job.mode or 0o755, *made_by, made))
+                if d == "/":
+                    continue
+                if d in have:
+                    uid, gid, perms, mtime = have[d]
+                    tf.addfile(_info(d, tarfile.DIRTYPE, perms, uid, gid, mtime))
+                else:
+                    tf.addfile(_info(d, tarfile.DIRTYPE, 0o755, *made_by, made))
             for e, t in plan:
                 if e.kind == "dir" and e.name == "":
                     continue  # its contents go to the target, made above when missing

@@ -38,6 +38,7 @@ from rootless.values import field, replace, valueclass
 # BuildKit's predefined ARGs: usable without an ARG line, never stored in the image.
 PREDEFINED_ARGS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
                    "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy")
+DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _METADATA = ("ENV", "LABEL", "CMD", "ENTRYPOINT", "WORKDIR", "USER", "EXPOSE", "VOLUME", "STOPSIGNAL",
              "SHELL", "HEALTHCHECK", "ONBUILD", "MAINTAINER")
 
@@ -155,6 +156,10 @@ class Builder:
         base_name = _expand_at(stage.base, global_env, df.escape, stage.line)
         self.say(f"STEP {self.step}/{self.steps}: FROM {base_name}" + (f" AS {stage.name}" if stage.name else ""))
         state = self._base(df, base_name, stage)
+        section = state.config.get("config") or {}
+        if not any(e.startswith("PATH=") for e in section.get("Env") or []):
+            # BuildKit and buildah give every image a PATH: a base without one gets the default.
+            state.config = {**state.config, "config": {**section, "Env": [DEFAULT_PATH, *(section.get("Env") or [])]}}
         triggers = self._onbuild(state, stage)
         for instr in (*triggers, *stage.instructions):
             self.step += 1

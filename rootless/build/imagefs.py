@@ -52,15 +52,28 @@ def _lookup(layers: Sequence[str], path: str) -> tuple[str, os.stat_result] | No
     return None
 
 
-def existing_dirs(layers: list[str], paths: list[str]) -> list[str]:
-    """Which of `paths` are directories in the image; for COPY, a file there is an error."""
-    out = []
+def existing_dirs(layers: list[str], paths: list[str], owners: str = "real") -> dict[str, tuple[int, int, int, int]]:
+    """Which of `paths` are directories in the image, with their (uid, gid, permission bits,
+    mtime): a layer that adds files under them must carry them as they are, or unpacking it
+    would make them anew, root's and 0755, over the image's. A file there is an error."""
+    out = {}
     for p in paths:
         found = _lookup(layers, p)
-        if found is not None:
-            if not stat.S_ISDIR(found[1].st_mode):
-                raise NotADirectoryError(f"{p} is not a directory in the image")
-            out.append(p)
+        if found is None:
+            continue
+        layer, st = found
+        if not stat.S_ISDIR(st.st_mode):
+            raise NotADirectoryError(f"{p} is not a directory in the image")
+        uid, gid, perms = st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)
+        if owners == "xattr":
+            try:
+                o = upperfmt.decode_override(os.getxattr(os.path.join(layer, p.lstrip("/")),
+                                                         upperfmt.OVERRIDE_XATTR, follow_symlinks=False))
+                uid, gid, perms = o.uid, o.gid, o.perms
+            except (OSError, ValueError):
+                uid = 0 if uid == os.getuid() else uid
+                gid = 0 if gid == os.getgid() else gid
+        out[p] = (uid, gid, perms, int(st.st_mtime))
     return out
 
 

@@ -1,0 +1,83 @@
+"""rl build against podman build: the same Dockerfile on the same base image gives the same files
+(names, types, owners, modes, sizes, link targets) and the same config."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Rl, has_subuid_range
+from tests.interop.conftest import Podman
+
+DOCKERFILE = """\
+FROM busybox
+ENV APP=/opt/app
+WORKDIR $APP
+COPY --chown=1000:100 --chmod=640 config.ini ./
+COPY tree/ ./tree/
+RUN mkdir -p /srv/data/old && echo x > /srv/data/old/f && echo y > /srv/keep \\
+    && chown -R 1000:1000 /srv/data && chmod 2775 /srv/data && ln -s /srv/keep /srv/link \\
+    && rm -rf /etc/network /bin/vi
+RUN rm -rf /srv/data/old && mkdir /srv/data/new && echo z > /srv/data/new/g && rm /srv/keep
+USER 1000:100
+LABEL org.example.name="interop test"
+EXPOSE 8080/udp
+CMD ["sh", "-c", "ls"]
+"""
+
+# The listing both images are compared by: every path outside the kernel file systems, with its
+# type, owner, mode, size (files) and link target.
+LISTING = ("find / -xdev \\( -path /proc -o -path /sys -o -path /dev \\) -prune -o -print | sort | "
+           "while read -r p; do stat -c '%n %F %u:%g %a' \"$p\"; "
+           "if [ -f \"$p\" ] && [ ! -L \"$p\" ]; then wc -c < \"$p\"; fi; "
+           "if [ -L \"$p\" ]; then readlink \"$p\"; fi; done")
+
+
+BUILDAH_MOUNT_POINTS = ("/run directory 0:0 755",)
+
+
+def _context(tmp_path: Path) -> Path:
+    ctx = tmp_path / "ctx"
+    (ctx / "tree" / "sub").mkdir(parents=True)
+    (ctx / "Dockerfile").write_text(DOCKERFILE)
+    (ctx / "config.ini").write_text("[app]\nx=1\n")
+    (ctx / "tree" / "a.txt").write_text("a\n")
+    (ctx / "tree" / "sub" / "b.sh").write_text("echo b\n")
+    (ctx / "tree" / "sub" / "b.sh").chmod(0o755)
+    return ctx
+
+
+def test_same_tree_and_config_as_podman_build(rl: Rl, busybox: str, podman: Podman, tmp_path: Path) -> None:
+    if not has_subuid_range():
+        pytest.skip("the Dockerfile chowns to other ids, which needs a subordinate id range")
+    ctx = _context(tmp_path)
+    rl("save", "-o", str(tmp_path / "base.tar"), "busybox")
+    podman("load", "-q", "-i", str(tmp_path / "base.tar"))
+    rl("build", "-t", "mine", str(ctx))
+    podman("build", "-q", "--network", "host", "--format", "oci", "-t", "theirs", str(ctx), timeout=600)
+    podman("save", "--format", "oci-archive", "-o", str(tmp_path / "theirs.tar"), "theirs")
+    rl("load", "-i", str(tmp_path / "theirs.tar"))
+    theirs_name = next(n for n in rl("images", "--format", "json").out.split("\n")
+                       if n and "theirs" in json.loads(n)["Repository"])
+    theirs = json.loads(theirs_name)["ID"]
+
+    def listing(image: str) -> list[str]:
+        return rl("run", "--rm", "-u", "0", image, "sh", "-c", LISTING).out.splitlines()
+
+    mine_list = listing("mine")
+    # buildah leaves the mount points of its RUN containers in the image; BuildKit and rl do not.
+    theirs_list = [ln for ln in listing(theirs) if ln not in BUILDAH_MOUNT_POINTS]
+    assert mine_list == theirs_list, ("only rl: " + repr(sorted(set(mine_list) - set(theirs_list))) +
+                                      "\nonly podman: " + repr(sorted(set(theirs_list) - set(mine_list))))
+
+    def config(image: str) -> dict:  # type: ignore[type-arg]
+        c = json.loads(rl("inspect", image).out)[0]["Config"]
+        return {k: c.get(k) for k in ("Env", "Cmd", "Entrypoint", "WorkingDir", "User", "Labels", "ExposedPorts")}
+
+    mine_config, theirs_config = config("mine"), config(theirs)
+    # podman adds its own labels (io.buildah.version): compare ours within theirs.
+    theirs_labels = theirs_config.pop("Labels") or {}
+    mine_labels = mine_config.pop("Labels") or {}
+    assert mine_labels.items() <= theirs_labels.items()
+    assert mine_config == theirs_config
