@@ -268,3 +268,16 @@ def test_heredoc_shell_entrypoint_and_cmd(rl: Rl, busybox: str, tmp_path: Path) 
     config = json.loads(rl("inspect", "hd2").out)[0]["Config"]
     assert config["Entrypoint"] == ["/bin/sh", "-ec", "echo shell-form"] and not config.get("Cmd"), \
         "a new ENTRYPOINT drops the base image's CMD"
+
+
+def test_build_with_apt_get_install(rl: Rl, debian_tar: Path, tmp_path: Path) -> None:
+    if not has_subuid_range():
+        pytest.skip("apt drops privileges to _apt, which needs a subordinate id range")
+    rl("import", str(debian_tar), "debian:bookworm")
+    (tmp_path / "Dockerfile").write_text(
+        "FROM debian:bookworm\n"
+        "RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends hello >/dev/null "
+        "&& rm -rf /var/lib/apt/lists/*\n"
+        'CMD ["hello"]\n')
+    rl("build", "-t", "with-hello", str(tmp_path), timeout=900)
+    assert rl("run", "--rm", "with-hello").out == "Hello, world!\n"
