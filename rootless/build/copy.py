@@ -58,6 +58,7 @@ class CopyJob:
     from_layers: tuple[str, ...] = ()  # ...or --from an image: its layers, merged into from_tree
     from_tree: str = ""
     owners: str = "real"  # how --from files carry their owners: "real", or "xattr" in single-id mode
+    extract: bool = True  # ADD unpacks local archives (never fetched ones, as Docker)
 
 
 def copy_step(builder: Builder, df: Dockerfile, state: _State, instr: Instruction, env: dict[str, str]) -> None:
@@ -68,8 +69,11 @@ def copy_step(builder: Builder, df: Dockerfile, state: _State, instr: Instructio
             raise DockerfileError(f"{instr.command} --{unsupported} is not supported yet", instr.line)
     words = [expand(a, env, df.escape) for a in instr.args]
     patterns, dest = words[:-1], words[-1]
-    if any(p.startswith(("http://", "https://")) for p in patterns):
-        raise DockerfileError(f"{instr.command} of a URL is not supported yet: fetch it in a RUN", instr.line)
+    urls = [p for p in patterns if p.startswith(("http://", "https://"))]
+    if urls and instr.command == "COPY":
+        raise DockerfileError("COPY cannot fetch URLs: use ADD", instr.line)
+    if urls and len(urls) != len(patterns):
+        raise DockerfileError("ADD takes either URLs or files of the context, not both at once", instr.line)
     if len(patterns) > 1 and not dest.endswith("/"):
         raise DockerfileError(f"When using {instr.command} with more than one source file, the destination "
                               "must be a directory and end with a /", instr.line)
@@ -84,7 +88,13 @@ def copy_step(builder: Builder, df: Dockerfile, state: _State, instr: Instructio
         str(store.scratch.new_path("layer")), owners=store.owners,
     )
     source = instr.flag("from")
-    if source is None:
+    if urls:
+        fetched = str(store.scratch.new_path("fetched"))
+        names = _fetch(urls, fetched, instr.line)
+        ignore = Ignore()
+        what = hash_sources(fetched, names, ignore)
+        job = replace(job, context=fetched, ignore=ignore, patterns=tuple(names), extract=False)
+    elif source is None:
         ctx = builder.opts.context
         ignore = Ignore.load(ctx)
         sources = match_sources(ctx, patterns, ignore, instr.command)
@@ -129,7 +139,7 @@ def write_copy_layer(job: CopyJob) -> str:
                        imagefs.read_text(list(job.dest_layers), "/etc/group") if job.dest_layers else None, job.line)
     elif not job.from_layers:
         fixed = (0, 0)  # files from the context belong to root, as with Docker
-    archives = {e.path for e in entries if job.command == "ADD" and e.kind == "file"
+    archives = {e.path for e in entries if job.command == "ADD" and job.extract and e.kind == "file"
                 and _is_archive(os.path.join(root, e.path))}
     plan = [(e, _target_of(e, job.target, into_dir)) for e in entries]
     wanted = sorted({d for _, t in plan for d in _ancestors(t)}
@@ -159,6 +169,43 @@ def write_copy_layer(job: CopyJob) -> str:
                     continue
                 _add(tf, root, e, t, fixed, job.owners, job.mode, job.clamp)
     return w.digest
+
+
+def _fetch(urls: list[str], into: str, line: int) -> list[str]:
+    """Download ADD's URLs into a directory; returns the file names (the URLs' last path
+    components). Files are 0600 with the server's Last-Modified time, as Docker makes them."""
+    import email.utils
+    import shutil
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    os.mkdir(into, 0o700)
+    names = []
+    for url in urls:
+        name = posixpath.basename(urllib.parse.urlsplit(url).path)
+        if not name:
+            raise DockerfileError(f"ADD {url}: cannot tell the file name from the URL: give a destination "
+                                  "file name", line)
+        path = os.path.join(into, name)
+        try:
+            with urllib.request.urlopen(url, timeout=60) as r, open(path, "wb") as f:
+                shutil.copyfileobj(r, f)
+                modified = r.headers.get("Last-Modified")
+        except urllib.error.HTTPError as e:
+            raise DockerfileError(f"ADD {url}: cannot fetch it: HTTP {e.code} {e.reason}", line) from None
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            reason = getattr(e, "reason", None) or e
+            raise DockerfileError(f"ADD {url}: cannot fetch it: {reason}", line) from None
+        os.chmod(path, 0o600)
+        if modified:
+            try:
+                t = email.utils.parsedate_to_datetime(modified).timestamp()
+                os.utime(path, (t, t))
+            except (TypeError, ValueError):
+                pass
+        names.append(name)
+    return names
 
 
 def _is_archive(path: str) -> bool:

@@ -281,3 +281,31 @@ def test_build_with_apt_get_install(rl: Rl, debian_tar: Path, tmp_path: Path) ->
         'CMD ["hello"]\n')
     rl("build", "-t", "with-hello", str(tmp_path), timeout=900)
     assert rl("run", "--rm", "with-hello").out == "Hello, world!\n"
+
+
+def test_add_fetches_a_url_and_says_when_it_cannot(rl: Rl, busybox: str, tmp_path: Path) -> None:
+    import functools
+    import http.server
+    import threading
+
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "notes.txt").write_text("fetched over http\n")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        ctx = tmp_path / "ctx"
+        ctx.mkdir()
+        (ctx / "Dockerfile").write_text(f"FROM busybox\nADD http://127.0.0.1:{port}/notes.txt /opt/\n")
+        rl("build", "-t", "fetched", str(ctx))
+        assert rl("run", "--rm", "fetched", "sh", "-c", "cat /opt/notes.txt; stat -c %a /opt/notes.txt").out == \
+            "fetched over http\n600\n"
+        (served / "notes.txt").write_text("changed on the server\n")
+        assert "Using cache" not in rl("build", str(ctx)).out.split("ADD")[1], "new content must miss the cache"
+        (ctx / "Dockerfile").write_text(f"FROM busybox\nADD http://127.0.0.1:{port}/missing.txt /opt/\n")
+        r = rl("build", str(ctx), check=False)
+        assert r.code == 1 and "cannot fetch" in r.err and "404" in r.err
+    finally:
+        server.shutdown()
