@@ -30,6 +30,7 @@ LONG_TIMEOUT = 3600.0
 SHORT_TIMEOUT = 1.0
 
 _NOT_THERE = (errno.ENOENT, errno.ENOTDIR)
+_CAPS_XATTR = "security.capability"
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
@@ -111,7 +112,7 @@ class Overlay(pyfuse3.Operations):
         self.workdir = workdir
         root_layers = tuple(range(0 if self.upper else 1, len(self.roots)))
         self.inodes = Inodes(self._merge_root(root_layers))
-        native.fuse_cache_dir(self.inodes.root.ino, self.inodes.root.layer > 0)
+        native.fuse_flag(self.inodes.root.ino, native.FUSE_CACHE_DIR, self.inodes.root.layer > 0)
         self.files: dict[int, Node] = {}
         self.dirs: dict[int, _DirHandle] = {}
         self._lower_dirs: dict[int, dict[str, merge.Found]] = {}
@@ -143,7 +144,7 @@ class Overlay(pyfuse3.Operations):
     def _node(self, parent: Node, name: str, found: merge.Found) -> Node:
         node = self.inodes.node_for(parent, name, found)
         if node.is_dir and node.layer > 0:
-            native.fuse_cache_dir(node.ino, True)
+            native.fuse_flag(node.ino, native.FUSE_CACHE_DIR, True)
         return node
 
     def _child(self, parent: Node, name: str) -> tuple[Node, merge.Found]:
@@ -222,7 +223,7 @@ class Overlay(pyfuse3.Operations):
         st = copyup.copy_up(self.roots[node.layer] + path, self._upper(path), self.workdir,
                             self.config.xattr_permissions)
         if node.is_dir:
-            native.fuse_cache_dir(node.ino, False)
+            native.fuse_flag(node.ino, native.FUSE_CACHE_DIR, False)
         node.layers = (0, *node.layers) if node.is_dir else (0,)
         self.inodes.register(node, 0, st.st_dev, st.st_ino)
         for fd in node.handles:
@@ -569,6 +570,7 @@ class Overlay(pyfuse3.Operations):
         node = self.inodes.get(attrs.st_ino)
         node.handles.add(fd)
         self.files[fd] = node
+        native.fuse_flag(node.ino, native.FUSE_NO_CAPS, True)  # a new file has no capabilities
         return pyfuse3.FileInfo(fh=fd, keep_cache=False), attrs
 
     @_fuse_errors
@@ -682,7 +684,12 @@ class Overlay(pyfuse3.Operations):
     async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
         xname = self._stored_xattr(name)
         path, follow = self._xattr_target(self.inodes.get(inode))
-        return os.getxattr(path, xname, follow_symlinks=follow)
+        try:
+            return os.getxattr(path, xname, follow_symlinks=follow)
+        except OSError as e:
+            if e.errno == errno.ENODATA and xname == _CAPS_XATTR:
+                native.fuse_flag(inode, native.FUSE_NO_CAPS, True)
+            raise
 
     @_fuse_errors
     async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> list[bytes]:
@@ -697,6 +704,8 @@ class Overlay(pyfuse3.Operations):
         node = self.inodes.get(inode)
         self._copy_up(node)
         path, follow = self._xattr_target(node)
+        if xname == _CAPS_XATTR:
+            native.fuse_flag(inode, native.FUSE_NO_CAPS, False)
         os.setxattr(path, xname, value, follow_symlinks=follow)
 
     @_fuse_errors

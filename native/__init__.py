@@ -117,8 +117,13 @@ def fuse_hooks_enable() -> None:
     _check(lib.rl_fuse_hooks_enable())
 
 
-def fuse_cache_dir(ino: int, on: bool) -> None:
-    """Whether the kernel may keep the listing of directory `ino` across opens (see
-    fuse_hooks_enable); off for every directory until said otherwise."""
-    if lib.rl_fuse_cache_dir(ino, int(on)) < 0:
-        raise MemoryError("no memory for the directory cache flags")
+FUSE_CACHE_DIR = 1
+FUSE_NO_CAPS = 2
+
+
+def fuse_flag(ino: int, flag: int, on: bool) -> None:
+    """Tell the FUSE hooks (see fuse_hooks_enable) about inode `ino`: FUSE_CACHE_DIR, the kernel
+    may keep the directory's listing across opens; FUSE_NO_CAPS, the file has no
+    security.capability. Every flag is off until set."""
+    if lib.rl_fuse_flag(ino, flag, int(on)) < 0:
+        raise MemoryError("no memory for the FUSE inode flags")

@@ -11,7 +11,7 @@ HAVE_FUSE3 = os.path.exists(_FUSE_HEADER)
 _NO_FUSE_HOOKS = r"""
     #include <errno.h>
     int rl_fuse_hooks_enable(void) { errno = ENOSYS; return -1; }
-    int rl_fuse_cache_dir(uint64_t ino, int on) { return 0; }
+    int rl_fuse_flag(uint64_t ino, int flag, int on) { return 0; }
 """
 
 # pyfuse3 3.5 has no lseek, fallocate or copy_file_range handlers, so SEEK_DATA/SEEK_HOLE,
@@ -45,33 +45,53 @@ _FUSE_HOOKS = r"""
        (such a directory never changes; the overlay turns the flag off when it copies one up).
        pyfuse3 cannot say so; it copies this fi into its reply. A directory with an upper part
        is listed afresh by each open, so that a reader sees a snapshot, as on the kernel overlay. */
-    static unsigned char *rl_cached_dirs;
-    static uint64_t rl_cached_dirs_size;
+    /* Per-inode flags the overlay sets (inode numbers are never reused within a mount). */
+    #define RL_CACHE_DIR 1
+    #define RL_NO_CAPS 2
+    static unsigned char *rl_flags;
+    static uint64_t rl_flags_size;
+    static void (*rl_py_getxattr)(fuse_req_t, fuse_ino_t, const char *, size_t);
+
+    static int rl_flag(fuse_ino_t ino, int flag) {
+        return ino < rl_flags_size && (rl_flags[ino] & flag);
+    }
 
     static void rl_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
-        if (ino < rl_cached_dirs_size && rl_cached_dirs[ino]) {
+        if (rl_flag(ino, RL_CACHE_DIR)) {
             fi->cache_readdir = 1;
             fi->keep_cache = 1;
         }
         rl_py_opendir(req, ino, fi);
     }
 
-    int rl_fuse_cache_dir(uint64_t ino, int on) {
-        if (ino >= rl_cached_dirs_size) {
-            uint64_t size = rl_cached_dirs_size ? rl_cached_dirs_size : 4096;
+    /* The kernel asks for security.capability before every write(2) to see whether it must
+       drop file capabilities: for a file known to have none the answer needs no Python. */
+    static void rl_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size) {
+        if (rl_flag(ino, RL_NO_CAPS) && strcmp(name, "security.capability") == 0)
+            rl_reply_err(req, ENODATA);
+        else
+            rl_py_getxattr(req, ino, name, size);
+    }
+
+    int rl_fuse_flag(uint64_t ino, int flag, int on) {
+        if (ino >= rl_flags_size) {
+            uint64_t size = rl_flags_size ? rl_flags_size : 4096;
             unsigned char *grown;
             if (!on)
                 return 0;
             while (size <= ino)
                 size *= 2;
-            grown = realloc(rl_cached_dirs, size);
+            grown = realloc(rl_flags, size);
             if (!grown)
                 return -1;
-            memset(grown + rl_cached_dirs_size, 0, size - rl_cached_dirs_size);
-            rl_cached_dirs = grown;
-            rl_cached_dirs_size = size;
+            memset(grown + rl_flags_size, 0, size - rl_flags_size);
+            rl_flags = grown;
+            rl_flags_size = size;
         }
-        rl_cached_dirs[ino] = (unsigned char)(on != 0);
+        if (on)
+            rl_flags[ino] |= (unsigned char)flag;
+        else
+            rl_flags[ino] &= (unsigned char)~flag;
         return 0;
     }
 
@@ -140,6 +160,9 @@ _FUSE_HOOKS = r"""
         rl_py_opendir = rl_ops.opendir;
         if (rl_py_opendir)
             rl_ops.opendir = rl_opendir;
+        rl_py_getxattr = rl_ops.getxattr;
+        if (rl_py_getxattr)
+            rl_ops.getxattr = rl_getxattr;
         return rl_real_session_new(args, &rl_ops, sizeof rl_ops, userdata);
     }
 
@@ -196,7 +219,7 @@ ffibuilder.cdef(
     int rl_renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath,
                      unsigned int flags);
     int rl_fuse_hooks_enable(void);
-    int rl_fuse_cache_dir(uint64_t ino, int on);
+    int rl_fuse_flag(uint64_t ino, int flag, int on);
     """
 )
 
