@@ -309,3 +309,14 @@ def test_add_fetches_a_url_and_says_when_it_cannot(rl: Rl, busybox: str, tmp_pat
         assert r.code == 1 and "cannot fetch" in r.err and "404" in r.err
     finally:
         server.shutdown()
+
+
+def test_concurrent_builds_share_one_store(rl: Rl, busybox: str, context: Path) -> None:
+    procs = [rl.popen("build", "-q", "-t", f"app:{i}", str(context), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for i in range(3)]
+    results = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [r[1] for r in results]
+    for i in range(3):
+        assert rl("run", "--rm", f"app:{i}").out == "hello world\n"
+    # The store is whole: the next build finds every step in the cache one of them left.
+    assert rl("build", str(context)).out.count("---> Using cache") == 9

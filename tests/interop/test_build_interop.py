@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Rl, has_subuid_range
-from tests.interop.conftest import Podman
+from tests.interop.conftest import Podman, need, run
 
 DOCKERFILE = """\
 FROM busybox
@@ -81,3 +81,13 @@ def test_same_tree_and_config_as_podman_build(rl: Rl, busybox: str, podman: Podm
     mine_labels = mine_config.pop("Labels") or {}
     assert mine_labels.items() <= theirs_labels.items()
     assert mine_config == theirs_config
+
+
+def test_oci_image_tool_validates_a_built_image(rl: Rl, busybox: str, tmp_path: Path) -> None:
+    tool = need("oci-image-tool")
+    ctx = _context(tmp_path)
+    (ctx / "Dockerfile").write_text("FROM busybox\nCOPY tree/ /tree/\nRUN rm -rf /tree/sub /etc/network\n"
+                                    "ENV A=1\nCMD [\"sh\"]\n")
+    rl("build", "-t", "validated", str(ctx))
+    rl("save", "--format", "oci-dir", "-o", str(tmp_path / "dir"), "validated")
+    assert "Validation succeeded" in run(tool, "validate", "--type", "image", tmp_path / "dir")
