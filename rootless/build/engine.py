@@ -61,6 +61,7 @@ class BuildOptions:
     quiet: bool = False
     storage_driver: str | None = None
     network: str = "host"  # for RUN without --network
+    format: str = "oci"  # or "docker": the image's manifest and config media types
 
 
 @valueclass(frozen=False)
@@ -132,6 +133,12 @@ class Builder:
         unused = sorted(set(self.build_args) - self.used_args - set(PREDEFINED_ARGS))
         if unused:
             sys.stderr.write(f"Warning: build args not consumed by the Dockerfile: {', '.join(unused)}\n")
+        manifest = self.store.manifest(result)
+        wanted = manifest.as_docker() if self.opts.format == "docker" else manifest.as_oci()
+        if wanted != manifest:
+            # A cached step can be the result of a build that asked for the other format.
+            with self.store.adding():
+                result = self.store.set_manifest(result, wanted.to_bytes())
         for t in self.tags:
             self.store.tag(result, t)
         if self.tags:

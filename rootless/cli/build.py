@@ -31,13 +31,11 @@ def cmd_build(args: argparse.Namespace) -> int:
         raise UsageError(f"--pull={args.pull} needs registries, which rl cannot reach yet: use --pull=never")
     if args.network not in ("host", "none", "default"):
         raise UsageError(f"--network {args.network} is not supported for builds: use host or none")
-    if args.format != "oci":
-        raise UsageError("--format docker is not supported yet: rl builds OCI images (podman and docker read them)")
     opts = BuildOptions(
         context=args.context, dockerfile=args.file, tags=tuple(args.tag),
         build_args=_pairs(args.build_arg, "--build-arg"), target=args.target, no_cache=args.no_cache,
         labels=_pairs(args.label, "--label"), quiet=args.quiet, storage_driver=args.storage_driver,
-        network="host" if args.network == "default" else args.network,
+        network="host" if args.network == "default" else args.network, format=args.format,
     )
     with open_store(args) as store:
         image = Builder(store, opts).build()

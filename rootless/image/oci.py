@@ -139,6 +139,24 @@ class Manifest:
         return Manifest(mt, Descriptor.from_json(doc.get("config"), what),
                         tuple(Descriptor.from_json(x, what) for x in layers))
 
+    def as_docker(self) -> "Manifest":
+        """The same image as a Docker schema 2 manifest (what `--format docker` asks for)."""
+        docker_layer = {"none": MT_DOCKER_LAYER_PLAIN, "gzip": MT_DOCKER_LAYER}
+        layers = []
+        for d in self.layers:
+            compression = layer_compression(d.media_type)
+            if compression not in docker_layer:
+                raise ArchiveError(f"a {compression} layer has no Docker media type: use the OCI format")
+            layers.append(Descriptor(docker_layer[compression], d.digest, d.size))
+        return Manifest(MT_DOCKER_MANIFEST, Descriptor(MT_DOCKER_CONFIG, self.config.digest, self.config.size),
+                        tuple(layers))
+
+    def as_oci(self) -> "Manifest":
+        oci_layer = {"none": MT_OCI_LAYER, "gzip": MT_OCI_LAYER_GZIP, "zstd": MT_OCI_LAYER_ZSTD}
+        return Manifest(MT_OCI_MANIFEST, Descriptor(MT_OCI_CONFIG, self.config.digest, self.config.size),
+                        tuple(Descriptor(oci_layer[layer_compression(d.media_type)], d.digest, d.size)
+                              for d in self.layers))
+
     def to_bytes(self) -> bytes:
         return canonical_json({
             "schemaVersion": 2,

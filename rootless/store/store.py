@@ -238,6 +238,17 @@ class Store:
                 self.db.execute("INSERT OR REPLACE INTO tags VALUES (?,?)", (str(t), image_id))
         return self.image(image_id)
 
+    def set_manifest(self, image: ImageRecord, manifest_bytes: bytes) -> ImageRecord:
+        """Describe an image by another manifest of the same config and layers (e.g. Docker's
+        media types instead of OCI's); call inside adding()."""
+        m = oci.Manifest.parse(manifest_bytes)
+        if m.config.digest != image.id or tuple(d.digest for d in m.layers) != image.layer_blobs:
+            raise ArchiveError("the new manifest does not describe the same image")
+        digest = self.blobs.put(manifest_bytes, self.scratch.new_path("manifest"), what="manifest")
+        with dbmod.transaction(self.db):
+            self.db.execute("UPDATE images SET manifest_digest=? WHERE id=?", (digest, image.id))
+        return self.image(image.id)
+
     # ---- reading --------------------------------------------------------------------------
 
     def image(self, image_id: str) -> ImageRecord:

@@ -320,3 +320,41 @@ def test_concurrent_builds_share_one_store(rl: Rl, busybox: str, context: Path) 
         assert rl("run", "--rm", f"app:{i}").out == "hello world\n"
     # The store is whole: the next build finds every step in the cache one of them left.
     assert rl("build", str(context)).out.count("---> Using cache") == 9
+
+
+def test_flags_and_the_rest_of_the_config(rl: Rl, busybox: str, tmp_path: Path) -> None:
+    (tmp_path / "Dockerfile").write_text(
+        "# escape=`\n"
+        "ARG VERSION=1\n"
+        "FROM --platform=linux/amd64 busybox AS base\n"
+        "ARG VERSION\n"
+        "ARG LOCAL=stage-default\n"
+        "RUN echo \"v=$VERSION local=$LOCAL proxy=$HTTP_PROXY\" > /args && `\n"
+        "    (wget -q -T 2 -O /dev/null http://127.0.0.1:9/ 2>/dev/null; ip link 2>/dev/null | grep -c '^[0-9]' > /links)\n"
+        "FROM base\n"
+        "RUN echo \"second stage sees: ${LOCAL:-nothing}\" >> /args\n"
+        "STOPSIGNAL SIGINT\n"
+        "VOLUME /data\n"
+        "HEALTHCHECK --interval=1m30s --retries=2 CMD wget -q -O /dev/null http://localhost/ || exit 1\n")
+    iid = tmp_path / "iid"
+    rl("build", "-t", "flags", "--build-arg", "VERSION=7", "--build-arg", "HTTP_PROXY=http://proxy:3128",
+       "--label", "team=qa", "--iidfile", str(iid), "--network", "none", str(tmp_path))
+    inspect = json.loads(rl("inspect", "flags").out)[0]
+    assert iid.read_text() == inspect["Id"]
+    assert rl("run", "--rm", "flags", "cat", "/args", "/links").out == \
+        "v=7 local=stage-default proxy=http://proxy:3128\nsecond stage sees: nothing\n1\n"
+    config = inspect["Config"]
+    assert config["Labels"] == {"team": "qa"} and config["StopSignal"] == "SIGINT"
+    assert config["Volumes"] == {"/data": {}}
+    assert config["Healthcheck"] == {"Test": ["CMD-SHELL", "wget -q -O /dev/null http://localhost/ || exit 1"],
+                                     "Interval": 90 * 10**9, "Retries": 2}
+    assert not any(e.startswith(("VERSION=", "HTTP_PROXY=")) for e in config["Env"]), "build args are not kept"
+
+
+def test_format_docker_gives_docker_media_types(rl: Rl, busybox: str, context: Path, tmp_path: Path) -> None:
+    for fmt, manifest_type in (("docker", "application/vnd.docker.distribution.manifest.v2+json"),
+                               ("oci", "application/vnd.oci.image.manifest.v1+json")):
+        rl("build", "-q", "--format", fmt, "-t", f"fmt:{fmt}", str(context))
+        rl("save", "--format", "oci-dir", "-o", str(tmp_path / fmt), f"fmt:{fmt}")
+        index = json.loads((tmp_path / fmt / "index.json").read_text())
+        assert index["manifests"][0]["mediaType"] == manifest_type
