@@ -358,3 +358,25 @@ def test_format_docker_gives_docker_media_types(rl: Rl, busybox: str, context: P
         rl("save", "--format", "oci-dir", "-o", str(tmp_path / fmt), f"fmt:{fmt}")
         index = json.loads((tmp_path / fmt / "index.json").read_text())
         assert index["manifests"][0]["mediaType"] == manifest_type
+
+
+def test_build_with_pip_install(rl: Rl, debian_tar: Path, tmp_path: Path) -> None:
+    if not has_subuid_range():
+        pytest.skip("apt drops privileges to _apt, which needs a subordinate id range")
+    rl("import", str(debian_tar), "debian:bookworm")
+    # This host reaches the package indexes through a proxy with its own CA: the image must trust
+    # it as the host does (see shared/notes); elsewhere the directory is empty and changes nothing.
+    cas = tmp_path / "cas"
+    cas.mkdir()
+    for crt in Path("/usr/local/share/ca-certificates").glob("*.crt"):
+        shutil.copy(crt, cas / crt.name)
+    (tmp_path / "Dockerfile").write_text(
+        "FROM debian:bookworm\n"
+        "RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends python3-pip ca-certificates "
+        ">/dev/null && rm -rf /var/lib/apt/lists/*\n"
+        "COPY cas/ /usr/local/share/ca-certificates/\n"
+        "RUN update-ca-certificates >/dev/null 2>&1; "
+        "pip install -q --break-system-packages --root-user-action=ignore six==1.16.0\n"
+        'CMD ["python3", "-c", "import six; print(six.__version__)"]\n')
+    rl("build", "-t", "with-six", str(tmp_path), timeout=1200)
+    assert rl("run", "--rm", "with-six").out == "1.16.0\n"
