@@ -171,6 +171,33 @@ def write_copy_layer(job: CopyJob) -> str:
     return w.digest
 
 
+def mkdir_layer(builder: Builder, state: _State, path: str) -> tuple[Path, str] | None:
+    """WORKDIR makes its directory, as BuildKit does: a layer with the directories the image
+    lacks (root's, 0755, and their existing parents as they are), or None when it has them."""
+    from rootless.build import imagefs
+    from rootless.build.engine import source_date_epoch
+
+    store = builder.store
+    layers = [str(p) for p in store.layer_paths(state.image)] if state.image is not None else []
+    wanted = sorted({path, *_ancestors(path)} - {"/"})
+    try:
+        have = store.in_userns(imagefs.existing_dirs, layers, wanted, store.owners) if layers else {}
+    except NotADirectoryError as e:
+        raise DockerfileError(f"WORKDIR {path}: {e}") from None
+    if all(d in have for d in wanted):
+        return None
+    epoch = source_date_epoch()
+    made = epoch if epoch is not None else time.time()
+    tar = store.scratch.new_path("layer")
+    with open(tar, "wb") as f:
+        w = HashingWriter(f)  # type: ignore[arg-type]
+        with tarfile.open(fileobj=w, mode="w|", format=tarfile.PAX_FORMAT) as tf:  # type: ignore[call-overload]
+            for d in wanted:
+                uid, gid, perms, mtime = have.get(d, (0, 0, 0o755, made))
+                tf.addfile(_info(d, tarfile.DIRTYPE, perms, uid, gid, mtime))
+    return tar, w.digest
+
+
 def _fetch(urls: list[str], into: str, line: int) -> list[str]:
     """Download ADD's URLs into a directory; returns the file names (the URLs' last path
     components). Files are 0600 with the server's Last-Modified time, as Docker makes them."""

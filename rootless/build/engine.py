@@ -251,7 +251,13 @@ class Builder:
             created_by = _created_by(instr, words)
             key = cache.step_key(self._parent(state), [created_by, json.dumps(state.config, sort_keys=True),
                                                        json.dumps(section, sort_keys=True)], {})
-            self._cached_or(state, key, lambda: self._derive(state, section, created_by))
+            if instr.command == "WORKDIR":
+                from rootless.build.copy import mkdir_layer
+
+                self._cached_or(state, key, lambda: self._derive(state, section, created_by,
+                                                                 mkdir_layer(self, state, section["WorkingDir"])))
+            else:
+                self._cached_or(state, key, lambda: self._derive(state, section, created_by))
         elif instr.command == "RUN":
             self._run(df, state, instr)
         elif instr.command in ("COPY", "ADD"):

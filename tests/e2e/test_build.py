@@ -380,3 +380,35 @@ def test_build_with_pip_install(rl: Rl, debian_tar: Path, tmp_path: Path) -> Non
         'CMD ["python3", "-c", "import six; print(six.__version__)"]\n')
     rl("build", "-t", "with-six", str(tmp_path), timeout=1200)
     assert rl("run", "--rm", "with-six").out == "1.16.0\n"
+
+
+def test_workdir_exec_form_link_syntax_and_file_flag(rl: Rl, busybox: str, tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "x.txt").write_text("x\n")
+    dockerfile = tmp_path / "elsewhere.Dockerfile"
+    dockerfile.write_text(
+        "# syntax=docker/dockerfile:1\n"
+        "FROM busybox\n"
+        "WORKDIR /made/by/workdir\n"
+        "COPY --link x.txt /linked.txt\n"
+        'RUN ["/bin/sh", "-c", "echo exec-form > /exec"]\n')
+    rl("build", "-t", "misc", "-f", str(dockerfile), str(ctx))
+    r = rl("run", "--rm", "-w", "/", "misc", "sh", "-c", "stat -c '%U %a' /made/by/workdir; cat /linked.txt /exec")
+    assert r.out == "root 755\nx\nexec-form\n"
+
+
+@pytest.mark.parametrize("kind", ["xz", "zst", "bz2"])
+def test_add_unpacks_every_compression(rl: Rl, busybox: str, tmp_path: Path, kind: str) -> None:
+    if kind == "zst" and shutil.which("zstd") is None:
+        pytest.skip("zstd is not installed")
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "in.txt").write_text(f"{kind}\n")
+    plain = tmp_path / "a.tar"
+    with tarfile.open(plain, "w") as tf:
+        tf.add(tmp_path / "d", arcname="d")
+    flag = {"xz": "-J", "zst": "--zstd", "bz2": "-j"}[kind]
+    subprocess.run(["tar", "-C", str(tmp_path), flag, "-cf", str(tmp_path / f"a.tar.{kind}"), "d"], check=True)
+    (tmp_path / "Dockerfile").write_text(f"FROM busybox\nADD a.tar.{kind} /x/\n")
+    rl("build", "-t", f"add-{kind}", str(tmp_path))
+    assert rl("run", "--rm", f"add-{kind}", "cat", "/x/d/in.txt").out == f"{kind}\n"
