@@ -88,7 +88,11 @@ class Inodes:
         return node
 
     def register(self, node: Node, layer: int, st_dev: int, st_ino: int) -> None:
-        """Record that `node` is now backed by this real file (after a copy-up or create)."""
+        """Record that `node` is now backed by this real file (after a copy-up). The file it
+        leaves behind is no longer this node: another lower hard link of it becomes a node of
+        its own, as copy-up breaks lower hard links in the kernel overlay too."""
+        if node.key is not None:
+            self._ino_of.pop(node.key, None)
         key = (layer, st_dev, st_ino)
         self._ino_of[key] = node.ino
         node.key = key
