@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -238,3 +239,65 @@ def test_root_of_a_user_namespace_mounts_with_mount2(dirs: Dirs) -> None:
     assert result.stdout.strip() == "0:0"
     assert (dirs.upper / "g").read_text() == "made\n"
     assert os.stat(dirs.upper / "g").st_uid == os.getuid()
+
+
+# -- requests the daemon answers in C (native.fuse_hooks_enable) -----------------------------
+
+@pytest.fixture
+def served(dirs: Dirs) -> Iterator[Dirs]:
+    handle = fuse_overlay.mount([str(dirs.lower)], str(dirs.upper), str(dirs.work), str(dirs.merged))
+    try:
+        yield dirs
+    finally:
+        handle.unmount(timeout=30)
+
+
+def test_copy_file_range_inside_the_mount(served: Dirs) -> None:
+    src = os.open(served.merged / "f", os.O_RDONLY)
+    dst = os.open(served.merged / "copy", os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        n = os.copy_file_range(src, dst, 100)
+    finally:
+        os.close(src)
+        os.close(dst)
+    assert n == len("from the lower layer\n")
+    assert (served.upper / "copy").read_text() == "from the lower layer\n"
+
+
+def test_a_reader_opened_before_a_copy_up_reads_the_new_data(served: Dirs) -> None:
+    with open(served.merged / "f", "rb", buffering=0) as reader:
+        with open(served.merged / "f", "r+b", buffering=0) as writer:
+            writer.write(b"FROM")
+        assert reader.read() == b"FROM the lower layer\n"
+
+
+_CAPS_SCRIPT = """
+import errno, os, sys
+p, caps = sys.argv[1], bytes.fromhex(sys.argv[2])
+fd = os.open(p, os.O_WRONLY | os.O_CREAT, 0o755)
+os.write(fd, b"x")
+os.setxattr(p, "security.capability", caps)
+print(os.getxattr(p, "security.capability").hex())
+os.write(fd, b"y")
+try:
+    os.getxattr(p, "security.capability")
+    print("kept")
+except OSError as e:
+    print("dropped" if e.errno == errno.ENODATA else e)
+"""
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare(1)")
+def test_a_write_drops_capabilities_set_on_a_new_file(dirs: Dirs, tmp_path: Path) -> None:
+    """The kernel asks for security.capability before each write and drops it if there is one.
+    A new file's "none" is answered without Python, and must stop being the answer once
+    capabilities are set."""
+    caps = bytes([1, 0, 0, 2, 0, 0x20, 0, 0] + [0] * 12).hex()  # cap_net_raw+ep, revision 2
+    (tmp_path / "caps.py").write_text(_CAPS_SCRIPT)
+    script = (f"{' '.join(PROG)} -o {dirs.opts} {dirs.merged} && "
+              f"{sys.executable} {tmp_path / 'caps.py'} {dirs.merged / 'new'} {caps} && "
+              f"umount {dirs.merged}")
+    result = subprocess.run(["unshare", "-Urm", "sh", "-c", script], capture_output=True,
+                            text=True, env=ENV, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [caps, "dropped"]
