@@ -97,11 +97,58 @@ def workloads(w: Path, images: Path) -> list[Workload]:
             setup=f"{rl} images -q busybox | grep -q . || {rl} import {images}/busybox.tar busybox",
             rounds=5, needs=("busybox",),
         ),
+        *build_workloads(w, rl, podman, deb),
         Workload(
             "help", "print the help text",
             (Contender("rl", f"{rl} --help"), Contender("podman", "podman --help")),
             rounds=15, needs=("podman",),
         ),
+    ]
+
+
+BUILD_DOCKERFILE = """\
+FROM deb:build
+ENV APP=/srv/app
+RUN mkdir -p /gen && for i in $(seq 1 2000); do echo "file $i" > /gen/$i; done
+COPY . /srv/app/
+CMD ["ls", "/srv/app"]
+"""
+
+
+def build_workloads(w: Path, rl: str, podman: str, deb: Path) -> list[Workload]:
+    """The issue's 5-step Dockerfile (FROM debian, ENV, RUN writing files, COPY of a 50 MB
+    context, CMD): a cold build, a fully cached rebuild, and a rebuild after one copied file
+    changed; against buildah bud --layers and podman build, each on a store of its own."""
+    buildah = (f"buildah --root {w}/buildah --runroot {w}/buildah-run --storage-driver overlay")
+    podman_b = (f"podman --root {w}/buildah --runroot {w}/buildah-run --storage-driver overlay "
+                "--cgroup-manager=cgroupfs --events-backend=none")
+    ctx = w / "build-ctx"
+    setup = (f"mkdir -p {ctx} && head -c 50000000 /dev/urandom > {ctx}/data.bin && echo 1 > {ctx}/small.txt && "
+             f"printf %s '{BUILD_DOCKERFILE}' > {ctx}/Dockerfile && "
+             f"({rl} images -q deb:build | grep -q . || {rl} import {deb} deb:build) && "
+             f"({podman} images -q deb:build | grep -q . || {podman} import {deb} deb:build) && "
+             f"({podman_b} images -q deb:build | grep -q . || {podman_b} import {deb} deb:build)")
+    rl_b = f"{rl} build -q -t out:b {ctx}"
+    podman_build = f"{podman} build -q --layers --network host -t out:b {ctx}"
+    buildah_bud = f"{buildah} bud -q --layers --network host -t out:b {ctx}"
+    forget = {"rl": f"{rl} rmi -f out:b; {rl} system prune -f",
+              "podman": f"{podman} rmi -f out:b; {podman} image prune -f",
+              "buildah": f"{buildah} rmi -f out:b; {buildah} rmi --prune"}
+    change = f"echo $RANDOM >> {ctx}/small.txt"
+    needs = ("podman", "buildah")
+    return [
+        Workload("build-cold", "build the 5-step Dockerfile with an empty cache",
+                 (Contender("rl", rl_b, forget["rl"] + " >/dev/null 2>&1 || true"),
+                  Contender("buildah", buildah_bud, forget["buildah"] + " >/dev/null 2>&1 || true"),
+                  Contender("podman", podman_build, forget["podman"] + " >/dev/null 2>&1 || true")),
+                 setup=setup, rounds=3, needs=needs),
+        Workload("build-cached", "rebuild it, every step cached",
+                 (Contender("rl", rl_b), Contender("buildah", buildah_bud), Contender("podman", podman_build)),
+                 setup=f"{setup} && {rl_b} && {buildah_bud} && {podman_build}", rounds=5, needs=needs),
+        Workload("build-changed", "rebuild it after one copied file changed",
+                 (Contender("rl", rl_b, change), Contender("buildah", buildah_bud, change),
+                  Contender("podman", podman_build, change)),
+                 setup=f"{setup} && {rl_b} && {buildah_bud} && {podman_build}", rounds=3, needs=needs),
     ]
 
 
