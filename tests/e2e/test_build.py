@@ -150,6 +150,9 @@ def test_failing_run_stops_the_build_and_leaves_nothing(rl: Rl, busybox: str, tm
     ("RUN true\n", "no build stage"),
     ("FROM nosuchimage\n", "not in the store"),
     ("FROM busybox\nCOPY missing /x\n", "file not found in build context"),
+    ("FROM busybox\nCOPY ../outside /x\n", "outside"),
+    ("FROM busybox\nENV\n", "Dockerfile:2:"),
+    ("FROM busybox\nCOPY --bogus=1 a b\n", "Dockerfile:2:"),
 ])
 def test_bad_dockerfiles_fail_in_one_line(rl: Rl, busybox: str, tmp_path: Path, dockerfile: str, message: str) -> None:
     (tmp_path / "Dockerfile").write_text(dockerfile)
@@ -412,3 +415,11 @@ def test_add_unpacks_every_compression(rl: Rl, busybox: str, tmp_path: Path, kin
     (tmp_path / "Dockerfile").write_text(f"FROM busybox\nADD a.tar.{kind} /x/\n")
     rl("build", "-t", f"add-{kind}", str(tmp_path))
     assert rl("run", "--rm", f"add-{kind}", "cat", "/x/d/in.txt").out == f"{kind}\n"
+
+
+def test_bad_build_arg_and_context(rl: Rl, busybox: str, context: Path, tmp_path: Path) -> None:
+    r = rl("build", "--build-arg", "=x", str(context), check=False)
+    assert r.code == 125 and "--build-arg needs KEY=VALUE" in r.err
+    r = rl("build", str(tmp_path / "nope"), check=False)
+    assert r.code != 0 and "not a directory" in r.err and len(r.err.strip().splitlines()) == 1
+    assert rl("images", "-a", "-q").out.split() == [busybox[7:19]], "nothing was left behind"
