@@ -35,7 +35,7 @@ from rootless.runtime.vfs import merge_layers
 from rootless.values import replace, valueclass
 
 if TYPE_CHECKING:
-    from rootless.build.engine import Builder, _State
+    from rootless.build.engine import Builder, StageState
 
 
 @valueclass
@@ -61,7 +61,7 @@ class CopyJob:
     extract: bool = True  # ADD unpacks local archives (never fetched ones, as Docker)
 
 
-def copy_step(builder: Builder, df: Dockerfile, state: _State, instr: Instruction, env: dict[str, str]) -> None:
+def copy_step(builder: Builder, df: Dockerfile, state: StageState, instr: Instruction, env: dict[str, str]) -> None:
     from rootless.build.engine import source_date_epoch
 
     for unsupported in ("checksum", "keep-git-dir"):
@@ -116,7 +116,7 @@ def copy_step(builder: Builder, df: Dockerfile, state: _State, instr: Instructio
             diff_id = store.in_userns(write_copy_layer, job)
             return builder.derive_layer(state, " ".join(instr.original.split()), (Path(job.out), diff_id))
 
-    builder._cached_or(state, key, make)
+    builder.cached_or(state, key, make)
 
 
 def write_copy_layer(job: CopyJob) -> str:
@@ -171,7 +171,7 @@ def write_copy_layer(job: CopyJob) -> str:
     return w.digest
 
 
-def mkdir_layer(builder: Builder, state: _State, path: str) -> tuple[Path, str] | None:
+def mkdir_layer(builder: Builder, state: StageState, path: str) -> tuple[Path, str] | None:
     """WORKDIR makes its directory, as BuildKit does: a layer with the directories the image
     lacks (root's, 0755, and their existing parents as they are), or None when it has them."""
     from rootless.build import imagefs

@@ -65,7 +65,7 @@ class BuildOptions:
 
 
 @valueclass(frozen=False)
-class _State:
+class StageState:
     """Where a stage is: the image so far (None: `FROM scratch` before any layer), its config,
     the ARG values in scope and the config instructions the stage itself gave."""
 
@@ -181,7 +181,7 @@ class Builder:
                 raise BuildFailed(f"STEP {self.step}/{self.steps}: {_one_line(instr.original)}: {e}") from None
         return state.image
 
-    def _onbuild(self, state: _State, stage: Stage) -> list[Instruction]:
+    def _onbuild(self, state: StageState, stage: Stage) -> list[Instruction]:
         """The base image's ONBUILD triggers, run first (as Docker does); a child of this stage's
         image does not inherit them."""
         from rootless.build.dockerfile import parse
@@ -201,20 +201,20 @@ class Builder:
         self.steps += len(out)
         return out
 
-    def _base(self, df: Dockerfile, name: str, stage: Stage) -> _State:
+    def _base(self, df: Dockerfile, name: str, stage: Stage) -> StageState:
         if name == "scratch":
-            return _State(None, scratch_config(), {})
+            return StageState(None, scratch_config(), {})
         earlier = df.stage_named(name)
         if earlier is not None and earlier.index < stage.index:
             image = self.stage_images.get(earlier.index)
             config = self.store.config(image) if image is not None else scratch_config()
-            return _State(image, config, {})
+            return StageState(image, config, {})
         try:
             image = self.store.resolve(name)
         except ImageNotFound:
             raise BuildFailed(f"Dockerfile:{stage.line}: base image {name} is not in the store (pulling "
                               "from registries is not available yet: rl load or rl import it)") from None
-        return _State(image, self.store.config(image), {})
+        return StageState(image, self.store.config(image), {})
 
     def image_for(self, name: str, line: int) -> ImageRecord:
         """What `COPY --from=NAME` copies from: a stage built before (by name or index), else an
@@ -235,7 +235,7 @@ class Builder:
             raise BuildFailed(f"Dockerfile:{line}: COPY --from={name}: no stage or image of that name (pulling "
                               "from registries is not available yet)") from None
 
-    def _instruction(self, df: Dockerfile, state: _State, instr: Instruction, global_env: dict[str, str]) -> None:
+    def _instruction(self, df: Dockerfile, state: StageState, instr: Instruction, global_env: dict[str, str]) -> None:
         if instr.command == "ARG":
             self._arg(df, state, instr, global_env)
             return
@@ -254,10 +254,10 @@ class Builder:
             if instr.command == "WORKDIR":
                 from rootless.build.copy import mkdir_layer
 
-                self._cached_or(state, key, lambda: self._derive(state, section, created_by,
+                self.cached_or(state, key, lambda: self._derive(state, section, created_by,
                                                                  mkdir_layer(self, state, section["WorkingDir"])))
             else:
-                self._cached_or(state, key, lambda: self._derive(state, section, created_by))
+                self.cached_or(state, key, lambda: self._derive(state, section, created_by))
         elif instr.command == "RUN":
             self._run(df, state, instr)
         elif instr.command in ("COPY", "ADD"):
@@ -269,7 +269,7 @@ class Builder:
 
     # ---- ARG and the environment ------------------------------------------------------------
 
-    def _arg(self, df: Dockerfile, state: _State, instr: Instruction, global_env: dict[str, str]) -> None:
+    def _arg(self, df: Dockerfile, state: StageState, instr: Instruction, global_env: dict[str, str]) -> None:
         for key, default in parse_key_values("ARG", instr.args, self._env(state), df.escape):
             if key in self.build_args:
                 state.args[key] = self.build_args[key]
@@ -279,7 +279,7 @@ class Builder:
             elif key in global_env:  # a global ARG redeclared in the stage takes its value
                 state.args[key] = global_env[key]
 
-    def _env(self, state: _State) -> dict[str, str]:
+    def _env(self, state: StageState) -> dict[str, str]:
         """What variables expand to: ARGs in scope, the image's ENV over them (as BuildKit does)."""
         env = dict(state.args)
         for e in (state.config.get("config") or {}).get("Env") or []:
@@ -287,7 +287,7 @@ class Builder:
             env[k] = v
         return env
 
-    def run_env(self, state: _State) -> list[str]:
+    def run_env(self, state: StageState) -> list[str]:
         """The environment a RUN gets besides the image's: the ARGs in scope and the predefined
         proxy args given with --build-arg (never stored in the image)."""
         image_env = {e.partition("=")[0] for e in (state.config.get("config") or {}).get("Env") or []}
@@ -300,7 +300,7 @@ class Builder:
 
     # ---- metadata instructions --------------------------------------------------------------
 
-    def _apply_metadata(self, df: Dockerfile, state: _State, instr: Instruction, words: list[str],
+    def _apply_metadata(self, df: Dockerfile, state: StageState, instr: Instruction, words: list[str],
                         env: dict[str, str], section: dict[str, Any]) -> None:
         cmd = instr.command
         if cmd == "ENV":
@@ -351,7 +351,7 @@ class Builder:
 
     # ---- RUN --------------------------------------------------------------------------------
 
-    def _run(self, df: Dockerfile, state: _State, instr: Instruction) -> None:
+    def _run(self, df: Dockerfile, state: StageState, instr: Instruction) -> None:
         from rootless.build.run import run_step
 
         if state.image is None:
@@ -365,16 +365,16 @@ class Builder:
         args_in_scope.update({k: self.build_args[k] for k in PREDEFINED_ARGS if k in self.build_args})
         network = instr.flag("network") or "default"
         key = cache.step_key(state.image.id, ["RUN", *command, f"network={network}"], args_in_scope)
-        self._cached_or(state, key, lambda: run_step(self, state, command, network, _created_by(instr, command)))
+        self.cached_or(state, key, lambda: run_step(self, state, command, network, _created_by(instr, command)))
 
     # ---- images of the steps ----------------------------------------------------------------
 
-    def _parent(self, state: _State) -> str:
+    def _parent(self, state: StageState) -> str:
         if state.image is not None:
             return state.image.id
         return "scratch:" + json.dumps(state.config, sort_keys=True)
 
-    def _cached_or(self, state: _State, key: str, make: Any) -> None:
+    def cached_or(self, state: StageState, key: str, make: Any) -> None:
         if not self.opts.no_cache:
             hit = cache.lookup(self.store, key)
             if hit is not None:
@@ -386,24 +386,24 @@ class Builder:
         self.say(f"--> {image.short_id}")
         self._now_at(state, image)
 
-    def _now_at(self, state: _State, image: ImageRecord) -> None:
+    def _now_at(self, state: StageState, image: ImageRecord) -> None:
         state.image = image
         state.config = self.store.config(image)
 
-    def _derive(self, state: _State, section: dict[str, Any], created_by: str,
+    def _derive(self, state: StageState, section: dict[str, Any], created_by: str,
                 layer: tuple[Path, str] | None = None) -> ImageRecord:
         with self.store.adding():
             return derive(self.store, state.image, state.config, section, {"created_by": created_by},
                           _created(), layer)
 
-    def derive_layer(self, state: _State, created_by: str, layer: tuple[Path, str]) -> ImageRecord:
+    def derive_layer(self, state: StageState, created_by: str, layer: tuple[Path, str]) -> ImageRecord:
         return self._derive(state, dict(state.config.get("config") or {}), created_by, layer)
 
     def _derive_labels(self, image: ImageRecord) -> ImageRecord:
         config = self.store.config(image)
         section = dict(config.get("config") or {})
         section["Labels"] = {**(section.get("Labels") or {}), **dict(self.opts.labels)}
-        state = _State(image, config, {})
+        state = StageState(image, config, {})
         with self.store.adding():
             return derive(self.store, state.image, config, section,
                           {"created_by": "LABEL " + " ".join(f"{k}={v}" for k, v in self.opts.labels)},

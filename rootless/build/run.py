@@ -12,10 +12,10 @@ from rootless.runtime.transfer import tar_changes
 from rootless.store.records import ImageRecord
 
 if TYPE_CHECKING:
-    from rootless.build.engine import Builder, _State
+    from rootless.build.engine import Builder, StageState
 
 
-def run_step(builder: Builder, state: _State, command: list[str], network: str, created_by: str) -> ImageRecord:
+def run_step(builder: Builder, state: StageState, command: list[str], network: str, created_by: str) -> ImageRecord:
     from rootless.build.engine import BuildFailed, source_date_epoch
 
     assert state.image is not None
