@@ -138,7 +138,12 @@ def serve(config: Config, report: Callable[[str | None], None]) -> int:
     for signum in _STOP_SIGNALS:
         signal.signal(signum, lambda signum, frame: early.append(signum))
     report(None)
-    stopped_by_signal = trio.run(_main, pyfuse3, early)
+    try:
+        stopped_by_signal = trio.run(_main, pyfuse3, early)
+    except BaseException:
+        # A dead daemon must not leave a mount whose every access fails with ENOTCONN.
+        pyfuse3.close(unmount=True)
+        raise
     pyfuse3.close(unmount=stopped_by_signal)
     return 0
 
