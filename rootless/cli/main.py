@@ -232,6 +232,30 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add(syssub, "info", "Show how rl runs on this host", "system:cmd_info")
     p.add_argument("--format", help="'json'")
 
+    # ---- registries (rootless/cli/registry.py) ----
+    def _tls_bool(v: str) -> bool:
+        return v.lower() not in ("false", "0", "no")
+
+    tls_help = "false: skip certificate checks and allow plain HTTP (default true; localhost is always plain HTTP)"
+    p = _add(sub, "pull", "Pull an image from a registry", "registry:cmd_pull")
+    p.add_argument("name", metavar="NAME[:TAG|@DIGEST]")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
+    p.add_argument("--platform", metavar="OS/ARCH[/VARIANT]", help="from a multi-platform image (default: the host's)")
+    p.add_argument("--tls-verify", type=_tls_bool, default=True, metavar="BOOL", help=tls_help)
+    p = _add(sub, "push", "Push an image to a registry", "registry:cmd_push")
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("destination", nargs="?", metavar="DEST", help="the name to push as (default: IMAGE)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--tls-verify", type=_tls_bool, default=True, metavar="BOOL", help=tls_help)
+    p = _add(sub, "login", "Log in to a registry", "registry:cmd_login")
+    p.add_argument("registry", nargs="?", metavar="REGISTRY", help="host[:port] (default docker.io)")
+    p.add_argument("-u", "--username")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    p.add_argument("--tls-verify", type=_tls_bool, default=True, metavar="BOOL", help=tls_help)
+    p = _add(sub, "logout", "Log out of a registry", "registry:cmd_logout")
+    p.add_argument("registry", nargs="?", metavar="REGISTRY", help="host[:port] (default docker.io)")
+    # ---- end of registries ----
+
     p = _add(sub, "version", "Show the rl version", "system:cmd_version")
     return parser
 

@@ -1,0 +1,1 @@
+"""Talking to OCI distribution registries: the client, pull, push and stored credentials."""

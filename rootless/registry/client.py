@@ -1,0 +1,500 @@
+"""An OCI distribution API client (opencontainers/distribution-spec) on httpx.
+
+One `Registry` per registry host and command. It learns the scheme and the auth challenge from
+`GET /v2/`, then sends every request with the credentials the challenge asked for: none, Basic,
+or a Bearer token fetched from the challenge's realm for the request's scope and cached per scope
+until it expires. Redirects are followed by hand so `Authorization` never leaves the registry's
+host (blob downloads are often redirected to a CDN). 429, 5xx and dropped connections are retried
+with backoff. Every digest is computed over the bytes received.
+"""
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import os
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import closing
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Self
+from urllib.parse import urljoin, urlsplit
+
+from rootless.errors import DigestMismatch
+from rootless.image import oci
+from rootless.registry import auth
+from rootless.registry.errors import (
+    AuthError,
+    NotFoundError,
+    RegistryError,
+    RegistryUnreachable,
+)
+from rootless.values import valueclass
+
+if TYPE_CHECKING:
+    import httpx
+
+DOCKER_HUB = "docker.io"
+DOCKER_HUB_HOST = "registry-1.docker.io"
+MANIFEST_ACCEPT = f"{oci.MT_OCI_MANIFEST}, {oci.MT_OCI_INDEX}, {oci.MT_DOCKER_MANIFEST}, {oci.MT_DOCKER_LIST}"
+MAX_MANIFEST = 4 << 20  # the distribution spec lets registries refuse larger; so do we
+ATTEMPTS = 4
+BACKOFF = 0.25  # seconds, doubled per attempt
+MAX_RETRY_AFTER = 10.0
+MAX_REDIRECTS = 5
+TOKEN_SLACK = 10.0  # refresh a token this long before it expires
+DEFAULT_TOKEN_LIFE = 60.0  # what the token spec says when the reply has no expires_in
+CHUNK = 1 << 20
+_REDIRECTS = (301, 302, 303, 307, 308)
+_CHALLENGE_RE = re.compile(r'(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))')
+
+
+@valueclass
+class FetchedManifest:
+    data: bytes  # exactly as received: digests are of these bytes
+    media_type: str
+    digest: str
+
+
+def registry_host(domain: str) -> str:
+    """Where a reference's domain is served: docker.io is registry-1.docker.io."""
+    return DOCKER_HUB_HOST if domain == DOCKER_HUB else domain
+
+
+def is_local(host: str) -> bool:
+    """localhost and loopback addresses: spoken to over plain HTTP, as Docker does."""
+    name = urlsplit(f"//{host}").hostname or host
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _registries_conf_files() -> list[Path]:
+    config = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    env = os.environ.get("CONTAINERS_REGISTRIES_CONF")
+    return [Path(env)] if env else [Path(config) / "containers" / "registries.conf",
+                                    Path("/etc/containers/registries.conf")]
+
+
+def is_insecure(host: str) -> bool:
+    """Listed as insecure in a containers registries.conf (v2 `[[registry]]` or v1 tables)."""
+    import tomllib
+
+    for path in _registries_conf_files():
+        try:
+            doc = tomllib.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        for r in doc.get("registry") or []:
+            if isinstance(r, dict) and r.get("insecure") is True and host in (r.get("location"), r.get("prefix")):
+                return True
+        v1 = (doc.get("registries") or {}).get("insecure") or {}
+        # The first file found is the one that counts, as in containers-registries.conf(5).
+        return isinstance(v1, dict) and host in (v1.get("registries") or [])
+    return False
+
+
+def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
+    """`Bearer realm="...",service="...",scope="..."` → ("bearer", {...})."""
+    scheme, _, rest = header.strip().partition(" ")
+    params = {m.group(1).lower(): m.group(2).replace('\\"', '"') if m.group(2) is not None else m.group(3)
+              for m in _CHALLENGE_RE.finditer(rest)}
+    return scheme.lower(), params
+
+
+def error_message(response: httpx.Response, what: str) -> str:
+    """One line: what was asked, and what the registry said (its `errors` list when it sent one)."""
+    said: list[str] = []
+    try:
+        doc = json.loads(response.content)
+        for e in doc.get("errors") or []:
+            msg = str(e.get("message") or "").strip()
+            code = str(e.get("code") or "").strip()
+            said.append(f"{msg} ({code})" if msg and code else msg or code)
+    except (ValueError, AttributeError, TypeError):
+        pass
+    text = "; ".join(s for s in said if s) or f"HTTP {response.status_code} {response.reason_phrase}".strip()
+    return " ".join(f"{what}: {text}".split())
+
+
+class Registry:
+    """The registry serving one domain of image references."""
+
+    def __init__(self, domain: str, tls_verify: bool = True) -> None:
+        import ssl
+
+        import httpx
+
+        self.domain = domain
+        self.host = registry_host(domain)
+        self._plain_http = is_local(self.host)
+        self._insecure = not tls_verify or is_insecure(self.host)
+        # The system's trust store (as podman and Docker use), not certifi's.
+        verify: Any = False if self._insecure else ssl.create_default_context()
+        self._http = httpx.Client(verify=verify, follow_redirects=False, http2=False,
+                                  timeout=httpx.Timeout(30.0, connect=10.0),
+                                  headers={"User-Agent": "rl (rootless containers)"})
+        self._base: str | None = None
+        self._challenge: tuple[str, dict[str, str]] | None = None
+        self._creds: auth.Credentials | None = auth.lookup(domain)
+        self._tokens: dict[str, tuple[str, float]] = {}
+        self.requests = 0
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- connection and auth ---------------------------------------------------------------
+
+    @property
+    def base(self) -> str:
+        if self._base is None:
+            self._base = self._ping()
+        return self._base
+
+    def _ping(self) -> str:
+        """Find the scheme that answers `/v2/` and the auth it asks for."""
+        import httpx
+
+        schemes = ["http"] if self._plain_http else ["https", "http"] if self._insecure else ["https"]
+        last: Exception | None = None
+        for scheme in schemes:
+            base = f"{scheme}://{self.host}"
+            try:
+                r = self._retrying(lambda url=f"{base}/v2/": self._http.get(url))
+            except RegistryUnreachable as e:
+                last = e
+                continue
+            if r.status_code == 401 and "www-authenticate" in r.headers:
+                self._challenge = parse_challenge(r.headers["www-authenticate"])
+            elif r.status_code not in (200, 401):
+                if r.status_code == 404 and scheme != schemes[-1]:
+                    continue
+                raise RegistryError(error_message(r, f"{self.host} is not an OCI registry (GET /v2/)"))
+            return base
+        assert last is not None
+        if isinstance(last.__cause__, httpx.ConnectError) and "CERTIFICATE" in str(last.__cause__).upper():
+            raise RegistryUnreachable(f"{last} (use --tls-verify=false for a registry without a trusted "
+                                      "certificate)") from None
+        raise last
+
+    def _retrying(self, send: Callable[[], httpx.Response]) -> httpx.Response:
+        import httpx
+
+        for attempt in range(ATTEMPTS):
+            last = attempt == ATTEMPTS - 1
+            try:
+                r = send()
+            except httpx.TransportError as e:
+                if last:
+                    reason = str(e) or type(e).__name__
+                    raise RegistryUnreachable(f"cannot reach the registry {self.host}: {reason}") from e
+                time.sleep(BACKOFF * 2 ** attempt)
+                continue
+            self.requests += 1
+            if (r.status_code == 429 or r.status_code >= 500) and not last:
+                wait = BACKOFF * 2 ** attempt
+                try:
+                    wait = min(max(wait, float(r.headers.get("retry-after", 0))), MAX_RETRY_AFTER)
+                except ValueError:
+                    pass
+                r.close()
+                time.sleep(wait)
+                continue
+            return r
+        raise AssertionError("unreachable")
+
+    def _auth_header(self, scope: str) -> dict[str, str]:
+        if self._challenge is None:
+            return {}
+        scheme, _ = self._challenge
+        if scheme == "basic" and self._creds is not None:
+            return {"Authorization": self._basic()}
+        if scheme == "bearer":
+            token = self._tokens.get(scope)
+            if token is not None and token[1] > time.monotonic():
+                return {"Authorization": f"Bearer {token[0]}"}
+        return {}
+
+    def _basic(self) -> str:
+        import base64
+
+        assert self._creds is not None
+        pair = f"{self._creds.username}:{self._creds.password}".encode()
+        return "Basic " + base64.b64encode(pair).decode()
+
+    def _fetch_token(self, params: dict[str, str], scope: str) -> None:
+        import httpx
+
+        realm = params.get("realm")
+        if not realm:
+            raise AuthError(f"the registry {self.host} asks for a token but names no token service (realm)")
+        # Our scope, not only the challenge's: some registries omit it, and a push needs push too.
+        scopes = [s for s in scope.split(" ") if s]
+        query: list[tuple[str, str]] = [("scope", s) for s in scopes]
+        if params.get("service"):
+            query.insert(0, ("service", params["service"]))
+        headers = {"Authorization": self._basic()} if self._creds is not None else {}
+        try:
+            r = self._retrying(lambda: self._http.get(realm, params=query, headers=headers, follow_redirects=True))
+        except RegistryUnreachable as e:
+            raise AuthError(f"cannot reach the token service {urlsplit(realm).netloc} of {self.host}: "
+                            f"{e.__cause__ or e}") from None
+        with closing(r):
+            if r.status_code in (401, 403):
+                raise AuthError(error_message(r, f"the token service of {self.host} refused the credentials"))
+            if r.status_code != 200:
+                raise AuthError(error_message(r, f"the token service of {self.host} failed"))
+            try:
+                doc = r.json()
+            except (ValueError, httpx.DecodingError):
+                raise AuthError(f"the token service of {self.host} answered something that is not JSON") from None
+        token = doc.get("token") or doc.get("access_token") if isinstance(doc, dict) else None
+        if not isinstance(token, str) or not token:
+            raise AuthError(f"the token service of {self.host} answered without a token")
+        try:
+            life = float(doc.get("expires_in") or DEFAULT_TOKEN_LIFE)
+        except (TypeError, ValueError):
+            life = DEFAULT_TOKEN_LIFE
+        self._tokens[scope] = (token, time.monotonic() + max(life - TOKEN_SLACK, 1.0))
+
+    def _authenticate(self, header: str, scope: str) -> bool:
+        """React to a 401's challenge; False when there is nothing new to try."""
+        challenge = parse_challenge(header)
+        scheme, params = challenge
+        if scheme == "basic":
+            had = self._challenge is not None and self._challenge[0] == "basic"
+            self._challenge = challenge
+            return self._creds is not None and not had
+        if scheme == "bearer":
+            self._challenge = challenge
+            self._fetch_token(params, scope)
+            return True
+        raise AuthError(f"the registry {self.host} asks for an unsupported kind of authentication {scheme!r}")
+
+    # ---- requests --------------------------------------------------------------------------
+
+    def _follow(self, method: str, url: str, scope: str, headers: dict[str, str],
+                body: Callable[[], Any] | None, stream: bool) -> httpx.Response:
+        current = url
+        for _ in range(MAX_REDIRECTS + 1):
+            h = dict(headers)
+            if urlsplit(current).netloc == urlsplit(self.base).netloc:
+                h.update(self._auth_header(scope))
+            req = self._http.build_request(method, current, headers=h, content=body() if body else None)
+            r = self._http.send(req, stream=stream)
+            if r.status_code in _REDIRECTS and "location" in r.headers:
+                r.close()
+                current = urljoin(current, r.headers["location"])
+                if r.status_code == 303:
+                    method, body = "GET", None
+                continue
+            return r
+        raise RegistryError(f"{method} {url}: more than {MAX_REDIRECTS} redirects")
+
+    def request(self, method: str, url: str, scope: str, headers: dict[str, str] | None = None,
+                body: Callable[[], Any] | None = None, stream: bool = False) -> httpx.Response:
+        """Send a request (a path on the registry or a full URL), authenticating as it asks.
+        `body` makes the request body afresh for each attempt."""
+        if url.startswith("/"):
+            url = self.base + url
+        else:
+            self.base  # noqa: B018 - the ping learns the auth challenge first
+        hdrs = headers or {}
+        r = self._retrying(lambda: self._follow(method, url, scope, hdrs, body, stream))
+        if r.status_code == 401 and "www-authenticate" in r.headers:
+            r.read()
+            r.close()
+            if self._authenticate(r.headers["www-authenticate"], scope):
+                r = self._retrying(lambda: self._follow(method, url, scope, hdrs, body, stream))
+        return r
+
+    def fail(self, r: httpx.Response, what: str) -> RegistryError:
+        """The error to raise for an unexpected answer."""
+        if not r.is_stream_consumed:
+            r.read()
+        r.close()
+        msg = error_message(r, what)
+        if r.status_code == 404:
+            return NotFoundError(msg)
+        if r.status_code == 401:
+            hint = (" (check the credentials: rl login " + self.domain + ")" if self._creds is not None
+                    else " (the name may be wrong, or the registry needs 'rl login " + self.domain + "')")
+            return AuthError(msg + hint)
+        if r.status_code == 403:
+            return AuthError(msg)
+        return RegistryError(msg)
+
+    def check_login(self, creds: auth.Credentials) -> None:
+        """Prove credentials work before they are stored, as `docker login` does."""
+        self._creds = creds
+        self._tokens.clear()
+        self.base  # noqa: B018 - the ping learns the auth challenge
+        if self._challenge is None:
+            return  # an open registry: nothing to check against
+        scheme, params = self._challenge
+        if scheme == "bearer":
+            self._fetch_token(params, "")
+            return
+        r = self.request("GET", "/v2/", "")
+        r.close()
+        if r.status_code != 200:
+            raise AuthError(error_message(r, f"logging in to {self.host} failed"))
+
+    # ---- the distribution API --------------------------------------------------------------
+
+    @staticmethod
+    def pull_scope(repo: str) -> str:
+        return f"repository:{repo}:pull"
+
+    @staticmethod
+    def push_scope(repo: str, mount_from: Iterable[str] = ()) -> str:
+        return " ".join([f"repository:{repo}:pull,push", *(f"repository:{r}:pull" for r in mount_from)])
+
+    def get_manifest(self, repo: str, reference: str) -> FetchedManifest:
+        """A manifest or index by tag or digest; a digest reference is checked against the bytes."""
+        what = f"{self.domain}/{repo}{'@' if reference.startswith('sha256:') else ':'}{reference}"
+        r = self.request("GET", f"/v2/{repo}/manifests/{reference}", self.pull_scope(repo),
+                         headers={"Accept": MANIFEST_ACCEPT}, stream=True)
+        with closing(r):
+            if r.status_code != 200:
+                raise self.fail(r, f"cannot get the manifest of {what}")
+            data = _read_limited(r, MAX_MANIFEST, f"the manifest of {what}")
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        if reference.startswith("sha256:") and digest != reference:
+            raise DigestMismatch(f"the manifest of {what}", reference, digest)
+        header = r.headers.get("docker-content-digest")
+        if header and header.startswith("sha256:") and header != digest:
+            raise DigestMismatch(f"the manifest of {what} (Docker-Content-Digest)", header, digest)
+        media_type = r.headers.get("content-type", "").split(";")[0].strip()
+        try:
+            declared = json.loads(data).get("mediaType")
+        except (ValueError, AttributeError):
+            raise RegistryError(f"the manifest of {what} is not a JSON object") from None
+        # The document's own mediaType wins over a Content-Type some registries get wrong.
+        return FetchedManifest(data, declared or media_type or oci.MT_OCI_MANIFEST, digest)
+
+    def get_blob_bytes(self, repo: str, digest: str, limit: int, what: str) -> bytes:
+        r = self.request("GET", f"/v2/{repo}/blobs/{digest}", self.pull_scope(repo), stream=True)
+        with closing(r):
+            if r.status_code != 200:
+                raise self.fail(r, f"cannot get {what} {digest} from {self.domain}/{repo}")
+            data = _read_limited(r, limit, what)
+        got = "sha256:" + hashlib.sha256(data).hexdigest()
+        if got != digest:
+            raise DigestMismatch(f"{what} from {self.domain}/{repo}", digest, got)
+        return data
+
+    def download_blob(self, repo: str, digest: str, dest: Path, progress: Callable[[int], None] | None = None
+                      ) -> int:
+        """Stream a blob to dest, hashing it on the way; a wrong digest removes dest and raises."""
+        import httpx
+
+        for attempt in range(ATTEMPTS):
+            try:
+                return self._download_once(repo, digest, dest, progress)
+            except httpx.TransportError as e:
+                # A connection dropped mid-blob: start the blob again (its bytes are still unverified).
+                if attempt == ATTEMPTS - 1:
+                    _unlink(dest)
+                    raise RegistryUnreachable(f"downloading {digest} from {self.host} failed: "
+                                              f"{str(e) or type(e).__name__}") from e
+                time.sleep(BACKOFF * 2 ** attempt)
+            except BaseException:
+                _unlink(dest)
+                raise
+        raise AssertionError("unreachable")
+
+    def _download_once(self, repo: str, digest: str, dest: Path, progress: Callable[[int], None] | None) -> int:
+        h = hashlib.sha256()
+        size = 0
+        r = self.request("GET", f"/v2/{repo}/blobs/{digest}", self.pull_scope(repo), stream=True)
+        with closing(r):
+            if r.status_code != 200:
+                raise self.fail(r, f"cannot get the blob {digest} from {self.domain}/{repo}")
+            with open(dest, "wb") as f:
+                for chunk in r.iter_raw(CHUNK):
+                    f.write(chunk)
+                    h.update(chunk)
+                    size += len(chunk)
+                    if progress is not None:
+                        progress(size)
+        got = "sha256:" + h.hexdigest()
+        if got != digest:
+            raise DigestMismatch(f"the blob from {self.domain}/{repo}", digest, got)
+        return size
+
+    def has_blob(self, repo: str, digest: str, scope: str) -> bool:
+        r = self.request("HEAD", f"/v2/{repo}/blobs/{digest}", scope)
+        r.close()
+        if r.status_code == 200:
+            return True
+        if r.status_code == 404:
+            return False
+        raise self.fail(r, f"cannot check for the blob {digest} in {self.domain}/{repo}")
+
+    def start_upload(self, repo: str, scope: str, digest: str | None = None, mount_from: str | None = None
+                     ) -> str | None:
+        """Open an upload session (its URL), or None when the blob was mounted from another repository."""
+        query = f"?mount={digest}&from={mount_from}" if mount_from and digest else ""
+        r = self.request("POST", f"/v2/{repo}/blobs/uploads/{query}", scope, headers={"Content-Length": "0"})
+        r.close()
+        if r.status_code == 201 and query:
+            return None
+        if r.status_code != 202 or "location" not in r.headers:
+            raise self.fail(r, f"cannot start an upload to {self.domain}/{repo}")
+        return urljoin(self.base + "/", r.headers["location"])
+
+    def upload_blob(self, repo: str, scope: str, location: str, digest: str, path: Path, size: int) -> None:
+        """Monolithic upload: one PUT of the whole blob to the session's URL."""
+        sep = "&" if "?" in location else "?"  # the URL may carry query parameters the registry needs
+        r = self.request("PUT", f"{location}{sep}digest={digest}", scope,
+                         headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+                         body=lambda: _file_chunks(path))
+        r.close()
+        if r.status_code != 201:
+            raise self.fail(r, f"uploading the blob {digest} to {self.domain}/{repo} failed")
+
+    def put_manifest(self, repo: str, reference: str, data: bytes, media_type: str, scope: str) -> str:
+        r = self.request("PUT", f"/v2/{repo}/manifests/{reference}", scope,
+                         headers={"Content-Type": media_type}, body=lambda: data)
+        r.close()
+        if r.status_code not in (200, 201):
+            raise self.fail(r, f"the registry refused the manifest of {self.domain}/{repo}:{reference}")
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        got = r.headers.get("docker-content-digest")
+        if got and got != digest:
+            raise DigestMismatch(f"the manifest pushed to {self.domain}/{repo}", digest, got)
+        return digest
+
+
+def _read_limited(r: httpx.Response, limit: int, what: str) -> bytes:
+    out = bytearray()
+    for chunk in r.iter_raw(CHUNK):
+        out += chunk
+        if len(out) > limit:
+            raise RegistryError(f"{what} is larger than {limit} bytes: refusing it")
+    return bytes(out)
+
+
+def _file_chunks(path: Path) -> Iterator[bytes]:
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            yield chunk
+
+
+def _unlink(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+

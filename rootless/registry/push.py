@@ -1,0 +1,98 @@
+"""`rl push`: an image's blobs, then its manifest, to a registry.
+
+The manifest sent is the one the store holds, byte for byte, so the pushed image has the digest
+`rl images --digests` shows and a pull gives back the same image id. Blobs the registry already
+has in the repository are skipped (HEAD); one it has in another repository this image is also
+named in is mounted from there without sending its bytes.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from rootless.errors import StoreError, UsageError
+from rootless.image import oci
+from rootless.image.reference import Reference, looks_like_id, parse
+from rootless.registry.client import Registry
+from rootless.store.store import Store
+from rootless.values import valueclass
+
+
+@valueclass
+class PushResult:
+    reference: Reference
+    digest: str
+    size: int  # of the manifest
+    uploaded: tuple[str, ...]
+    mounted: tuple[str, ...]
+    skipped: tuple[str, ...]
+
+
+def _target(image_id: str, name: str, dest: str | None) -> Reference:
+    if dest is None:
+        if looks_like_id(name) and image_id.removeprefix("sha256:").startswith(name.removeprefix("sha256:")):
+            raise UsageError(f"give a destination to push the image {name} to, e.g. "
+                             "rl push IMAGE localhost:5000/NAME:TAG")
+        dest = name
+    ref = parse(dest)
+    if ref.digest is not None:
+        raise UsageError(f"cannot push to {dest}: a destination names a tag, not a digest")
+    return ref
+
+
+def push(store: Store, name: str, dest: str | None = None, tls_verify: bool = True,
+         say: Callable[[str], None] = lambda _: None) -> PushResult:
+    # Held throughout: a garbage collection must not remove the blobs while they are sent.
+    with store.adding():
+        image = store.resolve(name)
+        ref = _target(image.id, name, dest)
+        manifest_bytes = store.manifest_bytes(image)
+        manifest = oci.Manifest.parse(manifest_bytes, f"the stored manifest of {image.short_id}")
+        # Other repositories of the same registry that this image was pulled from or pushed to.
+        sources = sorted({r.path for r in map(parse, image.tags)
+                          if r.domain == ref.domain and r.path != ref.path})
+        blobs = [*manifest.layers, manifest.config]
+        uploaded: list[str] = []
+        mounted: list[str] = []
+        skipped: list[str] = []
+        with Registry(ref.domain, tls_verify) as reg:
+            scope = reg.push_scope(ref.path, sources[:1])
+            say(f"The push refers to repository [{ref.repository}]")
+            for desc in blobs:
+                if desc.digest in uploaded + mounted + skipped:
+                    continue
+                path = _blob_path(store, desc, image.short_id)
+                short = desc.digest.removeprefix("sha256:")[:12]
+                if reg.has_blob(ref.path, desc.digest, scope):
+                    skipped.append(desc.digest)
+                    say(f"{short}: Layer already exists")
+                    continue
+                location = None
+                for src in sources[:1]:
+                    location = reg.start_upload(ref.path, scope, desc.digest, mount_from=src)
+                    if location is None:
+                        mounted.append(desc.digest)
+                        say(f"{short}: Mounted from {src}")
+                if desc.digest in mounted:
+                    continue
+                # A refused mount opened an upload session: use it rather than open another.
+                location = location or reg.start_upload(ref.path, scope)
+                reg.upload_blob(ref.path, scope, location, desc.digest, path, desc.size)
+                uploaded.append(desc.digest)
+                say(f"{short}: Pushed")
+            tag = ref.tag or "latest"
+            digest = reg.put_manifest(ref.path, tag, manifest_bytes, manifest.media_type, scope)
+    say(f"{tag}: digest: {digest} size: {len(manifest_bytes)}")
+    return PushResult(ref, digest, len(manifest_bytes), tuple(uploaded), tuple(mounted), tuple(skipped))
+
+
+def _blob_path(store: Store, desc: oci.Descriptor, image: str) -> Path:
+    path = store.blobs.path(desc.digest)
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise StoreError(f"blob {desc.digest} of image {image} is missing from the store (remove the image "
+                         "and load or pull it again)") from None
+    if size != desc.size:
+        raise StoreError(f"blob {desc.digest} of image {image} is {size} bytes, its manifest says {desc.size}")
+    return path
