@@ -99,10 +99,12 @@ def copy_xattrs(src: str, dst: str | int, is_link: bool) -> bool:
     return override
 
 
-def copy_up(src: str, dst: str, workdir: str, xattr_permissions: bool) -> os.stat_result:
+def copy_up(src: str, dst: str, workdir: str, xattr_permissions: bool,
+            data: bool = True) -> os.stat_result:
     """Copy the entry at `src` to `dst` (which must not exist); returns the lstat of `dst`.
 
     For a directory only the directory itself is copied, its entries stay in the lower layer.
+    Without `data` a regular file's copy is empty: it is about to be truncated.
     """
     st = os.lstat(src)
     tmp = temp_name(workdir)
@@ -110,7 +112,7 @@ def copy_up(src: str, dst: str, workdir: str, xattr_permissions: bool) -> os.sta
     kind = stat.S_IFMT(st.st_mode)
     try:
         if kind == stat.S_IFREG:
-            _copy_regular(src, tmp, st)
+            _copy_regular(src, tmp, st, data)
         elif kind == stat.S_IFDIR:
             os.mkdir(tmp, 0o700)
         elif kind == stat.S_IFLNK:
@@ -137,12 +139,13 @@ def copy_up(src: str, dst: str, workdir: str, xattr_permissions: bool) -> os.sta
     return os.lstat(dst)
 
 
-def _copy_regular(src: str, tmp: str, st: os.stat_result) -> None:
+def _copy_regular(src: str, tmp: str, st: os.stat_result, data: bool) -> None:
     src_fd = os.open(src, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
     try:
         dst_fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
-            copy_data(src_fd, dst_fd, st.st_size)
+            if data:
+                copy_data(src_fd, dst_fd, st.st_size)
         finally:
             os.close(dst_fd)
     finally:

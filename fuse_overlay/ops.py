@@ -213,7 +213,9 @@ class Overlay(pyfuse3.Operations):
         node.lookups += 1
         return attrs
 
-    def _copy_up(self, node: Node) -> None:
+    def _copy_up(self, node: Node, data: bool = True) -> None:
+        """Bring `node` (and its parents) to the upper layer; without `data` when the caller
+        truncates it to nothing anyway (O_TRUNC, truncate to 0)."""
         self._writable()
         if node.layer == 0:
             return
@@ -221,7 +223,7 @@ class Overlay(pyfuse3.Operations):
         self._copy_up(node.parent)
         path = node.path()
         st = copyup.copy_up(self.roots[node.layer] + path, self._upper(path), self.workdir,
-                            self.config.xattr_permissions)
+                            self.config.xattr_permissions, data)
         if node.is_dir:
             native.fuse_flag(node.ino, native.FUSE_CACHE_DIR, False)
         node.layers = (0, *node.layers) if node.is_dir else (0,)
@@ -330,7 +332,7 @@ class Overlay(pyfuse3.Operations):
         changes = (fields.update_size or fields.update_mode or fields.update_uid
                    or fields.update_gid or fields.update_atime or fields.update_mtime)
         if changes and not node.deleted:
-            self._copy_up(node)
+            self._copy_up(node, data=not (fields.update_size and attr.st_size == 0))
         target: str | int = self._real(node)
         if node.deleted or (fh is not None and fh in self.files):
             target = fh if fh is not None and fh in self.files else next(iter(node.handles))
@@ -548,7 +550,7 @@ class Overlay(pyfuse3.Operations):
         node = self.inodes.get(inode)
         writing = bool(flags & _WRITE_FLAGS)
         if writing:
-            self._copy_up(node)
+            self._copy_up(node, data=not flags & os.O_TRUNC)
         fd = self._open_fd(node, flags)
         # Not direct_io, so mmap works; the page cache survives reopening a file nobody writes.
         return pyfuse3.FileInfo(fh=fd, keep_cache=not writing)

@@ -97,3 +97,15 @@ def test_a_failed_copy_leaves_neither_upper_file_nor_scratch(dirs: tuple[Path, P
         copyup.copy_up(str(lower / "f"), str(upper / "f"), str(work), False)
     assert os.listdir(work) == []
     assert os.listdir(upper / "f") == ["in the way"]
+
+
+def test_a_copy_for_truncation_keeps_attributes_but_not_data(
+        dirs: tuple[Path, Path, Path]) -> None:
+    lower, upper, work = dirs
+    src = lower / "big"
+    src.write_bytes(b"x" * MIB)
+    os.chmod(src, 0o640)
+    os.setxattr(src, "user.kept", b"yes")
+    st = copyup.copy_up(str(src), str(upper / "big"), str(work), False, data=False)
+    assert st.st_size == 0 and stat.S_IMODE(st.st_mode) == 0o640
+    assert os.getxattr(upper / "big", "user.kept") == b"yes"
