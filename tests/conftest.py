@@ -79,11 +79,17 @@ def store_root(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def rl(store_root: Path, tmp_path: Path) -> Rl:
+def rl(store_root: Path, tmp_path: Path) -> Iterator[Rl]:
     env = dict(os.environ)
     env["RL_ROOT"] = str(store_root)
     env.pop("RL_DEBUG", None)
-    return Rl(store_root, env)
+    yield Rl(store_root, env)
+    # Layers hold files of subordinate ids, which pytest cannot remove from its temp dirs.
+    if store_root.exists():
+        from rootless.store.store import Store
+
+        with Store(store_root) as s:
+            s.remove_trees([p for p in store_root.iterdir() if p.name not in ("rl.db", "rl.db-wal", "rl.db-shm")])
 
 
 @pytest.fixture
