@@ -1,0 +1,200 @@
+"""`rl push`, `rl pull`, `rl login` against a real docker-registry on 127.0.0.1."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import stat
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from rootless.image.oci import host_platform
+from rootless.store.store import Store
+from tests.conftest import Rl, tree_snapshot
+from tests.registry_fixture import LocalRegistry, free_port, registry  # noqa: F401 - the fixture
+
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+
+@pytest.fixture
+def rl2(tmp_path: Path, rl: Rl) -> Rl:
+    """A second, empty store: where images are pulled."""
+    root = tmp_path / "store2"
+    return Rl(root, {**rl.env, "RL_ROOT": str(root), "XDG_CONFIG_HOME": str(tmp_path / "config")})
+
+
+def _record(root: Path, name: str):  # type: ignore[no-untyped-def]
+    with Store(root) as s:
+        return s.resolve(name)
+
+
+def _trees(root: Path, name: str) -> list[dict[str, tuple]]:  # type: ignore[type-arg]
+    with Store(root) as s:
+        return [tree_snapshot(p) for p in s.layer_paths(s.resolve(name))]
+
+
+def _requests(registry: LocalRegistry, method: str, needle: str) -> int:  # noqa: F811
+    return sum(1 for line in registry.log.read_text(errors="replace").splitlines()
+               if "response completed" in line and f"http.request.method={method} " in line and needle in line)
+
+
+def _one_line_error(err: str) -> str:
+    lines = [x for x in err.splitlines() if x.startswith("Error:")]
+    assert len(lines) == 1 and "Traceback" not in err and "internal error" not in err, err
+    return lines[0]
+
+
+def test_push_then_pull_round_trip(rl: Rl, rl2: Rl, busybox: str, registry: LocalRegistry) -> None:  # noqa: F811
+    name = f"{registry.host}/roundtrip/busybox:1"
+    pushed = rl("push", "busybox", name)
+    assert "Pushed" in pushed.err
+    src = _record(rl.root, "busybox")
+    assert f"digest: {src.manifest_digest}" in pushed.err
+
+    pulled = rl2("pull", name)
+    assert pulled.out.strip() == busybox
+    assert "Pulling from" in pulled.err and "Download complete" in pulled.err
+    dst = _record(rl2.root, name)
+    assert dst.id == src.id
+    assert dst.manifest_digest == src.manifest_digest
+    assert dst.layer_blobs == src.layer_blobs
+    assert _trees(rl2.root, name) == _trees(rl.root, "busybox")
+    assert rl2("run", "--rm", name, "ls", "/bin").out == rl("run", "--rm", "busybox", "ls", "/bin").out
+    assert rl2("images", "--digests").out.count(src.manifest_digest) == 1
+
+
+def test_pull_quiet_prints_only_the_id(rl: Rl, rl2: Rl, busybox: str, registry: LocalRegistry) -> None:  # noqa: F811
+    name = f"{registry.host}/quiet/busybox:1"
+    rl("push", "-q", "busybox", name)
+    r = rl2("pull", "-q", name)
+    assert r.out == f"{busybox}\n" and r.err == ""
+
+
+def test_layers_in_the_store_are_not_fetched_again(rl: Rl, rl2: Rl, busybox: str,
+                                                   registry: LocalRegistry) -> None:  # noqa: F811
+    rl("push", "busybox", f"{registry.host}/again/busybox:1")
+    rl("push", "busybox", f"{registry.host}/again2/busybox:2")
+    layer = _record(rl.root, "busybox").layer_blobs[0]
+    before = _requests(registry, "GET", f"/blobs/{layer}")  # the registry is shared by the module's tests
+    rl2("pull", f"{registry.host}/again/busybox:1")
+    assert _requests(registry, "GET", f"/v2/again/busybox/blobs/{layer}") == 1
+    second = rl2("pull", f"{registry.host}/again/busybox:1")
+    assert "Already exists" in second.err and "Download complete" not in second.err
+    # The same layer under another repository is not downloaded either.
+    third = rl2("pull", f"{registry.host}/again2/busybox:2")
+    assert "Already exists" in third.err
+    assert _requests(registry, "GET", f"/blobs/{layer}") == before + 1
+    assert third.out.strip() == busybox
+
+
+def test_push_skips_blobs_the_registry_has_and_mounts_across_repositories(
+        rl: Rl, rl2: Rl, busybox: str, registry: LocalRegistry) -> None:  # noqa: F811
+    name = f"{registry.host}/skip/busybox:1"
+    rl("push", "busybox", name)
+    layer = _record(rl.root, "busybox").layer_blobs[0]
+    puts = _requests(registry, "PUT", "/v2/skip/busybox/blobs/uploads/")
+    again = rl("push", "busybox", name)
+    assert again.err.count("Layer already exists") == 2
+    assert _requests(registry, "PUT", "/v2/skip/busybox/blobs/uploads/") == puts
+    # A pulled image is named after its repository: pushing it to another one mounts its blobs.
+    rl2("pull", name)
+    mounted = rl2("push", name, f"{registry.host}/skip-other/busybox:2")
+    assert "Mounted from skip/busybox" in mounted.err
+    assert _requests(registry, "POST", f"mount={layer}") == 1
+    assert _requests(registry, "PUT", "/v2/skip-other/busybox/blobs/uploads/") == 0
+    assert rl2("pull", "-q", f"{registry.host}/skip-other/busybox:2").out.strip() == busybox
+
+
+def test_pull_by_digest_and_through_an_index(rl: Rl, rl2: Rl, busybox: str,
+                                             registry: LocalRegistry) -> None:  # noqa: F811
+    rl("push", "busybox", f"{registry.host}/index/busybox:1")
+    src = _record(rl.root, "busybox")
+    by_digest = rl2("pull", f"{registry.host}/index/busybox@{src.manifest_digest}")
+    assert by_digest.out.strip() == busybox
+    # An index with the host's platform and another one: the host's is picked, or --platform's.
+    get = urllib.request.Request(registry.url(f"/v2/index/busybox/manifests/{src.manifest_digest}"),
+                                 headers={"Accept": OCI_MANIFEST})
+    with urllib.request.urlopen(get) as r:
+        manifest = r.read()
+    os_name, arch = host_platform()
+    other = "s390x" if arch != "s390x" else "amd64"
+    entries = [{"mediaType": OCI_MANIFEST, "digest": src.manifest_digest,
+                "size": len(manifest), "platform": {"os": os_name, "architecture": a}} for a in (other, arch)]
+    index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}).encode()
+    req = urllib.request.Request(registry.url("/v2/index/busybox/manifests/multi"), data=index, method="PUT",
+                                 headers={"Content-Type": OCI_INDEX})
+    urllib.request.urlopen(req).close()
+    pulled = rl2("pull", f"{registry.host}/index/busybox:multi")
+    assert pulled.out.strip() == busybox
+    assert f"Digest: sha256:{hashlib.sha256(index).hexdigest()}" in pulled.err
+    assert rl2("pull", "-q", "--platform", f"linux/{other}", f"{registry.host}/index/busybox:multi").code == 0
+    r = rl2("pull", "--platform", "linux/mips64le", f"{registry.host}/index/busybox:multi", check=False)
+    assert r.code == 125
+    assert "no image for linux/mips64le" in _one_line_error(r.err)
+
+
+def test_unknown_names_fail_in_one_line(rl2: Rl, registry: LocalRegistry) -> None:  # noqa: F811
+    r = rl2("pull", f"{registry.host}/nothing/here:1", check=False)
+    assert r.code == 125
+    assert "manifest unknown" in _one_line_error(r.err)
+    r = rl2("pull", f"{registry.host}/Bad/Name", check=False)
+    assert r.code == 125
+    _one_line_error(r.err)
+    r = rl2("push", "not-in-the-store", f"{registry.host}/x/y:1", check=False)
+    assert r.code == 125
+    assert "not-in-the-store" in _one_line_error(r.err)
+    assert rl2("images", "-q").out == ""
+
+
+def test_a_registry_that_is_down_fails_in_one_line(rl: Rl, rl2: Rl, busybox: str) -> None:
+    port = free_port()
+    start = time.monotonic()
+    r = rl2("pull", f"127.0.0.1:{port}/down/busybox:1", check=False)
+    assert r.code == 125
+    assert f"cannot reach the registry 127.0.0.1:{port}" in _one_line_error(r.err)
+    assert time.monotonic() - start < 20
+    r = rl("push", "busybox", f"127.0.0.1:{port}/down/busybox:1", check=False)
+    assert r.code == 125
+    assert "cannot reach the registry" in _one_line_error(r.err)
+
+
+def test_a_corrupt_blob_is_refused_and_nothing_is_stored(rl: Rl, rl2: Rl, busybox: str,
+                                                         registry: LocalRegistry) -> None:  # noqa: F811
+    # A layer of its own, so corrupting it in the registry's storage harms no other test.
+    (Path(rl.root).parent / "ctx").mkdir()
+    (Path(rl.root).parent / "ctx" / "Dockerfile").write_text("FROM busybox\nRUN echo corrupt-me > /marker\n")
+    rl("build", "-q", "-t", "corrupt:1", str(Path(rl.root).parent / "ctx"))
+    name = f"{registry.host}/corrupt/busybox:1"
+    rl("push", "corrupt:1", name)
+    layer = _record(rl.root, "corrupt:1").layer_blobs[-1]
+    hexd = layer.removeprefix("sha256:")
+    data = registry.storage / "docker/registry/v2/blobs/sha256" / hexd[:2] / hexd / "data"
+    raw = bytearray(data.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF  # same size: only the digest can tell
+    os.chmod(data, 0o644)
+    data.write_bytes(bytes(raw))
+    r = rl2("pull", name, check=False)
+    assert r.code == 125
+    assert "digest mismatch" in _one_line_error(r.err)
+    assert rl2("images", "-q", "-a").out == ""
+    with Store(rl2.root) as s:
+        assert not s.blobs.has(layer)
+
+
+def test_login_and_logout_keep_credentials_private(rl2: Rl, tmp_path: Path,
+                                                   registry: LocalRegistry) -> None:  # noqa: F811
+    r = rl2("login", "-u", "someone", "--password-stdin", registry.host, input=b"secret\n")
+    assert "Login Succeeded" in r.out
+    path = tmp_path / "config" / "rl" / "auth.json"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    doc = json.loads(path.read_text())
+    assert base64.b64decode(doc["auths"][registry.host]["auth"]) == b"someone:secret"
+    assert "Removed login credentials" in rl2("logout", registry.host).out
+    assert registry.host not in json.loads(path.read_text())["auths"]
+    r = rl2("logout", registry.host, check=False)
+    assert r.code == 125 and "not logged in" in _one_line_error(r.err)
