@@ -80,21 +80,34 @@ class _DirHandle:
 
 class _Cookies:
     """Directory offsets that name an entry, not a position: each name of a directory gets a
-    number on first sight and keeps it for the mount. The kernel continues a listing it cached
+    number on first sight and keeps it while it exists. The kernel continues a listing it cached
     from one open through another, and new or removed entries must not shift what follows."""
 
     DOT, DOTDOT = 1, 2
 
     def __init__(self) -> None:
         self._of: dict[int, dict[str, int]] = {}
+        self._last: dict[int, int] = {}
 
     def order(self, dir_ino: int, names: list[str]) -> tuple[list[str], list[int]]:
         cookies = self._of.setdefault(dir_ino, {})
         for name in names:
             if name not in cookies:
-                cookies[name] = len(cookies) + 3
+                # Past every number given so far, so a new entry comes after what a reader saw.
+                cookies[name] = self._last[dir_ino] = self._last.get(dir_ino, self.DOTDOT) + 1
         ordered = sorted(names, key=cookies.__getitem__)
         return [".", "..", *ordered], [self.DOT, self.DOTDOT, *(cookies[n] for n in ordered)]
+
+    def forget(self, dir_ino: int, name: str) -> None:
+        """A removed name: a new entry of that name gets a new number (memory stays bounded
+        by the names that exist)."""
+        cookies = self._of.get(dir_ino)
+        if cookies is not None:
+            cookies.pop(name, None)
+
+    def forget_dir(self, dir_ino: int) -> None:
+        self._of.pop(dir_ino, None)
+        self._last.pop(dir_ino, None)
 
 
 class Overlay(pyfuse3.Operations):
@@ -460,6 +473,7 @@ class Overlay(pyfuse3.Operations):
         if needs_whiteout:
             self._whiteout(parent, fname)
         self.inodes.unlinked(node, parent, fname, last)
+        self._cookies.forget(parent.ino, fname)
 
     @_fuse_errors
     async def rmdir(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
@@ -479,6 +493,8 @@ class Overlay(pyfuse3.Operations):
         if needs_whiteout:
             self._whiteout(parent, fname)
         self.inodes.unlinked(node, parent, fname, True)
+        self._cookies.forget(parent.ino, fname)
+        self._cookies.forget_dir(node.ino)
 
     @_fuse_errors
     async def rename(self, parent_inode_old: int, name_old: bytes, parent_inode_new: int,
@@ -536,6 +552,7 @@ class Overlay(pyfuse3.Operations):
         if dst_node is not None and dst_node is not src_node:
             self.inodes.unlinked(dst_node, new_parent, new, last)
         self.inodes.renamed(src_node, old_parent, old, new_parent, new)
+        self._cookies.forget(old_parent.ino, old)
 
     # -- files -----------------------------------------------------------------------------
 
