@@ -1,26 +1,37 @@
-"""A real registry for the tests: Debian's docker-registry on 127.0.0.1, plain HTTP, no auth.
+"""Real registries for the tests: Debian's docker-registry on 127.0.0.1 over plain HTTP, open,
+with htpasswd Basic auth, or with Bearer tokens from a small token service run here.
 
-Test modules import the fixtures they use from here. A test that needs it is skipped only when
-docker-registry is not installed; a registry that does not come up fails it.
+Test modules import the fixtures they use from here. A test that needs one is skipped only when
+a tool it needs (docker-registry; openssl for tokens; bcrypt in crypt(3) for htpasswd) is
+missing; a registry that does not come up fails it.
 """
 from __future__ import annotations
 
+import base64
+import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 DOCKER_REGISTRY = "/usr/bin/docker-registry"
 START_TIMEOUT = 30.0
+USER = "tester"
+PASSWORD = "s3cret"
+SERVICE = "rl-test-registry"
+ISSUER = "rl-test-token-service"
 
 
 @dataclass(frozen=True)
@@ -100,3 +111,118 @@ def start_registry(workdir: Path, extra_config: str = "") -> Iterator[LocalRegis
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry]:
     """One registry per test module; tests use their own repository names in it."""
     yield from start_registry(tmp_path_factory.mktemp("registry"))
+
+
+def _bcrypt(password: str) -> str:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # crypt leaves the standard library in 3.13
+        try:
+            import crypt
+        except ImportError:
+            pytest.skip("no crypt module to make an htpasswd file with")
+    hashed = crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH))
+    if not hashed or not hashed.startswith("$2"):
+        pytest.skip("crypt(3) here cannot make bcrypt hashes for htpasswd")
+    return hashed
+
+
+@pytest.fixture(scope="module")
+def htpasswd_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry]:
+    """A registry that wants Basic auth: USER / PASSWORD."""
+    if not os.path.exists(DOCKER_REGISTRY):
+        pytest.skip("docker-registry is not installed")
+    work = tmp_path_factory.mktemp("htpasswd-registry")
+    htpasswd = work.parent / f"{work.name}.htpasswd"
+    htpasswd.write_text(f"{USER}:{_bcrypt(PASSWORD)}\n")
+    extra = f"auth:\n  htpasswd:\n    realm: rl-test\n    path: {htpasswd}\n"
+    yield from start_registry(work, extra)
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+@dataclass
+class TokenService:
+    """Issues registry tokens (JWT, RS256, the certificate in x5c) as distribution's token auth
+    expects: everything asked for to USER/PASSWORD, nothing to anonymous callers."""
+
+    key: Path
+    cert_der: bytes
+    port: int = 0
+    requests: list[dict[str, list[str]]] = field(default_factory=list)
+
+    def token(self, subject: str, scopes: list[str]) -> str:
+        access = []
+        for scope in scopes:
+            kind, _, rest = scope.partition(":")
+            name, _, actions = rest.rpartition(":")
+            access.append({"type": kind, "name": name, "actions": actions.split(",")})
+        now = int(time.time())
+        header = {"typ": "JWT", "alg": "RS256", "x5c": [base64.b64encode(self.cert_der).decode()]}
+        claims = {"iss": ISSUER, "sub": subject, "aud": SERVICE, "exp": now + 300, "nbf": now - 10,
+                  "iat": now, "jti": os.urandom(8).hex(), "access": access}
+        signing_input = f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}"
+        signature = subprocess.run(["openssl", "dgst", "-sha256", "-sign", str(self.key)],
+                                   input=signing_input.encode(), capture_output=True, check=True).stdout
+        return f"{signing_input}.{_b64url(signature)}"
+
+
+def _token_handler(service: TokenService) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+            service.requests.append(query)
+            subject, scopes = "", []
+            header = self.headers.get("Authorization", "")
+            if header:
+                if header != "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode():
+                    self._answer(401, {"errors": [{"code": "UNAUTHORIZED", "message": "bad credentials"}]})
+                    return
+                subject, scopes = USER, query.get("scope", [])
+            # access_token only: the client must accept either of the two names
+            self._answer(200, {"access_token": service.token(subject, scopes), "expires_in": 300})
+
+        def _answer(self, code: int, doc: dict[str, object]) -> None:
+            body = json.dumps(doc).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    return Handler
+
+
+@pytest.fixture(scope="module")
+def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalRegistry, TokenService]]:
+    """A registry that wants Bearer tokens from a token service on another port."""
+    if not os.path.exists(DOCKER_REGISTRY):
+        pytest.skip("docker-registry is not installed")
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    keys = tmp_path_factory.mktemp("token-keys")
+    key, cert = keys / "key.pem", keys / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+                    "-out", str(cert), "-days", "2", "-subj", "/CN=rl-test-token-service"],
+                   capture_output=True, check=True)
+    der = subprocess.run(["openssl", "x509", "-in", str(cert), "-outform", "DER"],
+                         capture_output=True, check=True).stdout
+    service = TokenService(key, der)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _token_handler(service))
+    service.port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    extra = (f"auth:\n  token:\n    realm: http://127.0.0.1:{service.port}/token\n    service: {SERVICE}\n"
+             f"    issuer: {ISSUER}\n    rootcertbundle: {cert}\n")
+    try:
+        for reg in start_registry(tmp_path_factory.mktemp("token-registry"), extra):
+            yield reg, service
+    finally:
+        server.shutdown()
+        server.server_close()

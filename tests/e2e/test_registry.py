@@ -15,7 +15,16 @@ import pytest
 from rootless.image.oci import host_platform
 from rootless.store.store import Store
 from tests.conftest import Rl, tree_snapshot
-from tests.registry_fixture import LocalRegistry, free_port, registry  # noqa: F401 - the fixture
+from tests.registry_fixture import (  # noqa: F401 - the fixtures
+    PASSWORD,
+    USER,
+    LocalRegistry,
+    TokenService,
+    free_port,
+    htpasswd_registry,
+    registry,
+    token_registry,
+)
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -198,3 +207,57 @@ def test_login_and_logout_keep_credentials_private(rl2: Rl, tmp_path: Path,
     assert registry.host not in json.loads(path.read_text())["auths"]
     r = rl2("logout", registry.host, check=False)
     assert r.code == 125 and "not logged in" in _one_line_error(r.err)
+
+
+# ---- registries that want credentials ------------------------------------------------------------
+
+def _login(rl: Rl, host: str, password: str = PASSWORD, check: bool = True):  # type: ignore[no-untyped-def]
+    return rl("login", "-u", USER, "--password-stdin", host, input=f"{password}\n".encode(), check=check)
+
+
+def test_basic_auth(rl: Rl, rl2: Rl, busybox: str, tmp_path: Path,
+                    htpasswd_registry: LocalRegistry) -> None:  # noqa: F811
+    host = htpasswd_registry.host
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "config")}
+    r = rl("push", "busybox", f"{host}/basic/busybox:1", check=False, env=env)
+    assert r.code == 125 and f"rl login {host}" in _one_line_error(r.err)
+    r = _login(rl2, host, "wrong", check=False)
+    assert r.code == 125 and "logging in" in _one_line_error(r.err)
+    assert not (tmp_path / "config" / "rl" / "auth.json").exists()
+    _login(rl2, host)
+    rl("push", "busybox", f"{host}/basic/busybox:1", env=env)  # rl2's login is in the same config dir
+    assert rl2("pull", "-q", f"{host}/basic/busybox:1").out.strip() == busybox
+
+
+def test_credentials_from_registry_auth_file_and_docker_config(rl: Rl, rl2: Rl, busybox: str, tmp_path: Path,
+                                                               htpasswd_registry: LocalRegistry) -> None:  # noqa: F811
+    host = htpasswd_registry.host
+    auth = {"auths": {host: {"auth": base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()}}}
+    (tmp_path / "auth.json").write_text(json.dumps(auth))
+    rl("push", "-q", "busybox", f"{host}/authfile/busybox:1", env={"REGISTRY_AUTH_FILE": str(tmp_path / "auth.json")})
+    (tmp_path / "docker").mkdir()
+    (tmp_path / "docker" / "config.json").write_text(json.dumps(auth))
+    r = rl2("pull", "-q", f"{host}/authfile/busybox:1", env={"DOCKER_CONFIG": str(tmp_path / "docker")})
+    assert r.out.strip() == busybox
+
+
+def test_bearer_token_auth(rl: Rl, rl2: Rl, busybox: str, tmp_path: Path,
+                           token_registry: tuple[LocalRegistry, TokenService]) -> None:  # noqa: F811
+    reg, tokens = token_registry
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "config")}
+    # Anonymous callers get a token that grants nothing: the registry refuses.
+    r = rl("push", "busybox", f"{reg.host}/token/busybox:1", check=False, env=env)
+    assert r.code == 125 and "rl login" in _one_line_error(r.err)
+    r = _login(rl2, reg.host, "wrong", check=False)
+    assert r.code == 125 and "refused the credentials" in _one_line_error(r.err)
+    _login(rl2, reg.host)
+    before = len(tokens.requests)
+    pushed = rl("push", "busybox", f"{reg.host}/token/busybox:1", env=env)
+    assert pushed.err.count("Pushed") == 2
+    # One token for the push's scope, fetched once and reused for every request.
+    asked = tokens.requests[before:]
+    assert len(asked) == 1, asked
+    assert asked[0]["scope"] == ["repository:token/busybox:pull,push"]
+    assert asked[0]["service"] == ["rl-test-registry"]
+    assert rl2("pull", "-q", f"{reg.host}/token/busybox:1").out.strip() == busybox
+    assert rl2("run", "--rm", f"{reg.host}/token/busybox:1", "echo", "ok").out == "ok\n"
