@@ -31,6 +31,11 @@ def check_dirs(config: Config) -> str | None:
         return None
     _need_dir("upperdir", config.upperdir)
     _need_dir("workdir", config.workdir)
+    upper, work = os.path.realpath(config.upperdir), os.path.realpath(config.workdir)
+    if os.path.commonpath([upper, work]) in (upper, work):
+        # The copy-up scratch would show in the merged tree, or the upper in the scratch.
+        raise StartError(f"upperdir {config.upperdir} and workdir {config.workdir} must not "
+                         "contain one another")
     if os.stat(config.upperdir).st_dev != os.stat(config.workdir).st_dev:
         raise StartError(f"upperdir {config.upperdir} and workdir {config.workdir} must be on "
                          "the same filesystem")

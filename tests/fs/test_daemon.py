@@ -119,6 +119,16 @@ def test_a_bad_directory_is_one_line_and_status_1(dirs: Dirs) -> None:
     assert not mounted(dirs.merged)
 
 
+def test_a_workdir_inside_the_upperdir_is_refused(dirs: Dirs) -> None:
+    work = dirs.upper / "work"
+    work.mkdir()
+    result = run("-o", f"lowerdir={dirs.lower},upperdir={dirs.upper},workdir={work}",
+                 str(dirs.merged))
+    assert result.returncode == 1
+    assert "contain" in one_line_error(result.stderr)
+    assert not mounted(dirs.merged)
+
+
 def test_an_unknown_option_is_refused(dirs: Dirs) -> None:
     result = run("-o", dirs.opts + ",frobnicate", str(dirs.merged))
     assert result.returncode == 1
