@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self
 from urllib.parse import urljoin, urlsplit
 
 from rootless.errors import DigestMismatch
@@ -48,6 +48,18 @@ DEFAULT_TOKEN_LIFE = 60.0  # what the token spec says when the reply has no expi
 CHUNK = 1 << 20
 _REDIRECTS = (301, 302, 303, 307, 308)
 _CHALLENGE_RE = re.compile(r'(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))')
+
+
+class BlobSink(Protocol):
+    """Where a downloaded blob goes: the store's BlobWriter."""
+
+    size: int
+
+    def write(self, data: bytes) -> int: ...
+
+    def commit(self, expected: str | None = None, what: str = "blob") -> str: ...
+
+    def abort(self) -> None: ...
 
 
 @valueclass
@@ -394,44 +406,40 @@ class Registry:
             raise DigestMismatch(f"{what} from {self.domain}/{repo}", digest, got)
         return data
 
-    def download_blob(self, repo: str, digest: str, dest: Path, progress: Callable[[int], None] | None = None
-                      ) -> int:
-        """Stream a blob to dest, hashing it on the way; a wrong digest removes dest and raises."""
+    def download_blob(self, repo: str, desc: oci.Descriptor, open_sink: Callable[[], BlobSink]) -> str:
+        """Stream a blob into a fresh sink per attempt; the sink hashes it and commits it only
+        when the digest matches (a mismatch discards it and raises)."""
         import httpx
 
         for attempt in range(ATTEMPTS):
+            sink = open_sink()
             try:
-                return self._download_once(repo, digest, dest, progress)
+                return self._download_once(repo, desc, sink)
             except httpx.TransportError as e:
-                # A connection dropped mid-blob: start the blob again (its bytes are still unverified).
+                sink.abort()
+                # A connection dropped mid-blob: start it again (partial bytes cannot be verified).
                 if attempt == ATTEMPTS - 1:
-                    _unlink(dest)
-                    raise RegistryUnreachable(f"downloading {digest} from {self.host} failed: "
+                    raise RegistryUnreachable(f"downloading {desc.digest} from {self.host} failed: "
                                               f"{str(e) or type(e).__name__}") from e
                 time.sleep(BACKOFF * 2 ** attempt)
             except BaseException:
-                _unlink(dest)
+                sink.abort()
                 raise
         raise AssertionError("unreachable")
 
-    def _download_once(self, repo: str, digest: str, dest: Path, progress: Callable[[int], None] | None) -> int:
-        h = hashlib.sha256()
-        size = 0
-        r = self.request("GET", f"/v2/{repo}/blobs/{digest}", self.pull_scope(repo), stream=True)
+    def _download_once(self, repo: str, desc: oci.Descriptor, sink: BlobSink) -> str:
+        what = f"the blob {desc.digest} of {self.domain}/{repo}"
+        r = self.request("GET", f"/v2/{repo}/blobs/{desc.digest}", self.pull_scope(repo), stream=True)
         with closing(r):
             if r.status_code != 200:
-                raise self.fail(r, f"cannot get the blob {digest} from {self.domain}/{repo}")
-            with open(dest, "wb") as f:
-                for chunk in r.iter_raw(CHUNK):
-                    f.write(chunk)
-                    h.update(chunk)
-                    size += len(chunk)
-                    if progress is not None:
-                        progress(size)
-        got = "sha256:" + h.hexdigest()
-        if got != digest:
-            raise DigestMismatch(f"the blob from {self.domain}/{repo}", digest, got)
-        return size
+                raise self.fail(r, f"cannot get {what}")
+            for chunk in r.iter_raw(CHUNK):
+                sink.write(chunk)
+                if sink.size > desc.size:
+                    raise RegistryError(f"{what} is larger than the {desc.size} bytes its manifest says")
+        if sink.size != desc.size:
+            raise RegistryError(f"{what} is {sink.size} bytes, its manifest says {desc.size}")
+        return sink.commit(desc.digest, what)
 
     def has_blob(self, repo: str, digest: str, scope: str) -> bool:
         r = self.request("HEAD", f"/v2/{repo}/blobs/{digest}", scope)
@@ -490,11 +498,4 @@ def _file_chunks(path: Path) -> Iterator[bytes]:
     with open(path, "rb") as f:
         while chunk := f.read(CHUNK):
             yield chunk
-
-
-def _unlink(path: Path) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
 

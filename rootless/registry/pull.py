@@ -2,15 +2,15 @@
 
 The manifest is stored as received, so the image keeps the registry's manifest digest; layer
 blobs keep their compressed digests. Blobs the store has are not fetched again; the others are
-downloaded concurrently into the store's scratch space, each verified against its digest, and
-only then handed to the store's ingest: a failure anywhere leaves no image behind.
+downloaded concurrently into the blob store, each committed only once its digest checks out.
+The image is recorded only after every layer is unpacked: a failure anywhere leaves no image
+(the blobs it did fetch belong to no image until a later pull uses them, or a gc removes them).
 """
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 from rootless.errors import ArchiveError, UsageError
 from rootless.image import oci
@@ -19,7 +19,6 @@ from rootless.registry.client import FetchedManifest, Registry
 from rootless.registry.errors import RegistryError
 from rootless.store.records import ImageRecord
 from rootless.store.store import LayerSource, Store
-from rootless.store.unpack import LayerInput
 from rootless.values import valueclass
 
 MAX_CONFIG = 8 << 20
@@ -121,7 +120,8 @@ def pull(store: Store, name: str, platform: str | None = None, tls_verify: bool 
         with store.adding():
             config = _config(store, reg, ref, manifest.config)
             diff_ids = oci.diff_ids(oci.parse_config(config, f"the image config of {ref.familiar()}"))
-            sources, fetched_layers, reused = _layers(store, reg, ref, manifest.layers, say)
+            fetched_layers, reused = _layers(store, reg, ref, manifest.layers, say)
+            sources = [LayerSource(None, d.digest, d.media_type) for d in manifest.layers]
             layers = store.ingest_layers(sources, diff_ids)
             image = store.commit_image(config, layers, [ref] if ref.tag else [], fetched.data)
     say(f"Digest: {top_digest}")
@@ -137,9 +137,10 @@ def _config(store: Store, reg: Registry, ref: Reference, desc: oci.Descriptor) -
 
 
 def _layers(store: Store, reg: Registry, ref: Reference, descs: Sequence[oci.Descriptor],
-            say: Callable[[str], None]) -> tuple[list[LayerSource], tuple[str, ...], tuple[str, ...]]:
-    """Download the layer blobs the store lacks (each distinct blob once); their sources for ingest."""
-    inputs: dict[str, Any] = {}
+            say: Callable[[str], None]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Download the layer blobs the store lacks (each distinct blob once), straight into the blob
+    store: each is committed as soon as its digest checks out, so ingest reads it in place rather
+    than copying it, and a pull interrupted later does not fetch it again."""
     todo: dict[str, oci.Descriptor] = {}
     reused: list[str] = []
     for d in descs:
@@ -151,20 +152,14 @@ def _layers(store: Store, reg: Registry, ref: Reference, descs: Sequence[oci.Des
             todo.setdefault(d.digest, d)
 
     def fetch(d: oci.Descriptor) -> None:
-        path = store.scratch.new_path("pull")
-        size = reg.download_blob(ref.path, d.digest, path)
-        if size != d.size:
-            raise RegistryError(f"the layer {d.digest} of {ref.familiar()} is {size} bytes, its manifest "
-                                f"says {d.size}")
-        inputs[d.digest] = LayerInput(str(path))
+        reg.download_blob(ref.path, d, lambda: store.blobs.writer(store.scratch.new_path("pull")))
         say(f"{_short(d.digest)}: Download complete")
 
     if todo:
         with ThreadPoolExecutor(max_workers=min(DOWNLOADERS, len(todo))) as pool:
             # list(): the first failure is raised here, after the other downloads stopped or ended.
             list(pool.map(fetch, todo.values()))
-    sources = [LayerSource(inputs.get(d.digest), d.digest, d.media_type) for d in descs]
-    return sources, tuple(todo), tuple(reused)
+    return tuple(todo), tuple(reused)
 
 
 def _short(digest: str) -> str:
