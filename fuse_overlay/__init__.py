@@ -1,17 +1,19 @@
 """A FUSE overlay filesystem with the on-disk format of the kernel overlay and fuse-overlayfs.
 
 `mount()` starts the daemon (`python -m fuse_overlay -f`) as its own process and returns once
-the mount is live. Importing this package stays cheap: trio and pyfuse3 load in the daemon only.
+the mount is live. Importing this package stays cheap: trio and pyfuse3 load in the daemon only,
+and subprocess only when mounting (`fuse_overlay.upperfmt` is on every container's start path).
 """
 from __future__ import annotations
 
 import os
-import select
-import signal
-import subprocess
 import sys
-import time
-from collections.abc import Sequence
+
+# typing itself costs ~10 ms to import: the names below serve the annotations only.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import subprocess
+    from collections.abc import Sequence
 
 _PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -41,6 +43,9 @@ class MountHandle:
 
     def unmount(self, timeout: float = 10.0) -> int:
         """Ask the daemon to unmount and exit; kill it and detach the mount if it does not."""
+        import signal
+        import subprocess
+
         if self._process.poll() is None:
             self._process.send_signal(signal.SIGTERM)
             try:
@@ -61,6 +66,8 @@ def _detach(mountpoint: str) -> None:
         return
     except OSError:
         pass
+    import subprocess
+
     subprocess.run(["fusermount3", "-u", "-z", "-q", mountpoint], stdin=subprocess.DEVNULL,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
 
@@ -69,6 +76,8 @@ def _die_with_parent() -> None:
     """In the daemon before exec: SIGTERM (a clean unmount) when the process that asked for the
     mount dies. Inside a container's mount namespace nothing else would ever stop it: the daemon
     itself keeps that namespace, and so its mount, alive."""
+    import signal
+
     import native
 
     native.prctl(native.PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -84,6 +93,8 @@ def mount(lowerdirs: Sequence[str], upperdir: str, workdir: str, mountpoint: str
           options: Sequence[str] = (), stderr_path: str | None = None,
           timeout: float = 30.0) -> MountHandle:
     """Start a daemon serving the overlay at `mountpoint`; returns once the mount is live."""
+    import subprocess
+
     opts = [
         "lowerdir=" + ":".join(_escape(d) for d in lowerdirs),
         "upperdir=" + _escape(upperdir),
@@ -125,6 +136,9 @@ def mount(lowerdirs: Sequence[str], upperdir: str, workdir: str, mountpoint: str
 
 def _read_answer(fd: int, timeout: float) -> str | None:
     """What the daemon wrote to its ready fd before closing it; None on timeout."""
+    import select
+    import time
+
     deadline = time.monotonic() + timeout
     data = b""
     while True:
