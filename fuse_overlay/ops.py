@@ -130,7 +130,8 @@ class Overlay(pyfuse3.Operations):
         self.dirs: dict[int, _DirHandle] = {}
         self._lower_dirs: dict[int, dict[str, merge.Found]] = {}
         self._cookies = _Cookies()
-        self._next_dir_fh = 1
+        # Far above any file descriptor: file handles are the descriptors themselves.
+        self._next_dir_fh = 1 << 40
         self.uid, self.gid = os.geteuid(), os.getegid()
 
     def _merge_root(self, layers: tuple[int, ...]) -> tuple[int, ...]:
@@ -275,6 +276,8 @@ class Overlay(pyfuse3.Operations):
     def _set_owner(self, path: str, ctx: pyfuse3.RequestContext, mode: int,
                    is_link: bool = False) -> None:
         """Give a new entry the caller's ids, as a local filesystem would."""
+        if (ctx.uid, ctx.gid) == (self.uid, self.gid):
+            return  # the real filesystem already did, set-group-ID directories included
         st = os.lstat(path)
         gid = st.st_gid if stat.S_ISGID & os.stat(os.path.dirname(path)).st_mode else ctx.gid
         if (st.st_uid, st.st_gid) == (ctx.uid, gid):
