@@ -63,6 +63,12 @@ class BlobSink(Protocol):
 
 
 @valueclass
+class UploadSession:
+    location: str  # absolute URL of the session
+    min_chunk: int  # OCI-Chunk-Min-Length: the smallest PATCH the registry takes (0: any)
+
+
+@valueclass
 class FetchedManifest:
     data: bytes  # exactly as received: digests are of these bytes
     media_type: str
@@ -452,8 +458,8 @@ class Registry:
         raise self.fail(r, f"cannot check for the blob {digest} in {self.domain}/{repo}")
 
     def start_upload(self, repo: str, scope: str, digest: str | None = None, mount_from: str | None = None
-                     ) -> str | None:
-        """Open an upload session (its URL), or None when the blob was mounted from another repository."""
+                     ) -> UploadSession | None:
+        """Open an upload session, or None when the blob was mounted from another repository."""
         query = f"?mount={digest}&from={mount_from}" if mount_from and digest else ""
         r = self.request("POST", f"/v2/{repo}/blobs/uploads/{query}", scope, headers={"Content-Length": "0"})
         r.close()
@@ -461,17 +467,45 @@ class Registry:
             return None
         if r.status_code != 202 or "location" not in r.headers:
             raise self.fail(r, f"cannot start an upload to {self.domain}/{repo}")
-        return urljoin(self.base + "/", r.headers["location"])
+        try:
+            min_chunk = int(r.headers.get("oci-chunk-min-length", 0))
+        except ValueError:
+            min_chunk = 0
+        return UploadSession(urljoin(self.base + "/", r.headers["location"]), min_chunk)
 
-    def upload_blob(self, repo: str, scope: str, location: str, digest: str, path: Path, size: int) -> None:
+    def upload_blob(self, repo: str, scope: str, session: UploadSession, digest: str, path: Path, size: int
+                    ) -> None:
         """Monolithic upload: one PUT of the whole blob to the session's URL."""
-        sep = "&" if "?" in location else "?"  # the URL may carry query parameters the registry needs
-        r = self.request("PUT", f"{location}{sep}digest={digest}", scope,
+        r = self.request("PUT", _with_digest(session.location, digest), scope,
                          headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
-                         body=lambda: _file_chunks(path))
+                         body=lambda: _file_chunks(path, 0, size))
         r.close()
         if r.status_code != 201:
             raise self.fail(r, f"uploading the blob {digest} to {self.domain}/{repo} failed")
+
+    def upload_blob_chunked(self, repo: str, scope: str, session: UploadSession, digest: str, path: Path,
+                            size: int, chunk: int) -> None:
+        """Chunked upload: PATCHes of consecutive ranges, each to the URL the last answer gave,
+        then a PUT carrying the digest of the whole blob."""
+        chunk = max(chunk, session.min_chunk)
+        location = session.location
+        offset = 0
+        while offset < size:
+            n = min(chunk, size - offset)
+            r = self.request("PATCH", location, scope,
+                             headers={"Content-Type": "application/octet-stream", "Content-Length": str(n),
+                                      "Content-Range": f"{offset}-{offset + n - 1}"},
+                             body=lambda start=offset, length=n: _file_chunks(path, start, length))
+            r.close()
+            if r.status_code != 202 or "location" not in r.headers:
+                raise self.fail(r, f"uploading bytes {offset}-{offset + n - 1} of the blob {digest} to "
+                                   f"{self.domain}/{repo} failed")
+            location = urljoin(location, r.headers["location"])
+            offset += n
+        r = self.request("PUT", _with_digest(location, digest), scope, headers={"Content-Length": "0"})
+        r.close()
+        if r.status_code != 201:
+            raise self.fail(r, f"completing the upload of the blob {digest} to {self.domain}/{repo} failed")
 
     def put_manifest(self, repo: str, reference: str, data: bytes, media_type: str, scope: str) -> str:
         r = self.request("PUT", f"/v2/{repo}/manifests/{reference}", scope,
@@ -495,8 +529,17 @@ def _read_limited(r: httpx.Response, limit: int, what: str) -> bytes:
     return bytes(out)
 
 
-def _file_chunks(path: Path) -> Iterator[bytes]:
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            yield chunk
+def _with_digest(location: str, digest: str) -> str:
+    # The session URL may carry query parameters the registry needs: append, never replace.
+    return f"{location}{'&' if '?' in location else '?'}digest={digest}"
 
+
+def _file_chunks(path: Path, offset: int, length: int) -> Iterator[bytes]:
+    with open(path, "rb") as f:
+        f.seek(offset)
+        while length > 0:
+            data = f.read(min(CHUNK, length))
+            if not data:
+                raise RegistryError(f"{path} shrank while it was being uploaded")
+            length -= len(data)
+            yield data

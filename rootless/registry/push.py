@@ -17,6 +17,11 @@ from rootless.registry.client import Registry
 from rootless.store.store import Store
 from rootless.values import valueclass
 
+# One request for most blobs; PATCHes of CHUNK_SIZE for big ones, so a proxy's request size limit
+# (Cloudflare's is 100 MB) does not stop them.
+CHUNKED_ABOVE = 256 << 20
+CHUNK_SIZE = 64 << 20
+
 
 @valueclass
 class PushResult:
@@ -67,17 +72,21 @@ def push(store: Store, name: str, dest: str | None = None, tls_verify: bool = Tr
                     skipped.append(desc.digest)
                     say(f"{short}: Layer already exists")
                     continue
-                location = None
+                session = None
                 for src in sources[:1]:
-                    location = reg.start_upload(ref.path, scope, desc.digest, mount_from=src)
-                    if location is None:
+                    session = reg.start_upload(ref.path, scope, desc.digest, mount_from=src)
+                    if session is None:
                         mounted.append(desc.digest)
                         say(f"{short}: Mounted from {src}")
                 if desc.digest in mounted:
                     continue
                 # A refused mount opened an upload session: use it rather than open another.
-                location = location or reg.start_upload(ref.path, scope)
-                reg.upload_blob(ref.path, scope, location, desc.digest, path, desc.size)
+                session = session or reg.start_upload(ref.path, scope)
+                assert session is not None
+                if desc.size > CHUNKED_ABOVE:
+                    reg.upload_blob_chunked(ref.path, scope, session, desc.digest, path, desc.size, CHUNK_SIZE)
+                else:
+                    reg.upload_blob(ref.path, scope, session, desc.digest, path, desc.size)
                 uploaded.append(desc.digest)
                 say(f"{short}: Pushed")
             tag = ref.tag or "latest"

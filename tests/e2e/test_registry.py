@@ -147,6 +147,23 @@ def test_pull_by_digest_and_through_an_index(rl: Rl, rl2: Rl, busybox: str,
     assert "no image for linux/mips64le" in _one_line_error(r.err)
 
 
+def test_chunked_upload(tmp_path: Path, registry: LocalRegistry) -> None:  # noqa: F811
+    from rootless.registry.client import Registry
+
+    data = os.urandom(250_000)
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    (tmp_path / "blob").write_bytes(data)
+    with Registry(registry.host) as reg:
+        scope = reg.push_scope("chunked/blob")
+        session = reg.start_upload("chunked/blob", scope)
+        assert session is not None
+        reg.upload_blob_chunked("chunked/blob", scope, session, digest, tmp_path / "blob", len(data), 100_000)
+        assert reg.has_blob("chunked/blob", digest, scope)
+    assert _requests(registry, "PATCH", "/v2/chunked/blob/blobs/uploads/") == 3
+    with urllib.request.urlopen(registry.url(f"/v2/chunked/blob/blobs/{digest}")) as r:
+        assert r.read() == data
+
+
 def test_unknown_names_fail_in_one_line(rl2: Rl, registry: LocalRegistry) -> None:  # noqa: F811
     r = rl2("pull", f"{registry.host}/nothing/here:1", check=False)
     assert r.code == 125
