@@ -20,6 +20,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -227,3 +228,80 @@ def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[L
     finally:
         server.shutdown()
         server.server_close()
+
+
+@dataclass
+class RedirectingFront:
+    """A proxy in front of a registry that answers blob downloads with a 307 to a "CDN" on
+    another port, as Docker Hub and GHCR do; the CDN records the Authorization headers it got."""
+
+    host: str
+    cdn_requests: list[str | None] = field(default_factory=list)  # the Authorization header of each
+
+
+def _forward(upstream: str, handler: BaseHTTPRequestHandler, path: str, auth: str | None, head: bool) -> None:
+    import http.client
+
+    conn = http.client.HTTPConnection(upstream, timeout=30)
+    headers = {k: v for k, v in handler.headers.items() if k.lower() in ("accept", "authorization", "host")}
+    if auth is not None:
+        headers["Authorization"] = auth
+    conn.request("HEAD" if head else "GET", path, headers=headers)
+    resp = conn.getresponse()
+    body = resp.read()
+    handler.send_response(resp.status)
+    for k, v in resp.getheaders():
+        if k.lower() not in ("connection", "transfer-encoding", "date", "server"):
+            handler.send_header(k, v)
+    handler.end_headers()
+    if not head:
+        handler.wfile.write(body)
+    conn.close()
+
+
+def _serve(handler: type[BaseHTTPRequestHandler]) -> tuple[ThreadingHTTPServer, int]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, int(server.server_address[1])
+
+
+@contextmanager
+def redirecting_front(upstream: LocalRegistry) -> Iterator[RedirectingFront]:
+    basic = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    front = RedirectingFront("")
+
+    class Cdn(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            front.cdn_requests.append(self.headers.get("Authorization"))
+            # The CDN has its own way to trust the request (a signed URL): here, the fixture's login.
+            _forward(upstream.host, self, self.path.removeprefix("/cdn"), basic, head=False)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    cdn, cdn_port = _serve(Cdn)
+
+    class Front(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if "/blobs/sha256:" in self.path:
+                self.send_response(307)
+                self.send_header("Location", f"http://127.0.0.1:{cdn_port}/cdn{self.path}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            _forward(upstream.host, self, self.path, None, head=False)
+
+        def do_HEAD(self) -> None:
+            _forward(upstream.host, self, self.path, None, head=True)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server, port = _serve(Front)
+    front.host = f"127.0.0.1:{port}"
+    try:
+        yield front
+    finally:
+        for s in (server, cdn):
+            s.shutdown()
+            s.server_close()

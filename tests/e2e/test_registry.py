@@ -22,6 +22,7 @@ from tests.registry_fixture import (  # noqa: F401 - the fixtures
     TokenService,
     free_port,
     htpasswd_registry,
+    redirecting_front,
     registry,
     token_registry,
 )
@@ -286,3 +287,16 @@ def test_bearer_token_auth(rl: Rl, rl2: Rl, busybox: str, tmp_path: Path,
     assert asked[0]["service"] == ["rl-test-registry"]
     assert rl2("pull", "-q", f"{reg.host}/token/busybox:1").out.strip() == busybox
     assert rl2("run", "--rm", f"{reg.host}/token/busybox:1", "echo", "ok").out == "ok\n"
+
+
+def test_authorization_is_not_sent_to_another_host_after_a_redirect(
+        rl: Rl, rl2: Rl, busybox: str, tmp_path: Path, htpasswd_registry: LocalRegistry) -> None:  # noqa: F811
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "config")}
+    _login(rl2, htpasswd_registry.host)
+    rl("push", "-q", "busybox", f"{htpasswd_registry.host}/redirect/busybox:1", env=env)
+    with redirecting_front(htpasswd_registry) as front:
+        _login(rl2, front.host)
+        pulled = rl2("pull", "-q", f"{front.host}/redirect/busybox:1")
+        assert pulled.out.strip() == busybox
+        assert len(front.cdn_requests) >= 2  # the config and the layer
+        assert front.cdn_requests == [None] * len(front.cdn_requests)
