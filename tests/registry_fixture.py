@@ -142,6 +142,26 @@ def htpasswd_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loca
     yield from start_registry(work, extra)
 
 
+
+def _self_signed(directory: Path, name: str) -> tuple[Path, Path]:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    key, cert = directory / f"{name}.key", directory / f"{name}.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+                    "-out", str(cert), "-days", "2", "-subj", f"/CN={name}",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], capture_output=True, check=True)
+    return key, cert
+
+
+@pytest.fixture(scope="module")
+def tls_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry]:
+    """A registry that speaks only TLS, with a self-signed certificate."""
+    if not os.path.exists(DOCKER_REGISTRY):
+        pytest.skip("docker-registry is not installed")
+    key, cert = _self_signed(tmp_path_factory.mktemp("tls-keys"), "rl-test-registry")
+    yield from start_registry(tmp_path_factory.mktemp("tls-registry"),
+                              f"  tls:\n    certificate: {cert}\n    key: {key}\n")
+
 def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
@@ -206,13 +226,7 @@ def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[L
     """A registry that wants Bearer tokens from a token service on another port."""
     if not os.path.exists(DOCKER_REGISTRY):
         pytest.skip("docker-registry is not installed")
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed")
-    keys = tmp_path_factory.mktemp("token-keys")
-    key, cert = keys / "key.pem", keys / "cert.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
-                    "-out", str(cert), "-days", "2", "-subj", "/CN=rl-test-token-service"],
-                   capture_output=True, check=True)
+    key, cert = _self_signed(tmp_path_factory.mktemp("token-keys"), "rl-test-token-service")
     der = subprocess.run(["openssl", "x509", "-in", str(cert), "-outform", "DER"],
                          capture_output=True, check=True).stdout
     service = TokenService(key, der)
@@ -237,6 +251,7 @@ class RedirectingFront:
 
     host: str
     cdn_requests: list[str | None] = field(default_factory=list)  # the Authorization header of each
+    failures_left: int = 0  # blob requests still to answer 429 (the first) or 503 (the others)
 
 
 def _forward(upstream: str, handler: BaseHTTPRequestHandler, path: str, auth: str | None, head: bool) -> None:
@@ -266,9 +281,10 @@ def _serve(handler: type[BaseHTTPRequestHandler]) -> tuple[ThreadingHTTPServer, 
 
 
 @contextmanager
-def redirecting_front(upstream: LocalRegistry) -> Iterator[RedirectingFront]:
+def redirecting_front(upstream: LocalRegistry, fail_first: int = 0) -> Iterator[RedirectingFront]:
     basic = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
-    front = RedirectingFront("")
+    front = RedirectingFront("", failures_left=fail_first)
+    lock = threading.Lock()
 
     class Cdn(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -284,6 +300,17 @@ def redirecting_front(upstream: LocalRegistry) -> Iterator[RedirectingFront]:
     class Front(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             if "/blobs/sha256:" in self.path:
+                with lock:
+                    fail = front.failures_left
+                    front.failures_left = max(0, fail - 1)
+                if fail:
+                    first = fail == fail_first
+                    self.send_response(429 if first else 503)
+                    if first:
+                        self.send_header("Retry-After", "0")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 self.send_response(307)
                 self.send_header("Location", f"http://127.0.0.1:{cdn_port}/cdn{self.path}")
                 self.send_header("Content-Length", "0")

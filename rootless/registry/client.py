@@ -161,7 +161,6 @@ class Registry:
         self._challenge: tuple[str, dict[str, str]] | None = None
         self._creds: auth.Credentials | None = auth.lookup(domain)
         self._tokens: dict[str, tuple[str, float]] = {}
-        self.requests = 0
 
     def close(self) -> None:
         self._http.close()
@@ -181,45 +180,47 @@ class Registry:
         return self._base
 
     def _ping(self) -> str:
-        """Find the scheme that answers `/v2/` and the auth it asks for."""
-        import httpx
-
-        schemes = ["http"] if self._plain_http else ["https", "http"] if self._insecure else ["https"]
-        last: Exception | None = None
-        for scheme in schemes:
+        """Find the scheme that answers `/v2/` and the auth it asks for. A local registry is tried
+        over plain HTTP first, then TLS (unverified, as Docker treats localhost); an insecure one
+        over TLS first, then plain HTTP. Only the first try is retried: the fallback either
+        answers at once or is not there."""
+        schemes = ["http", "https"] if self._plain_http else ["https", "http"] if self._insecure else ["https"]
+        first: RegistryUnreachable | None = None
+        for n, scheme in enumerate(schemes):
             base = f"{scheme}://{self.host}"
             try:
-                r = self._retrying(lambda url=f"{base}/v2/": self._http.get(url))
+                r = self._retrying(lambda url=f"{base}/v2/": self._http.get(url), ATTEMPTS if n == 0 else 1)
             except RegistryUnreachable as e:
-                last = e
+                first = first or e
                 continue
+            r.close()
             if r.status_code == 401 and "www-authenticate" in r.headers:
                 self._challenge = parse_challenge(r.headers["www-authenticate"])
             elif r.status_code not in (200, 401):
-                if r.status_code == 404 and scheme != schemes[-1]:
+                # 400: Go's answer to plain HTTP on a TLS port; 404: not a registry on this scheme.
+                if r.status_code in (400, 404) and n < len(schemes) - 1:
                     continue
                 raise RegistryError(error_message(r, f"{self.host} is not an OCI registry (GET /v2/)"))
             return base
-        assert last is not None
-        if isinstance(last.__cause__, httpx.ConnectError) and "CERTIFICATE" in str(last.__cause__).upper():
-            raise RegistryUnreachable(f"{last} (use --tls-verify=false for a registry without a trusted "
-                                      "certificate)") from None
-        raise last
+        assert first is not None
+        raise first
 
-    def _retrying(self, send: Callable[[], httpx.Response]) -> httpx.Response:
+    def _retrying(self, send: Callable[[], httpx.Response], attempts: int = ATTEMPTS) -> httpx.Response:
         import httpx
 
-        for attempt in range(ATTEMPTS):
-            last = attempt == ATTEMPTS - 1
+        for attempt in range(attempts):
+            last = attempt == attempts - 1
             try:
                 r = send()
             except httpx.TransportError as e:
+                reason = str(e) or type(e).__name__
+                if "CERTIFICATE_VERIFY_FAILED" in reason:
+                    raise RegistryUnreachable(f"cannot reach the registry {self.host}: its certificate is not "
+                                              "trusted (--tls-verify=false skips the check)") from e
                 if last:
-                    reason = str(e) or type(e).__name__
                     raise RegistryUnreachable(f"cannot reach the registry {self.host}: {reason}") from e
                 time.sleep(BACKOFF * 2 ** attempt)
                 continue
-            self.requests += 1
             if (r.status_code == 429 or r.status_code >= 500) and not last:
                 wait = BACKOFF * 2 ** attempt
                 try:

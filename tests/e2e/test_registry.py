@@ -24,6 +24,7 @@ from tests.registry_fixture import (  # noqa: F401 - the fixtures
     htpasswd_registry,
     redirecting_front,
     registry,
+    tls_registry,
     token_registry,
 )
 
@@ -300,3 +301,34 @@ def test_authorization_is_not_sent_to_another_host_after_a_redirect(
         assert pulled.out.strip() == busybox
         assert len(front.cdn_requests) >= 2  # the config and the layer
         assert front.cdn_requests == [None] * len(front.cdn_requests)
+
+
+def test_429_and_5xx_are_retried(rl: Rl, rl2: Rl, busybox: str, tmp_path: Path,
+                                 htpasswd_registry: LocalRegistry) -> None:  # noqa: F811
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "config")}
+    _login(rl2, htpasswd_registry.host)
+    rl("push", "-q", "busybox", f"{htpasswd_registry.host}/flaky/busybox:1", env=env)
+    with redirecting_front(htpasswd_registry, fail_first=3) as front:
+        _login(rl2, front.host)
+        assert rl2("pull", "-q", f"{front.host}/flaky/busybox:1").out.strip() == busybox
+        assert front.failures_left == 0
+
+
+def test_a_local_registry_that_speaks_tls(rl: Rl, rl2: Rl, busybox: str,
+                                          tls_registry: LocalRegistry) -> None:  # noqa: F811
+    name = f"{tls_registry.host}/tls/busybox:1"
+    rl("push", "-q", "busybox", name)
+    assert rl2("pull", "-q", name).out.strip() == busybox
+
+
+def test_insecure_registries_are_read_from_registries_conf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rootless.registry.client import is_insecure
+
+    conf = tmp_path / "registries.conf"
+    conf.write_text('[[registry]]\nlocation = "registry.example:5000"\ninsecure = true\n'
+                    '[[registry]]\nlocation = "secure.example"\n')
+    monkeypatch.setenv("CONTAINERS_REGISTRIES_CONF", str(conf))
+    assert is_insecure("registry.example:5000")
+    assert not is_insecure("secure.example")
+    conf.write_text('[registries.insecure]\nregistries = ["old.example"]\n')
+    assert is_insecure("old.example") and not is_insecure("registry.example:5000")
