@@ -105,7 +105,7 @@ def pull(store: Store, name: str, platform: str | None = None, tls_verify: bool 
     ref = parse(name)
     want = parse_platform(platform)
     with Registry(ref.domain, tls_verify) as reg:
-        say(f"{ref.tag or ref.digest}: Pulling from {ref.familiar_repository}")
+        say(f"{ref.tag or ref.digest}: Pulling from {ref.path}")
         fetched, top_digest = resolve_manifest(reg, ref, want)
         try:
             manifest = oci.Manifest.parse(fetched.data, f"the manifest of {ref.familiar()}")

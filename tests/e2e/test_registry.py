@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import stat
+import subprocess
 import time
 import urllib.request
 from pathlib import Path
@@ -332,3 +333,19 @@ def test_insecure_registries_are_read_from_registries_conf(tmp_path: Path, monke
     assert not is_insecure("secure.example")
     conf.write_text('[registries.insecure]\nregistries = ["old.example"]\n')
     assert is_insecure("old.example") and not is_insecure("registry.example:5000")
+
+
+def test_concurrent_pulls_of_images_sharing_layers_into_one_store(rl: Rl, rl2: Rl, busybox: str,
+                                                                  registry: LocalRegistry) -> None:  # noqa: F811
+    ctx = Path(rl.root).parent / "ctx-shared"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN echo shared > /marker\n")
+    derived = rl("build", "-q", "-t", "derived:1", str(ctx)).out.strip().splitlines()[-1]
+    rl("push", "-q", "busybox", f"{registry.host}/shared/base:1")
+    rl("push", "-q", "derived:1", f"{registry.host}/shared/derived:1")
+    names = [f"{registry.host}/shared/base:1", f"{registry.host}/shared/derived:1"] * 2
+    procs = [rl2.popen("pull", "-q", n, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for n in names]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, [e.decode() for _, e in outs]
+    assert {o.decode().strip() for o, _ in outs} == {busybox, derived}
+    assert rl2("run", "--rm", f"{registry.host}/shared/derived:1", "cat", "/marker").out == "shared\n"
