@@ -123,7 +123,8 @@ def pull(store: Store, name: str, platform: str | None = None, tls_verify: bool 
             fetched_layers, reused = _layers(store, reg, ref, manifest.layers, say)
             sources = [LayerSource(None, d.digest, d.media_type) for d in manifest.layers]
             layers = store.ingest_layers(sources, diff_ids)
-            image = store.commit_image(config, layers, [ref] if ref.tag else [], fetched.data)
+            # Named by its tag only: a name@digest reference finds it by its manifest digest.
+            image = store.commit_image(config, layers, [ref.with_tag(ref.tag)] if ref.tag else [], fetched.data)
     say(f"Digest: {top_digest}")
     return PullResult(image, ref, top_digest, fetched_layers, reused)
 

@@ -128,6 +128,9 @@ def test_pull_by_digest_and_through_an_index(rl: Rl, rl2: Rl, busybox: str,
     src = _record(rl.root, "busybox")
     by_digest = rl2("pull", f"{registry.host}/index/busybox@{src.manifest_digest}")
     assert by_digest.out.strip() == busybox
+    assert rl2("images", "-q").out.strip() == busybox[7:19]  # not tagged: a digest names no tag
+    rl2("pull", "-q", f"{registry.host}/index/busybox:1@{src.manifest_digest}")
+    assert _record(rl2.root, f"{registry.host}/index/busybox:1").id == busybox
     # An index with the host's platform and another one: the host's is picked, or --platform's.
     get = urllib.request.Request(registry.url(f"/v2/index/busybox/manifests/{src.manifest_digest}"),
                                  headers={"Accept": OCI_MANIFEST})
