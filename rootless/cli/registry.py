@@ -35,7 +35,7 @@ def cmd_push(args: argparse.Namespace) -> int:
     from rootless.registry.push import push
 
     with open_store(args) as store:
-        push(store, args.image, args.destination, args.tls_verify, _progress(args.quiet))
+        push(store, args.image, args.destination, args.tls_verify, _progress(args.quiet), args.compression)
     return 0
 
 

@@ -170,6 +170,27 @@ def test_chunked_upload(tmp_path: Path, registry: LocalRegistry) -> None:  # noq
         assert r.read() == data
 
 
+@pytest.mark.parametrize("compression", ["gzip", "zstd"])
+def test_push_with_compression(rl: Rl, rl2: Rl, busybox: str, registry: LocalRegistry,  # noqa: F811
+                               compression: str) -> None:
+    name = f"{registry.host}/compressed-{compression}/busybox:1"
+    rl("push", "--compression", compression, "busybox", name)
+    src = _record(rl.root, "busybox")
+    get = urllib.request.Request(registry.url(f"/v2/compressed-{compression}/busybox/manifests/1"),
+                                 headers={"Accept": f"{OCI_MANIFEST}, application/vnd.docker.distribution.manifest.v2+json"})
+    with urllib.request.urlopen(get) as r:
+        manifest = json.loads(r.read())
+    layer = manifest["layers"][0]
+    assert layer["mediaType"].endswith(f"+{compression}") or (
+        compression == "gzip" and layer["mediaType"] == "application/vnd.docker.image.rootfs.diff.tar.gzip")
+    assert layer["digest"] != src.layer_blobs[0]
+    with Store(rl.root) as s:
+        assert layer["size"] < s.blobs.size(src.layer_blobs[0])
+    pulled = rl2("pull", "-q", name)
+    assert pulled.out.strip() == busybox  # the same config: the same image
+    assert _trees(rl2.root, name) == _trees(rl.root, "busybox")
+
+
 def test_unknown_names_fail_in_one_line(rl2: Rl, registry: LocalRegistry) -> None:  # noqa: F811
     r = rl2("pull", f"{registry.host}/nothing/here:1", check=False)
     assert r.code == 125
