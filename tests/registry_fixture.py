@@ -281,10 +281,13 @@ def _serve(handler: type[BaseHTTPRequestHandler]) -> tuple[ThreadingHTTPServer, 
 
 
 @contextmanager
-def redirecting_front(upstream: LocalRegistry, fail_first: int = 0) -> Iterator[RedirectingFront]:
+def redirecting_front(upstream: LocalRegistry, fail_first: int = 0, stall: str | None = None
+                      ) -> Iterator[RedirectingFront]:
+    """The front; with `stall`, a download of that blob hangs until the front stops."""
     basic = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
     front = RedirectingFront("", failures_left=fail_first)
     lock = threading.Lock()
+    stopping = threading.Event()
 
     class Cdn(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -299,6 +302,9 @@ def redirecting_front(upstream: LocalRegistry, fail_first: int = 0) -> Iterator[
 
     class Front(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            if stall is not None and self.path.endswith(f"/blobs/{stall}"):
+                stopping.wait()
+                return
             if "/blobs/sha256:" in self.path:
                 with lock:
                     fail = front.failures_left
@@ -329,6 +335,7 @@ def redirecting_front(upstream: LocalRegistry, fail_first: int = 0) -> Iterator[
     try:
         yield front
     finally:
+        stopping.set()
         for s in (server, cdn):
             s.shutdown()
             s.server_close()

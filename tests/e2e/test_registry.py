@@ -373,3 +373,27 @@ def test_concurrent_pulls_of_images_sharing_layers_into_one_store(rl: Rl, rl2: R
     assert [p.returncode for p in procs] == [0] * 4, [e.decode() for _, e in outs]
     assert {o.decode().strip() for o, _ in outs} == {busybox, derived}
     assert rl2("run", "--rm", f"{registry.host}/shared/derived:1", "cat", "/marker").out == "shared\n"
+
+
+def test_a_killed_pull_leaves_no_image_and_the_next_one_resumes(rl: Rl, rl2: Rl, busybox: str,
+                                                                registry: LocalRegistry) -> None:  # noqa: F811
+    ctx = Path(rl.root).parent / "ctx-killed"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN echo killed > /marker\n")
+    rl("build", "-q", "-t", "killed:1", str(ctx))
+    rl("push", "-q", "killed:1", f"{registry.host}/killed/busybox:1")
+    base, top = _record(rl.root, "killed:1").layer_blobs
+    with redirecting_front(registry, stall=top) as front:
+        p = rl2.popen("pull", "-q", f"{front.host}/killed/busybox:1", stdout=subprocess.DEVNULL,
+                      stderr=subprocess.DEVNULL)
+        base_blob = rl2.root / "blobs" / "sha256" / base.removeprefix("sha256:")
+        deadline = time.monotonic() + 60
+        while not base_blob.exists() and p.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert base_blob.exists() and p.poll() is None
+        p.kill()
+        p.wait()
+    assert rl2("images", "-q", "-a").out == ""
+    again = rl2("pull", f"{registry.host}/killed/busybox:1")
+    assert f"{base.removeprefix('sha256:')[:12]}: Already exists" in again.err
+    assert rl2("run", "--rm", f"{registry.host}/killed/busybox:1", "cat", "/marker").out == "killed\n"
