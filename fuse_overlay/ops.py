@@ -219,6 +219,7 @@ class Overlay(pyfuse3.Operations):
         e.entry_timeout = LONG_TIMEOUT
         if lower:
             node.attrs = e
+            native.fuse_cache_attr(node.ino, st, mode, uid, gid, rdev, LONG_TIMEOUT)
         return e
 
     def _entry(self, node: Node, st: os.stat_result) -> pyfuse3.EntryAttributes:
@@ -240,6 +241,8 @@ class Overlay(pyfuse3.Operations):
                             self.config.xattr_permissions, data)
         if node.is_dir:
             native.fuse_flag(node.ino, native.FUSE_CACHE_DIR, False)
+        else:
+            native.fuse_forget_attr(node.ino)
         node.layers = (0, *node.layers) if node.is_dir else (0,)
         self.inodes.register(node, 0, st.st_dev, st.st_ino)
         for fd in node.handles:

@@ -127,3 +127,17 @@ def fuse_flag(ino: int, flag: int, on: bool) -> None:
     security.capability. Every flag is off until set."""
     if lib.rl_fuse_flag(ino, flag, int(on)) < 0:
         raise MemoryError("no memory for the FUSE inode flags")
+
+
+def fuse_cache_attr(ino: int, st: os.stat_result, mode: int, uid: int, gid: int, rdev: int,
+                    timeout: float) -> None:
+    """Let the FUSE hooks answer getattr of inode `ino` with `st` (mode, owner and device as
+    given) until fuse_forget_attr: for files whose attributes never change."""
+    if lib.rl_fuse_cache_attr(ino, mode, st.st_nlink, uid, gid, rdev, st.st_size,
+                              st.st_blocks, st.st_blksize, st.st_atime_ns, st.st_mtime_ns,
+                              st.st_ctime_ns, timeout) < 0:
+        raise MemoryError("no memory for the FUSE attribute cache")
+
+
+def fuse_forget_attr(ino: int) -> None:
+    lib.rl_fuse_forget_attr(ino)

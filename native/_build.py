@@ -12,6 +12,11 @@ _NO_FUSE_HOOKS = r"""
     #include <errno.h>
     int rl_fuse_hooks_enable(void) { errno = ENOSYS; return -1; }
     int rl_fuse_flag(uint64_t ino, int flag, int on) { return 0; }
+    int rl_fuse_cache_attr(uint64_t ino, uint32_t mode, uint64_t nlink, uint32_t uid,
+                           uint32_t gid, uint64_t rdev, int64_t size, int64_t blocks,
+                           int64_t blksize, int64_t atime_ns, int64_t mtime_ns,
+                           int64_t ctime_ns, double timeout) { return 0; }
+    void rl_fuse_forget_attr(uint64_t ino) {}
 """
 
 # pyfuse3 3.5 has no lseek, fallocate or copy_file_range handlers, so SEEK_DATA/SEEK_HOLE,
@@ -71,6 +76,72 @@ _FUSE_HOOKS = r"""
             rl_reply_err(req, ENODATA);
         else
             rl_py_getxattr(req, ino, name, size);
+    }
+
+    /* Attributes of files that only lower layers hold (they never change: a copy-up takes a
+       file out of here). tar and cp stat every file after reading it, and a read makes the
+       kernel ask again for the access time: these answers need no Python. */
+    struct rl_attr {
+        struct stat st;
+        double timeout;
+    };
+    static struct rl_attr **rl_attrs;
+    static uint64_t rl_attrs_size;
+    static int (*rl_reply_attr)(fuse_req_t, const struct stat *, double);
+    static void (*rl_py_getattr)(fuse_req_t, fuse_ino_t, struct fuse_file_info *);
+
+    static void rl_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+        if (ino < rl_attrs_size && rl_attrs[ino])
+            rl_reply_attr(req, &rl_attrs[ino]->st, rl_attrs[ino]->timeout);
+        else
+            rl_py_getattr(req, ino, fi);
+    }
+
+    int rl_fuse_cache_attr(uint64_t ino, uint32_t mode, uint64_t nlink, uint32_t uid,
+                           uint32_t gid, uint64_t rdev, int64_t size, int64_t blocks,
+                           int64_t blksize, int64_t atime_ns, int64_t mtime_ns,
+                           int64_t ctime_ns, double timeout) {
+        struct rl_attr *a;
+        if (ino >= rl_attrs_size) {
+            uint64_t n = rl_attrs_size ? rl_attrs_size : 4096;
+            struct rl_attr **grown;
+            while (n <= ino)
+                n *= 2;
+            grown = realloc(rl_attrs, n * sizeof *grown);
+            if (!grown)
+                return -1;
+            memset(grown + rl_attrs_size, 0, (n - rl_attrs_size) * sizeof *grown);
+            rl_attrs = grown;
+            rl_attrs_size = n;
+        }
+        a = rl_attrs[ino] ? rl_attrs[ino] : calloc(1, sizeof *a);
+        if (!a)
+            return -1;
+        a->st.st_ino = ino;
+        a->st.st_mode = mode;
+        a->st.st_nlink = nlink;
+        a->st.st_uid = uid;
+        a->st.st_gid = gid;
+        a->st.st_rdev = rdev;
+        a->st.st_size = size;
+        a->st.st_blocks = blocks;
+        a->st.st_blksize = blksize;
+        a->st.st_atim.tv_sec = atime_ns / 1000000000;
+        a->st.st_atim.tv_nsec = atime_ns % 1000000000;
+        a->st.st_mtim.tv_sec = mtime_ns / 1000000000;
+        a->st.st_mtim.tv_nsec = mtime_ns % 1000000000;
+        a->st.st_ctim.tv_sec = ctime_ns / 1000000000;
+        a->st.st_ctim.tv_nsec = ctime_ns % 1000000000;
+        a->timeout = timeout;
+        rl_attrs[ino] = a;
+        return 0;
+    }
+
+    void rl_fuse_forget_attr(uint64_t ino) {
+        if (ino < rl_attrs_size && rl_attrs[ino]) {
+            free(rl_attrs[ino]);
+            rl_attrs[ino] = NULL;
+        }
     }
 
     int rl_fuse_flag(uint64_t ino, int flag, int on) {
@@ -160,6 +231,9 @@ _FUSE_HOOKS = r"""
         rl_py_opendir = rl_ops.opendir;
         if (rl_py_opendir)
             rl_ops.opendir = rl_opendir;
+        rl_py_getattr = rl_ops.getattr;
+        if (rl_py_getattr)
+            rl_ops.getattr = rl_getattr;
         rl_py_getxattr = rl_ops.getxattr;
         if (rl_py_getxattr)
             rl_ops.getxattr = rl_getxattr;
@@ -191,8 +265,10 @@ _FUSE_HOOKS = r"""
         rl_buf_copy = (ssize_t (*)(struct fuse_bufvec *, struct fuse_bufvec *,
                                    enum fuse_buf_copy_flags))dlsym(fuse, "fuse_buf_copy");
         rl_buf_size = (size_t (*)(const struct fuse_bufvec *))dlsym(fuse, "fuse_buf_size");
+        rl_reply_attr = (int (*)(fuse_req_t, const struct stat *, double))
+            dlsym(fuse, "fuse_reply_attr");
         if (!rl_real_session_new || !rl_reply_err || !rl_reply_lseek || !rl_reply_write ||
-            !rl_reply_data || !rl_buf_copy || !rl_buf_size) {
+            !rl_reply_data || !rl_buf_copy || !rl_buf_size || !rl_reply_attr) {
             errno = ENOSYS;
             return -1;
         }
@@ -220,6 +296,11 @@ ffibuilder.cdef(
                      unsigned int flags);
     int rl_fuse_hooks_enable(void);
     int rl_fuse_flag(uint64_t ino, int flag, int on);
+    int rl_fuse_cache_attr(uint64_t ino, uint32_t mode, uint64_t nlink, uint32_t uid,
+                           uint32_t gid, uint64_t rdev, int64_t size, int64_t blocks,
+                           int64_t blksize, int64_t atime_ns, int64_t mtime_ns,
+                           int64_t ctime_ns, double timeout);
+    void rl_fuse_forget_attr(uint64_t ino);
     """
 )
 
