@@ -24,7 +24,9 @@ _NO_FUSE_HOOKS = r"""
 # ~100 us of Python each. These requests carry the file handle, which the overlay makes the real
 # file's descriptor, so they are answered here in C, without Python: this module defines
 # fuse_session_new, and once the daemon has made the module global, pyfuse3's call reaches this
-# one, which puts these handlers in the operations it passes on.
+# one, which puts these handlers in the operations it passes on. The same way, opendir, getattr
+# and getxattr are answered here for the inodes the overlay flags (rl_fuse_flag,
+# rl_fuse_cache_attr) and passed on to pyfuse3 for the others.
 _FUSE_HOOKS = r"""
     #define FUSE_USE_VERSION 34
     #include <dlfcn.h>
