@@ -25,6 +25,11 @@ needs_subuid = pytest.mark.skipif(MAPPING.mode != "subuid",
 @pytest.fixture(params=IMPLS)
 def impl(request: pytest.FixtureRequest) -> str:
     skip_unless_installed(request.param)
+    bug = request.node.get_closest_marker("fuse_overlayfs_bug")
+    if bug is not None and request.param == "fuse-overlayfs":
+        # The peer is a reference, not the subject: its known bugs are recorded, and strict, so a
+        # fixed fuse-overlayfs makes the case fail until the mark goes.
+        request.applymarker(pytest.mark.xfail(strict=True, reason=f"fuse-overlayfs 1.10: {bug.args[0]}"))
     return str(request.param)
 
 

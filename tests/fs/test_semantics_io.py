@@ -6,6 +6,8 @@ import mmap
 import os
 import time
 
+import pytest
+
 from tests.fs.conftest import MakeOverlay
 from tests.fs.harness import (
     FALLOC_FL_KEEP_SIZE,
@@ -113,6 +115,7 @@ def _holes(p: str) -> tuple[int, int, bytes]:
         os.close(fd)
 
 
+@pytest.mark.fuse_overlayfs_bug("no SEEK_HOLE")
 def test_sparse_files_seek_data_and_hole(make_overlay: MakeOverlay) -> None:
     ov = make_overlay([{}])
     hole, data, size, blocks = ov(_sparse, ov.p("s"))
@@ -147,6 +150,7 @@ def _far_holes(p: str) -> tuple[int, bytes]:
         os.close(fd)
 
 
+@pytest.mark.fuse_overlayfs_bug("copy-up fills the holes")
 def test_copy_up_keeps_a_sparse_file_sparse(make_overlay: MakeOverlay) -> None:
     ov = make_overlay([{"s": File()}])
     ov.umount()
