@@ -18,7 +18,7 @@ from rootless.image.reference import Reference, parse
 from rootless.registry.client import FetchedManifest, Registry
 from rootless.registry.errors import RegistryError
 from rootless.store.records import ImageRecord
-from rootless.store.store import LayerSource, Store
+from rootless.store.store import IngestedLayer, LayerSource, Store
 from rootless.values import valueclass
 
 MAX_CONFIG = 8 << 20
@@ -120,9 +120,7 @@ def pull(store: Store, name: str, platform: str | None = None, tls_verify: bool 
         with store.adding():
             config = _config(store, reg, ref, manifest.config)
             diff_ids = oci.diff_ids(oci.parse_config(config, f"the image config of {ref.familiar()}"))
-            fetched_layers, reused = _layers(store, reg, ref, manifest.layers, say)
-            sources = [LayerSource(None, d.digest, d.media_type) for d in manifest.layers]
-            layers = store.ingest_layers(sources, diff_ids)
+            layers, fetched_layers, reused = _layers(store, reg, ref, manifest.layers, diff_ids, say)
             # Named by its tag only: a name@digest reference finds it by its manifest digest.
             image = store.commit_image(config, layers, [ref.with_tag(ref.tag)] if ref.tag else [], fetched.data)
     say(f"Digest: {top_digest}")
@@ -137,11 +135,15 @@ def _config(store: Store, reg: Registry, ref: Reference, desc: oci.Descriptor) -
     return reg.get_blob_bytes(ref.path, desc.digest, MAX_CONFIG, "the image config")
 
 
-def _layers(store: Store, reg: Registry, ref: Reference, descs: Sequence[oci.Descriptor],
-            say: Callable[[str], None]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Download the layer blobs the store lacks (each distinct blob once), straight into the blob
-    store: each is committed as soon as its digest checks out, so ingest reads it in place rather
-    than copying it, and a pull interrupted later does not fetch it again."""
+def _layers(store: Store, reg: Registry, ref: Reference, descs: Sequence[oci.Descriptor], diff_ids: list[str],
+            say: Callable[[str], None]) -> tuple[list[IngestedLayer], tuple[str, ...], tuple[str, ...]]:
+    """Download the layer blobs the store lacks (each distinct blob once) straight into the blob
+    store, each committed as soon as its digest checks out: ingest reads it in place rather than
+    copying it, and a pull interrupted later does not fetch it again. Each layer is unpacked as
+    soon as it and those below it are in, while the ones above still download."""
+    if len(diff_ids) != len(descs):
+        raise RegistryError(f"the image config of {ref.familiar()} lists {len(diff_ids)} layers but its "
+                            f"manifest has {len(descs)}")
     todo: dict[str, oci.Descriptor] = {}
     reused: list[str] = []
     for d in descs:
@@ -156,11 +158,20 @@ def _layers(store: Store, reg: Registry, ref: Reference, descs: Sequence[oci.Des
         reg.download_blob(ref.path, d, lambda: store.blobs.writer(store.scratch.new_path("pull")))
         say(f"{_short(d.digest)}: Download complete")
 
-    if todo:
-        with ThreadPoolExecutor(max_workers=min(DOWNLOADERS, len(todo))) as pool:
-            # list(): the first failure is raised here, after the other downloads stopped or ended.
-            list(pool.map(fetch, todo.values()))
-    return tuple(todo), tuple(reused)
+    sources = [LayerSource(None, d.digest, d.media_type) for d in descs]
+    with ThreadPoolExecutor(max_workers=max(1, min(DOWNLOADERS, len(todo)))) as pool:
+        downloads = {digest: pool.submit(fetch, d) for digest, d in todo.items()}
+        try:
+            for i, d in enumerate(descs):
+                if d.digest in downloads:
+                    downloads[d.digest].result()
+                    # The layers below are in already: this unpacks layer i only.
+                    store.ingest_layers(sources[:i + 1], diff_ids[:i + 1])
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+    # Every layer is in: this only gathers their records (and unpacks any whose blob was there).
+    return store.ingest_layers(sources, diff_ids), tuple(todo), tuple(reused)
 
 
 def _short(digest: str) -> str:
