@@ -220,6 +220,8 @@ class Overlay(pyfuse3.Operations):
         if lower:
             node.attrs = e
             native.fuse_cache_attr(node.ino, st, mode, uid, gid, rdev, LONG_TIMEOUT)
+            if stat.S_ISREG(st.st_mode):
+                native.fuse_lower_path(node.ino, self._real(node))
         return e
 
     def _entry(self, node: Node, st: os.stat_result) -> pyfuse3.EntryAttributes:
@@ -250,6 +252,8 @@ class Overlay(pyfuse3.Operations):
             new = os.open(self._upper(path), os.O_RDONLY | os.O_CLOEXEC)
             os.dup2(new, fd)
             os.close(new)
+        if not node.is_dir:
+            native.fuse_copied_up(node.ino, self._upper(path))
         self._split_lower_links(node)
 
     def _split_lower_links(self, node: Node) -> None:
@@ -614,7 +618,8 @@ class Overlay(pyfuse3.Operations):
     @_fuse_errors
     async def fsync(self, fh: int, datasync: bool) -> None:
         if self.config.fsync:
-            (os.fdatasync if datasync else os.fsync)(fh)
+            # The low bits: the hooks mark the handles they opened in the high ones.
+            (os.fdatasync if datasync else os.fsync)(fh & 0xFFFFFFFF)
 
     @_fuse_errors
     async def release(self, fh: int) -> None:

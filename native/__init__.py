@@ -141,3 +141,14 @@ def fuse_cache_attr(ino: int, st: os.stat_result, mode: int, uid: int, gid: int,
 
 def fuse_forget_attr(ino: int) -> None:
     lib.rl_fuse_forget_attr(ino)
+
+
+def fuse_lower_path(ino: int, path: str) -> None:
+    """Let the FUSE hooks open and close lower file `ino` for reading themselves, at `path`."""
+    if lib.rl_fuse_lower_path(ino, os.fsencode(path)) < 0:
+        raise MemoryError("no memory for the FUSE lower paths")
+
+
+def fuse_copied_up(ino: int, upper: str) -> None:
+    """Lower file `ino` now lives at `upper`: the descriptors the hooks opened read it there."""
+    _check(lib.rl_fuse_copied_up(ino, os.fsencode(upper)), upper)

@@ -17,6 +17,8 @@ _NO_FUSE_HOOKS = r"""
                            int64_t blksize, int64_t atime_ns, int64_t mtime_ns,
                            int64_t ctime_ns, double timeout) { return 0; }
     void rl_fuse_forget_attr(uint64_t ino) {}
+    int rl_fuse_lower_path(uint64_t ino, const char *path) { return 0; }
+    int rl_fuse_copied_up(uint64_t ino, const char *upper) { return 0; }
 """
 
 # pyfuse3 3.5 has no lseek, fallocate or copy_file_range handlers, so SEEK_DATA/SEEK_HOLE,
@@ -24,9 +26,10 @@ _NO_FUSE_HOOKS = r"""
 # ~100 us of Python each. These requests carry the file handle, which the overlay makes the real
 # file's descriptor, so they are answered here in C, without Python: this module defines
 # fuse_session_new, and once the daemon has made the module global, pyfuse3's call reaches this
-# one, which puts these handlers in the operations it passes on. The same way, opendir, getattr
-# and getxattr are answered here for the inodes the overlay flags (rl_fuse_flag,
-# rl_fuse_cache_attr) and passed on to pyfuse3 for the others.
+# one, which puts these handlers in the operations it passes on. The same way, opendir, getattr,
+# getxattr, and open and release of lower files for reading are answered here for the inodes the
+# overlay describes (rl_fuse_flag, rl_fuse_cache_attr, rl_fuse_lower_path) and passed on to
+# pyfuse3 for the others.
 _FUSE_HOOKS = r"""
     #define FUSE_USE_VERSION 34
     #include <dlfcn.h>
@@ -146,6 +149,120 @@ _FUSE_HOOKS = r"""
         }
     }
 
+    /* Read-only opens of files that only lower layers hold: opened and closed here. The overlay
+       gives the path (rl_fuse_lower_path); a copy-up moves the open descriptors to the upper
+       file (rl_fuse_copied_up), as it does for the ones Python opened. */
+    #define RL_C_FH (1ULL << 62)
+    struct rl_lower {
+        char *path;
+        int *fds;
+        int nfds, cap;
+    };
+    static struct rl_lower **rl_lowers;
+    static uint64_t rl_lowers_size;
+    static int (*rl_reply_open)(fuse_req_t, const struct fuse_file_info *);
+    static void (*rl_py_open)(fuse_req_t, fuse_ino_t, struct fuse_file_info *);
+    static void (*rl_py_release)(fuse_req_t, fuse_ino_t, struct fuse_file_info *);
+
+    static struct rl_lower *rl_lower_of(uint64_t ino, int make) {
+        if (ino >= rl_lowers_size) {
+            uint64_t n = rl_lowers_size ? rl_lowers_size : 4096;
+            struct rl_lower **grown;
+            if (!make)
+                return NULL;
+            while (n <= ino)
+                n *= 2;
+            grown = realloc(rl_lowers, n * sizeof *grown);
+            if (!grown)
+                return NULL;
+            memset(grown + rl_lowers_size, 0, (n - rl_lowers_size) * sizeof *grown);
+            rl_lowers = grown;
+            rl_lowers_size = n;
+        }
+        if (!rl_lowers[ino] && make)
+            rl_lowers[ino] = calloc(1, sizeof **rl_lowers);
+        return rl_lowers[ino];
+    }
+
+    static void rl_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+        struct rl_lower *l = rl_lower_of(ino, 0);
+        int fd;
+        if (!l || !l->path || (fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
+            rl_py_open(req, ino, fi);
+            return;
+        }
+        if (l->nfds == l->cap) {
+            int cap = l->cap ? 2 * l->cap : 4;
+            int *grown = realloc(l->fds, (size_t)cap * sizeof *grown);
+            if (!grown) {
+                rl_reply_err(req, ENOMEM);
+                return;
+            }
+            l->fds = grown;
+            l->cap = cap;
+        }
+        fd = open(l->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0) {
+            rl_reply_err(req, errno);
+            return;
+        }
+        l->fds[l->nfds++] = fd;
+        fi->fh = (uint64_t)fd | RL_C_FH;
+        fi->keep_cache = 1;
+        fi->direct_io = 0;
+        rl_reply_open(req, fi);
+    }
+
+    static void rl_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+        struct rl_lower *l;
+        int fd = (int)fi->fh, i;
+        if (!(fi->fh & RL_C_FH)) {
+            rl_py_release(req, ino, fi);
+            return;
+        }
+        l = rl_lower_of(ino, 0);
+        for (i = 0; l && i < l->nfds; i++) {
+            if (l->fds[i] == fd) {
+                l->fds[i] = l->fds[--l->nfds];
+                break;
+            }
+        }
+        close(fd);
+        rl_reply_err(req, 0);
+    }
+
+    int rl_fuse_lower_path(uint64_t ino, const char *path) {
+        struct rl_lower *l = rl_lower_of(ino, 1);
+        char *copy = strdup(path);
+        if (!l || !copy) {
+            free(copy);
+            return -1;
+        }
+        free(l->path);
+        l->path = copy;
+        return 0;
+    }
+
+    int rl_fuse_copied_up(uint64_t ino, const char *upper) {
+        struct rl_lower *l = rl_lower_of(ino, 0);
+        int i;
+        if (!l)
+            return 0;
+        free(l->path);
+        l->path = NULL;
+        for (i = 0; i < l->nfds; i++) {
+            int fd = open(upper, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+            if (fd < 0)
+                return -1;
+            if (dup2(fd, l->fds[i]) < 0) {
+                close(fd);
+                return -1;
+            }
+            close(fd);
+        }
+        return 0;
+    }
+
     int rl_fuse_flag(uint64_t ino, int flag, int on) {
         if (ino >= rl_flags_size) {
             uint64_t size = rl_flags_size ? rl_flags_size : 4096;
@@ -233,6 +350,12 @@ _FUSE_HOOKS = r"""
         rl_py_opendir = rl_ops.opendir;
         if (rl_py_opendir)
             rl_ops.opendir = rl_opendir;
+        rl_py_open = rl_ops.open;
+        rl_py_release = rl_ops.release;
+        if (rl_py_open && rl_py_release) {
+            rl_ops.open = rl_open;
+            rl_ops.release = rl_release;
+        }
         rl_py_getattr = rl_ops.getattr;
         if (rl_py_getattr)
             rl_ops.getattr = rl_getattr;
@@ -269,8 +392,10 @@ _FUSE_HOOKS = r"""
         rl_buf_size = (size_t (*)(const struct fuse_bufvec *))dlsym(fuse, "fuse_buf_size");
         rl_reply_attr = (int (*)(fuse_req_t, const struct stat *, double))
             dlsym(fuse, "fuse_reply_attr");
+        rl_reply_open = (int (*)(fuse_req_t, const struct fuse_file_info *))
+            dlsym(fuse, "fuse_reply_open");
         if (!rl_real_session_new || !rl_reply_err || !rl_reply_lseek || !rl_reply_write ||
-            !rl_reply_data || !rl_buf_copy || !rl_buf_size || !rl_reply_attr) {
+            !rl_reply_data || !rl_buf_copy || !rl_buf_size || !rl_reply_attr || !rl_reply_open) {
             errno = ENOSYS;
             return -1;
         }
@@ -303,6 +428,8 @@ ffibuilder.cdef(
                            int64_t blksize, int64_t atime_ns, int64_t mtime_ns,
                            int64_t ctime_ns, double timeout);
     void rl_fuse_forget_attr(uint64_t ino);
+    int rl_fuse_lower_path(uint64_t ino, const char *path);
+    int rl_fuse_copied_up(uint64_t ino, const char *upper);
     """
 )
 
