@@ -6,9 +6,16 @@ import getpass
 import os
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from rootless.cli.common import open_store
 from rootless.errors import UsageError
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
+
+    from rootless.registry.pull import PullResult
+    from rootless.store.store import Store
 
 
 def _progress(quiet: bool) -> Callable[[str], None]:
@@ -26,9 +33,40 @@ def cmd_pull(args: argparse.Namespace) -> int:
     from rootless.registry.pull import pull
 
     with open_store(args) as store:
-        result = pull(store, args.name, args.platform, args.tls_verify, _progress(args.quiet))
+        if args.quiet or not sys.stderr.isatty():
+            result = pull(store, args.name, args.platform, args.tls_verify, _progress(args.quiet))
+        else:
+            result = _pull_with_bars(store, args)
     print(result.image.id)
     return 0
+
+
+def _pull_with_bars(store: Store, args: argparse.Namespace) -> PullResult:
+    """On a terminal: a bar per layer being downloaded, the other lines printed above them."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TransferSpeedColumn,
+    )
+
+    from rootless.registry.pull import pull
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                  console=Console(stderr=True)) as bars:
+        tasks: dict[str, TaskID] = {}
+
+        def progress(digest: str, done: int, total: int) -> None:
+            if digest not in tasks:  # each blob is downloaded by one thread: no race here
+                tasks[digest] = bars.add_task(digest.removeprefix("sha256:")[:12], total=total)
+            bars.update(tasks[digest], completed=done)
+
+        def say(line: str) -> None:
+            bars.console.print(line, markup=False, highlight=False)
+
+        return pull(store, args.name, args.platform, args.tls_verify, say, progress)
 
 
 def cmd_push(args: argparse.Namespace) -> int:

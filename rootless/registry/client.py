@@ -414,15 +414,17 @@ class Registry:
             raise DigestMismatch(f"{what} from {self.domain}/{repo}", digest, got)
         return data
 
-    def download_blob(self, repo: str, desc: oci.Descriptor, open_sink: Callable[[], BlobSink]) -> str:
+    def download_blob(self, repo: str, desc: oci.Descriptor, open_sink: Callable[[], BlobSink],
+                      progress: Callable[[int], None] | None = None) -> str:
         """Stream a blob into a fresh sink per attempt; the sink hashes it and commits it only
-        when the digest matches (a mismatch discards it and raises)."""
+        when the digest matches (a mismatch discards it and raises). `progress` gets the bytes
+        received so far."""
         import httpx
 
         for attempt in range(ATTEMPTS):
             sink = open_sink()
             try:
-                return self._download_once(repo, desc, sink)
+                return self._download_once(repo, desc, sink, progress)
             except httpx.TransportError as e:
                 sink.abort()
                 # A connection dropped mid-blob: start it again (partial bytes cannot be verified).
@@ -435,7 +437,8 @@ class Registry:
                 raise
         raise AssertionError("unreachable")
 
-    def _download_once(self, repo: str, desc: oci.Descriptor, sink: BlobSink) -> str:
+    def _download_once(self, repo: str, desc: oci.Descriptor, sink: BlobSink,
+                       progress: Callable[[int], None] | None) -> str:
         what = f"the blob {desc.digest} of {self.domain}/{repo}"
         r = self.request("GET", f"/v2/{repo}/blobs/{desc.digest}", self.pull_scope(repo), stream=True)
         with closing(r):
@@ -445,6 +448,8 @@ class Registry:
                 sink.write(chunk)
                 if sink.size > desc.size:
                     raise RegistryError(f"{what} is larger than the {desc.size} bytes its manifest says")
+                if progress is not None:
+                    progress(sink.size)
         if sink.size != desc.size:
             raise RegistryError(f"{what} is {sink.size} bytes, its manifest says {desc.size}")
         return sink.commit(desc.digest, what)

@@ -100,8 +100,11 @@ def resolve_manifest(reg: Registry, ref: Reference, want: Platform) -> tuple[Fet
     raise RegistryError(f"the image indexes of {ref.familiar()} nest more than {MAX_NESTING} deep")
 
 
+ProgressFn = Callable[[str, int, int], None]  # (blob digest, bytes received, blob size)
+
+
 def pull(store: Store, name: str, platform: str | None = None, tls_verify: bool = True,
-         say: Callable[[str], None] = lambda _: None) -> PullResult:
+         say: Callable[[str], None] = lambda _: None, progress: ProgressFn | None = None) -> PullResult:
     ref = parse(name)
     want = parse_platform(platform)
     with Registry(ref.domain, tls_verify) as reg:
@@ -120,7 +123,7 @@ def pull(store: Store, name: str, platform: str | None = None, tls_verify: bool 
         with store.adding():
             config = _config(store, reg, ref, manifest.config)
             diff_ids = oci.diff_ids(oci.parse_config(config, f"the image config of {ref.familiar()}"))
-            layers, fetched_layers, reused = _layers(store, reg, ref, manifest.layers, diff_ids, say)
+            layers, fetched_layers, reused = _layers(store, reg, ref, manifest.layers, diff_ids, say, progress)
             # Named by its tag only: a name@digest reference finds it by its manifest digest.
             image = store.commit_image(config, layers, [ref.with_tag(ref.tag)] if ref.tag else [], fetched.data)
     say(f"Digest: {top_digest}")
@@ -136,7 +139,8 @@ def _config(store: Store, reg: Registry, ref: Reference, desc: oci.Descriptor) -
 
 
 def _layers(store: Store, reg: Registry, ref: Reference, descs: Sequence[oci.Descriptor], diff_ids: list[str],
-            say: Callable[[str], None]) -> tuple[list[IngestedLayer], tuple[str, ...], tuple[str, ...]]:
+            say: Callable[[str], None], progress: ProgressFn | None
+            ) -> tuple[list[IngestedLayer], tuple[str, ...], tuple[str, ...]]:
     """Download the layer blobs the store lacks (each distinct blob once) straight into the blob
     store, each committed as soon as its digest checks out: ingest reads it in place rather than
     copying it, and a pull interrupted later does not fetch it again. Each layer is unpacked as
@@ -155,7 +159,8 @@ def _layers(store: Store, reg: Registry, ref: Reference, descs: Sequence[oci.Des
             todo.setdefault(d.digest, d)
 
     def fetch(d: oci.Descriptor) -> None:
-        reg.download_blob(ref.path, d, lambda: store.blobs.writer(store.scratch.new_path("pull")))
+        reg.download_blob(ref.path, d, lambda: store.blobs.writer(store.scratch.new_path("pull")),
+                          None if progress is None else lambda n: progress(d.digest, n, d.size))
         say(f"{_short(d.digest)}: Download complete")
 
     sources = [LayerSource(None, d.digest, d.media_type) for d in descs]

@@ -5,6 +5,7 @@ import base64
 import hashlib
 import json
 import os
+import pty
 import stat
 import subprocess
 import time
@@ -85,6 +86,30 @@ def test_pull_quiet_prints_only_the_id(rl: Rl, rl2: Rl, busybox: str, registry: 
     rl("push", "-q", "busybox", name)
     r = rl2("pull", "-q", name)
     assert r.out == f"{busybox}\n" and r.err == ""
+
+
+def test_pull_on_a_terminal_shows_progress_bars(rl: Rl, rl2: Rl, busybox: str,
+                                               registry: LocalRegistry) -> None:  # noqa: F811
+    name = f"{registry.host}/terminal/busybox:1"
+    rl("push", "-q", "busybox", name)
+    master, slave = pty.openpty()
+    p = rl2.popen("pull", name, stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the other end is closed
+            break
+        if not chunk:
+            break
+        shown += chunk
+    out, _ = p.communicate(timeout=60)
+    os.close(master)
+    assert p.returncode == 0 and out.decode().strip() == busybox
+    text = shown.decode(errors="replace")
+    layer = _record(rl.root, "busybox").layer_blobs[0].removeprefix("sha256:")[:12]
+    assert "Pulling from terminal/busybox" in text and layer in text and "MB" in text
 
 
 def test_layers_in_the_store_are_not_fetched_again(rl: Rl, rl2: Rl, busybox: str,
