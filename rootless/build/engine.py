@@ -62,6 +62,7 @@ class BuildOptions:
     storage_driver: str | None = None
     network: str = "host"  # for RUN without --network
     format: str = "oci"  # or "docker": the image's manifest and config media types
+    pull: str = "missing"  # when base images (and COPY --from images) are pulled
 
 
 @valueclass(frozen=False)
@@ -209,12 +210,24 @@ class Builder:
             image = self.stage_images.get(earlier.index)
             config = self.store.config(image) if image is not None else scratch_config()
             return StageState(image, config, {})
-        try:
-            image = self.store.resolve(name)
-        except ImageNotFound:
-            raise BuildFailed(f"Dockerfile:{stage.line}: base image {name} is not in the store (pulling "
-                              "from registries is not available yet: rl load or rl import it)") from None
+        image = self.image_named(name, f"Dockerfile:{stage.line}: base image {name}")
         return StageState(image, self.store.config(image), {})
+
+    def image_named(self, name: str, what: str) -> ImageRecord:
+        """An image of the store, pulled first as --pull says (the registry code loads only then)."""
+        if self.opts.pull != "never":
+            try:
+                if self.opts.pull == "missing":
+                    return self.store.resolve(name)
+            except ImageNotFound:
+                pass
+            from rootless.registry.pull import ensure_image
+
+            ensure_image(self.store, name, self.opts.pull, self.say)
+        try:
+            return self.store.resolve(name)
+        except ImageNotFound:
+            raise BuildFailed(f"{what} is not in the store (and --pull=never)") from None
 
     def image_for(self, name: str, line: int) -> ImageRecord:
         """What `COPY --from=NAME` copies from: a stage built before (by name or index), else an
@@ -229,11 +242,7 @@ class Builder:
             if image is None:
                 raise DockerfileError(f"COPY --from={name}: that stage has no files (an empty FROM scratch)", line)
             return image
-        try:
-            return self.store.resolve(name)
-        except ImageNotFound:
-            raise BuildFailed(f"Dockerfile:{line}: COPY --from={name}: no stage or image of that name (pulling "
-                              "from registries is not available yet)") from None
+        return self.image_named(name, f"Dockerfile:{line}: COPY --from={name}: no stage, and the image")
 
     def _instruction(self, df: Dockerfile, state: StageState, instr: Instruction, global_env: dict[str, str]) -> None:
         if instr.command == "ARG":

@@ -7,6 +7,7 @@ import sys
 
 from rootless.cli.common import open_store
 from rootless.errors import UsageError
+from rootless.registry.policy import check_policy
 
 
 def _pairs(values: list[str], flag: str) -> tuple[tuple[str, str], ...]:
@@ -27,8 +28,6 @@ def _pairs(values: list[str], flag: str) -> tuple[tuple[str, str], ...]:
 def cmd_build(args: argparse.Namespace) -> int:
     from rootless.build.engine import Builder, BuildOptions
 
-    if args.pull not in ("never", "false", "missing"):
-        raise UsageError(f"--pull={args.pull} needs registries, which rl cannot reach yet: use --pull=never")
     if args.network not in ("host", "none", "default"):
         raise UsageError(f"--network {args.network} is not supported for builds: use host or none")
     opts = BuildOptions(
@@ -36,6 +35,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         build_args=_pairs(args.build_arg, "--build-arg"), target=args.target, no_cache=args.no_cache,
         labels=_pairs(args.label, "--label"), quiet=args.quiet, storage_driver=args.storage_driver,
         network="host" if args.network == "default" else args.network, format=args.format,
+        pull=check_policy(args.pull),
     )
     with open_store(args) as store:
         image = Builder(store, opts).build()

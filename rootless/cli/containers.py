@@ -8,6 +8,7 @@ import sys
 from rootless.cli.common import for_each_container, open_store
 from rootless.cli.output import human_age, json_lines, table
 from rootless.errors import ContainerNotFound, RlError, UsageError
+from rootless.registry.policy import check_policy
 
 
 def _run_options(args: argparse.Namespace) -> "RunOptions":  # noqa: F821
@@ -37,6 +38,7 @@ def _run_options(args: argparse.Namespace) -> "RunOptions":  # noqa: F821
         cap_add=tuple(args.cap_add), cap_drop=tuple(args.cap_drop), no_new_privs=no_new_privs, tty=args.tty,
         interactive=args.interactive, auto_remove=args.rm, stop_signal=args.stop_signal,
         stop_timeout=args.stop_timeout, storage_driver=args.storage_driver, userns=args.userns,
+        pull=check_policy(args.pull),
     )
 
 

@@ -85,8 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--build-arg", action="append", default=[], metavar="K=V", help="set a build-time variable")
     p.add_argument("--target", metavar="STAGE", help="build this stage (and the ones it needs) only")
     p.add_argument("--no-cache", action="store_true", help="rebuild every step")
-    p.add_argument("--pull", default="never", metavar="never", help="base images must be in the store "
-                                                                   "(pulling comes with registries)")
+    p.add_argument("--pull", default="missing", metavar="POLICY", help="missing (the default), always or "
+                                                                      "never: when to pull base images")
     p.add_argument("--label", action="append", default=[], metavar="K=V", help="add a label to the image")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
     p.add_argument("--iidfile", metavar="FILE", help="write the image id to FILE")
@@ -281,6 +281,8 @@ def _run_options(p: argparse.ArgumentParser) -> None:
     a("--tmpfs", action="append", default=[], metavar="PATH[:OPTS]", help="mount a tmpfs")
     a("--read-only", action="store_true", help="mount the root file system read-only")
     a("--userns", default="", metavar="keep-id", help="keep-id: your uid and gid are yours inside too")
+    a("--pull", default="missing", metavar="POLICY", help="missing (the default), always or never: "
+                                                          "when to pull the image from its registry")
     a("--init", action="store_true", help="run a minimal init as pid 1 that forwards signals and reaps zombies")
     a("--network", "--net", default="host", help="host (the default) or none")
     a("-p", "--publish", action="append", default=[], help="not supported yet: use --network host")

@@ -148,7 +148,7 @@ def test_failing_run_stops_the_build_and_leaves_nothing(rl: Rl, busybox: str, tm
 @pytest.mark.parametrize("dockerfile, message", [
     ("FROM busybox\nFROBNICATE x\n", "unknown instruction"),
     ("RUN true\n", "no build stage"),
-    ("FROM nosuchimage\n", "not in the store"),
+    ("FROM 127.0.0.1:9/nosuchimage\n", "127.0.0.1:9"),
     ("FROM busybox\nCOPY missing /x\n", "file not found in build context"),
     ("FROM busybox\nCOPY ../outside /x\n", "outside"),
     ("FROM busybox\nENV\n", "Dockerfile:2:"),

@@ -42,8 +42,13 @@ def test_start_failures_use_docker_exit_codes(run, cmd: tuple[str, ...], code: i
 
 
 def test_unknown_image(rl: Rl) -> None:
-    r = rl("run", "--rm", "nosuchimage", "true", check=False)
+    r = rl("run", "--rm", "--pull=never", "nosuchimage", "true", check=False)
     assert r.code == 125 and r.err.strip() == "Error: image not known: nosuchimage"
+    # With the default --pull=missing rl tries the image's registry (here, nothing listens there).
+    r = rl("run", "--rm", "127.0.0.1:9/nosuchimage", "true", check=False)
+    last = r.err.strip().splitlines()[-1]
+    assert r.code == 125 and last.startswith("Error: ") and "127.0.0.1:9" in last and "Traceback" not in r.err
+    assert rl("ps", "-a", "-q").out == "" and rl("images", "-a", "-q").out == ""
 
 
 def test_env_precedence(rl: Rl, busybox_tar: Path, tmp_path: Path) -> None:

@@ -1,0 +1,38 @@
+"""`rl run` and `rl build` pull what they need from a registry, as --pull says."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.conftest import Rl
+from tests.registry_fixture import LocalRegistry, registry  # noqa: F401 - the fixture
+
+
+def _fresh(tmp_path: Path, rl: Rl) -> Rl:
+    root = tmp_path / "fresh"
+    return Rl(root, {**rl.env, "RL_ROOT": str(root)})
+
+
+def test_run_pulls_a_missing_image(rl: Rl, busybox: str, registry: LocalRegistry, tmp_path: Path) -> None:  # noqa: F811
+    name = f"{registry.host}/pp/busybox:1"
+    rl("push", "-q", "busybox", name)
+    fresh = _fresh(tmp_path, rl)
+    r = fresh("run", "--rm", "--pull=never", name, "true", check=False)
+    assert r.code == 125 and "image not known" in r.err
+    r = fresh("run", "--rm", name, "echo", "pulled and ran")
+    assert r.out == "pulled and ran\n" and "Unable to find image" in r.err and "Pulling from" in r.err
+    r = fresh("run", "--rm", name, "true")
+    assert "Pulling" not in r.err, "an image in the store is not pulled again"
+    assert "Pulling from" in fresh("run", "--rm", "--pull=always", name, "true").err
+
+
+def test_build_pulls_its_base_image(rl: Rl, busybox: str, registry: LocalRegistry, tmp_path: Path) -> None:  # noqa: F811
+    name = f"{registry.host}/pp/base:1"
+    rl("push", "-q", "busybox", name)
+    fresh = _fresh(tmp_path, rl)
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {name}\nRUN echo built > /b\nCOPY --from={name} /bin/busybox /bb\n")
+    r = fresh("build", "--pull=never", "-t", "x", str(ctx), check=False)
+    assert r.code == 1 and "--pull=never" in r.err
+    fresh("build", "-t", "x", str(ctx))
+    assert fresh("run", "--rm", "x", "cat", "/b").out == "built\n"
