@@ -256,6 +256,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tls-verify", type=_tls_bool, default=True, metavar="BOOL", help=tls_help)
     p = _add(sub, "logout", "Log out of a registry", "registry:cmd_logout")
     p.add_argument("registry", nargs="?", metavar="REGISTRY", help="host[:port] (default docker.io)")
+    manp = _group(sub, "manifest", "Look at manifests in registries")
+    mansub = manp.add_subparsers(dest="subcommand", metavar="COMMAND", parser_class=_Parser, required=True)
+    p = _add(mansub, "inspect", "Print an image's manifest (or index) as the registry has it", "registry:cmd_manifest_inspect")
+    p.add_argument("name", metavar="NAME[:TAG|@DIGEST]")
+    p.add_argument("--tls-verify", type=_tls_bool, default=True, metavar="BOOL", help=tls_help)
     # ---- end of registries ----
 
     p = _add(sub, "version", "Show the rl version", "system:cmd_version")

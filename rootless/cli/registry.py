@@ -118,3 +118,21 @@ def cmd_logout(args: argparse.Namespace) -> int:
         raise UsageError(f"not logged in to {registry}")
     print(f"Removed login credentials for {registry}")
     return 0
+
+
+def cmd_manifest_inspect(args: argparse.Namespace) -> int:
+    """The manifest as received (an index for a multi-platform image), indented for reading."""
+    import json
+
+    from rootless.image.reference import parse
+    from rootless.registry.client import Registry
+
+    ref = parse(args.name)
+    with Registry(ref.domain, args.tls_verify) as reg:
+        fetched = reg.get_manifest(ref.path, ref.digest or ref.tag or "latest")
+    try:
+        text = json.dumps(json.loads(fetched.data), indent=4)
+    except ValueError:
+        text = fetched.data.decode(errors="replace")
+    sys.stdout.write(text + "\n")
+    return 0

@@ -36,3 +36,14 @@ def test_build_pulls_its_base_image(rl: Rl, busybox: str, registry: LocalRegistr
     assert r.code == 1 and "--pull=never" in r.err
     fresh("build", "-t", "x", str(ctx))
     assert fresh("run", "--rm", "x", "cat", "/b").out == "built\n"
+
+
+def test_manifest_inspect_prints_what_the_registry_has(rl: Rl, busybox: str, registry: LocalRegistry) -> None:  # noqa: F811
+    import json
+
+    name = f"{registry.host}/pp/inspected:1"
+    rl("push", "-q", "busybox", name)
+    doc = json.loads(rl("manifest", "inspect", name).out)
+    assert doc["schemaVersion"] == 2 and doc["config"]["digest"] == busybox
+    r = rl("manifest", "inspect", f"{registry.host}/pp/missing:1", check=False)
+    assert r.code == 125 and len(r.err.strip().splitlines()) == 1
