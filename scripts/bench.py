@@ -34,6 +34,7 @@ class Workload:
     setup: str = "true"
     rounds: int = 5
     needs: tuple[str, ...] = field(default_factory=tuple)
+    teardown: str = "true"
 
 
 def sh(cmd: str, env: dict[str, str]) -> None:
@@ -98,6 +99,7 @@ def workloads(w: Path, images: Path) -> list[Workload]:
             rounds=5, needs=("busybox",),
         ),
         *build_workloads(w, rl, podman, deb),
+        *registry_workloads(w, rl, podman, deb),
         Workload(
             "help", "print the help text",
             (Contender("rl", f"{rl} --help"), Contender("podman", "podman --help")),
@@ -152,6 +154,47 @@ def build_workloads(w: Path, rl: str, podman: str, deb: Path) -> list[Workload]:
     ]
 
 
+def registry_workloads(w: Path, rl: str, podman: str, deb: Path) -> list[Workload]:
+    """Pull of the debian image (gzip layers, as registries hold them) from a docker-registry on
+    127.0.0.1 into an empty store, and push of it to an empty registry, against podman."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    reg = w / "registry"
+    host = f"127.0.0.1:{port}"
+    config = (f"version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {reg}/storage\n"
+              f"  delete:\n    enabled: true\nhttp:\n  addr: {host}\n")
+    start = (f"mkdir -p {reg}/storage && printf '%s' '{config}' > {reg}/config.yml && "
+             f"(setsid docker-registry serve {reg}/config.yml > {reg}/log 2>&1 & echo $! > {reg}/pid) && "
+             f"for i in $(seq 100); do curl -sf http://{host}/v2/ >/dev/null && break; sleep 0.1; done && "
+             f"({rl} images -q deb:reg | grep -q . || {rl} import {deb} deb:reg) && "
+             f"({podman} images -q deb:reg | grep -q . || {podman} import {deb} deb:reg)")
+    stop = f"kill $(cat {reg}/pid) 2>/dev/null || true"
+    empty_registry = f"rm -rf {reg}/storage/docker"
+    needs = ("podman", "docker-registry", "curl")
+    return [
+        Workload("pull", "pull the debian image (gzip) from a local registry into an empty store",
+                 (Contender("rl", f"{rl} pull -q {host}/bench/deb:1", f"{rl} system prune -a -f"),
+                  Contender("podman", f"{podman} pull -q --tls-verify=false {host}/bench/deb:1",
+                            f"{podman} rmi -a -f")),
+                 setup=f"{start} && {rl} push -q --compression gzip deb:reg {host}/bench/deb:1",
+                 rounds=5, needs=needs, teardown=stop),
+        Workload("push", "push the debian image to an empty local registry",
+                 (Contender("rl", f"{rl} push -q deb:reg {host}/bench/push:1", empty_registry),
+                  Contender("podman", f"{podman} push -q --tls-verify=false deb:reg {host}/bench/push:1",
+                            empty_registry)),
+                 setup=start, rounds=5, needs=needs, teardown=stop),
+        # podman compresses what it pushes: so does rl here, for a like-for-like comparison.
+        Workload("push-gzip", "push it gzip-compressed, as podman does, to an empty local registry",
+                 (Contender("rl", f"{rl} push -q --compression gzip deb:reg {host}/bench/gz:1", empty_registry),
+                  Contender("podman", f"{podman} push -q --tls-verify=false deb:reg {host}/bench/gz:1",
+                            empty_registry)),
+                 setup=start, rounds=5, needs=needs, teardown=stop),
+    ]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("names", nargs="*", help="workloads to run (default: all but fs; fs: the overlay file "
@@ -192,6 +235,7 @@ def main() -> int:
                 for c in wl.contenders:
                     sh(c.prepare, env)
                     times[c.name].append(timed(c.run, env))
+            sh(wl.teardown, env)
             med = {k: statistics.median(v) for k, v in times.items()}
             base = med[wl.contenders[0].name]
             for c in wl.contenders:
