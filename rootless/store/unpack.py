@@ -10,7 +10,7 @@ import os
 from typing import BinaryIO
 
 from rootless.errors import ArchiveError, LayerError, RlError
-from rootless.image.compression import Prefixed, decompressing
+from rootless.image.compression import Prefixed, ReadAhead, decompressing
 from rootless.image.oci import sniff_compression
 from rootless.values import valueclass
 
@@ -123,10 +123,15 @@ def run_job(job: UnpackJob) -> UnpackResult:
             try:
                 if compression not in ("none", "gzip", "zstd"):
                     raise LayerError(f"layer compression {compression} is not supported (use gzip, zstd or none)")
-                stream = _Hashing(decompressing(src, compression))
-                if job.dest is not None:
-                    skipped = extract_layer(stream, job.dest, owners=job.owners).skipped_devices  # type: ignore[arg-type]
-                stream.drain()
+                ahead = ReadAhead(decompressing(src, compression)) if compression != "none" else None
+                stream = _Hashing(ahead if ahead is not None else src)
+                try:
+                    if job.dest is not None:
+                        skipped = extract_layer(stream, job.dest, owners=job.owners).skipped_devices  # type: ignore[arg-type]
+                    stream.drain()
+                finally:
+                    if ahead is not None:
+                        ahead.close()
             except RlError:
                 raise
             except OSError as e:
