@@ -11,10 +11,10 @@ from collections.abc import Iterator, Sequence
 
 from rootless.build.ignore import Ignore, clean, go_match, has_wildcards
 from rootless.errors import RlError
+from rootless.runtime.paths import secure_join
 from rootless.values import valueclass
 
 _BUFFER = 1 << 20
-_MAX_LINKS = 40  # Linux's own limit on symlinks followed in one path lookup
 
 
 class SourceError(RlError):
@@ -231,31 +231,10 @@ def _resolve(context_dir: str, rel: str) -> str | None:
     """`rel` with its symlinks followed as if the context were the root directory (an absolute
     target or `..` cannot leave it): the path inside the context where the data is, or None if
     nothing is there."""
-    done: list[str] = []
-    todo = [p for p in rel.split("/") if p not in ("", ".")]
-    todo.reverse()
-    links = 0
-    while todo:
-        part = todo.pop()
-        if part == "..":
-            if done:
-                done.pop()
-            continue
-        path = os.path.join(context_dir, *done, part)
-        try:
-            st = os.lstat(path)
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        if stat.S_ISLNK(st.st_mode):
-            links += 1
-            if links > _MAX_LINKS:
-                raise SourceError(f"too many levels of symbolic links in the build context: {rel}")
-            target = os.readlink(path)
-            if target.startswith("/"):
-                done = []
-            todo.extend(reversed([p for p in target.split("/") if p not in ("", ".")]))
-            continue
-        if todo and not stat.S_ISDIR(st.st_mode):
-            return None
-        done.append(part)
-    return "/".join(done) or "."
+    try:
+        path = secure_join(context_dir, rel)
+    except RlError:
+        raise SourceError(f"too many levels of symbolic links in the build context: {rel}") from None
+    if not os.path.lexists(path):
+        return None
+    return os.path.relpath(path, context_dir)

@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fuse_overlay import upperfmt
 from rootless.build import cache
 from rootless.build.context import (
     SourceEntry,
@@ -317,7 +316,9 @@ def _add(tf: tarfile.TarFile, root: str, e: SourceEntry, target: str, fixed: tup
     if fixed is not None:
         uid, gid = fixed
     else:
-        uid, gid, perms = _owner_on_disk(path, st, owners, perms)
+        from rootless.build.imagefs import owner
+
+        uid, gid, perms = owner(path, st, owners)
     if mode is not None:
         perms = mode
     mtime = st.st_mtime if clamp is None else min(st.st_mtime, clamp)
@@ -332,19 +333,6 @@ def _add(tf: tarfile.TarFile, root: str, e: SourceEntry, target: str, fixed: tup
         with open(path, "rb") as f:
             ti.size = os.fstat(f.fileno()).st_size
             tf.addfile(ti, f)
-
-
-def _owner_on_disk(path: str, st: os.stat_result, owners: str, perms: int) -> tuple[int, int, int]:
-    """The owner and mode a file of an image has: its own, or in single-id mode the ones kept in
-    user.containers.override_stat (the user's own files are root's)."""
-    if owners != "xattr":
-        return st.st_uid, st.st_gid, perms
-    try:
-        o = upperfmt.decode_override(os.getxattr(path, upperfmt.OVERRIDE_XATTR, follow_symlinks=False))
-    except (OSError, ValueError):
-        me = (os.getuid(), os.getgid())
-        return (0 if st.st_uid == me[0] else st.st_uid), (0 if st.st_gid == me[1] else st.st_gid), perms
-    return o.uid, o.gid, o.perms
 
 
 def _chmod(text: str, line: int) -> int:

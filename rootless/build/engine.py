@@ -214,18 +214,11 @@ class Builder:
         return StageState(image, self.store.config(image), {})
 
     def image_named(self, name: str, what: str) -> ImageRecord:
-        """An image of the store, pulled first as --pull says (the registry code loads only then)."""
-        if self.opts.pull != "never":
-            try:
-                if self.opts.pull == "missing":
-                    return self.store.resolve(name)
-            except ImageNotFound:
-                pass
-            from rootless.registry.pull import ensure_image
+        """An image of the store, pulled first as --pull says."""
+        from rootless.registry import policy
 
-            ensure_image(self.store, name, self.opts.pull, self.say)
         try:
-            return self.store.resolve(name)
+            return policy.resolve(self.store, name, self.opts.pull, self.say)
         except ImageNotFound:
             raise BuildFailed(f"{what} is not in the store (and --pull=never)") from None
 

@@ -64,17 +64,21 @@ def existing_dirs(layers: list[str], paths: list[str], owners: str = "real") -> 
         layer, st = found
         if not stat.S_ISDIR(st.st_mode):
             raise NotADirectoryError(f"{p} is not a directory in the image")
-        uid, gid, perms = st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)
-        if owners == "xattr":
-            try:
-                o = upperfmt.decode_override(os.getxattr(os.path.join(layer, p.lstrip("/")),
-                                                         upperfmt.OVERRIDE_XATTR, follow_symlinks=False))
-                uid, gid, perms = o.uid, o.gid, o.perms
-            except (OSError, ValueError):
-                uid = 0 if uid == os.getuid() else uid
-                gid = 0 if gid == os.getgid() else gid
-        out[p] = (uid, gid, perms, int(st.st_mtime))
+        out[p] = (*owner(os.path.join(layer, p.lstrip("/")), st, owners), int(st.st_mtime))
     return out
+
+
+def owner(path: str, st: os.stat_result, owners: str) -> tuple[int, int, int]:
+    """(uid, gid, permission bits) a file of an image has: its own, or in single-id mode
+    (owners="xattr") the ones kept in user.containers.override_stat, the user's files being root's."""
+    perms = stat.S_IMODE(st.st_mode)
+    if owners != "xattr":
+        return st.st_uid, st.st_gid, perms
+    try:
+        o = upperfmt.decode_override(os.getxattr(path, upperfmt.OVERRIDE_XATTR, follow_symlinks=False))
+    except (OSError, ValueError):
+        return (0 if st.st_uid == os.getuid() else st.st_uid), (0 if st.st_gid == os.getgid() else st.st_gid), perms
+    return o.uid, o.gid, o.perms
 
 
 def read_text(layers: list[str], path: str) -> str | None:

@@ -1,8 +1,15 @@
 """--pull: when `rl run` and `rl build` fetch an image (kept apart from the client, so that
-checking the flag does not load httpx)."""
+checking the flag, or finding an image already in the store, does not load httpx)."""
 from __future__ import annotations
 
-from rootless.errors import UsageError
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from rootless.errors import ImageNotFound, UsageError
+
+if TYPE_CHECKING:
+    from rootless.store.records import ImageRecord
+    from rootless.store.store import Store
 
 PULL_POLICIES = ("missing", "always", "never")
 
@@ -14,3 +21,21 @@ def check_policy(value: str) -> str:
     if value not in PULL_POLICIES:
         raise UsageError(f"--pull={value} is not one of {', '.join(PULL_POLICIES)}")
     return value
+
+
+def resolve(store: Store, name: str, policy: str, say: Callable[[str], None]) -> ImageRecord:
+    """The image `name`, pulled first when the policy says so: always, or when it is missing
+    here (an image id is never pulled). Raises ImageNotFound when it is missing and not pulled."""
+    from rootless.image.reference import looks_like_id
+
+    if policy != "always":
+        try:
+            return store.resolve(name)
+        except ImageNotFound:
+            if policy == "never" or looks_like_id(name):
+                raise
+        say(f"Unable to find image '{name}' locally")
+    from rootless.registry.pull import pull
+
+    pull(store, name, say=say)
+    return store.resolve(name)

@@ -182,19 +182,3 @@ def _layers(store: Store, reg: Registry, ref: Reference, descs: Sequence[oci.Des
 def _short(digest: str) -> str:
     return digest.removeprefix("sha256:")[:12]
 
-
-def ensure_image(store: Store, name: str, policy: str, say: Callable[[str], None]) -> None:
-    """Pull `name` when the policy asks for it: always, or when it is missing here (`rl run` and
-    `rl build`). An image id is never pulled."""
-    from rootless.errors import ImageNotFound
-    from rootless.image.reference import looks_like_id
-
-    if policy == "never" or looks_like_id(name):
-        return
-    if policy == "missing":
-        try:
-            store.resolve(name)
-            return
-        except ImageNotFound:
-            say(f"Unable to find image '{name}' locally")
-    pull(store, name, say=say)

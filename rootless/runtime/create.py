@@ -5,10 +5,11 @@ import os
 import time
 from pathlib import Path
 
-from rootless.errors import ImageNotFound, NameInUse, RlError, UsageError
+from rootless.errors import NameInUse, RlError, UsageError
+from rootless.registry import policy
 from rootless.runtime.names import random_name
 from rootless.runtime.spec import ContainerSpec, Mount
-from rootless.store.records import ContainerRecord, ImageRecord
+from rootless.store.records import ContainerRecord
 from rootless.store.store import Store
 from rootless.values import valueclass
 
@@ -95,24 +96,6 @@ def _resolve_mounts(store: Store, opts: RunOptions, layers: list[Path]) -> tuple
     return tuple(out)
 
 
-def _image(store: Store, opts: RunOptions) -> ImageRecord:
-    """The image to run, pulled first when --pull says so (only then is the registry code loaded)."""
-    if opts.pull == "always":
-        from rootless.registry.pull import ensure_image
-
-        ensure_image(store, opts.image, "always", _say)
-        return store.resolve(opts.image)
-    try:
-        return store.resolve(opts.image)
-    except ImageNotFound:
-        if opts.pull == "never":
-            raise
-    from rootless.registry.pull import ensure_image
-
-    ensure_image(store, opts.image, "missing", _say)
-    return store.resolve(opts.image)
-
-
 def _say(line: str) -> None:
     import sys
 
@@ -145,7 +128,7 @@ def _create(store: Store, opts: RunOptions) -> tuple[ContainerRecord, ContainerS
         raise UsageError(f"--network {opts.network} is not supported yet: use host or none")
     if opts.name is not None and (not opts.name or opts.name[0] in "_.-" or set(opts.name) - _NAME_CHARS):
         raise UsageError(f"invalid container name {opts.name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
-    image = _image(store, opts)
+    image = policy.resolve(store, opts.image, opts.pull, _say)
     config = store.config(image).get("config") or {}
     layers = store.layer_paths(image)
     cid = os.urandom(32).hex()
