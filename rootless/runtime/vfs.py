@@ -1,7 +1,7 @@
 """The `vfs` storage driver's core: a container's root filesystem as a full copy of its image.
 
 `merge_layers` writes, as real files, exactly what the kernel overlay shows of the layers mounted
-as lowerdirs (format of `fuse_overlay.upperfmt`). The walk is top-down: for each merged directory
+as lowerdirs (the rules of `rootless.image.layerfs`). The walk is top-down: for each merged directory
 every contributing layer is listed once and each name is copied from the one layer that shows it,
 so nothing that an upper layer hides or replaces is ever copied.
 
@@ -16,8 +16,8 @@ import resource
 import stat
 from collections.abc import Sequence
 
-from fuse_overlay import upperfmt
 from rootless.errors import StoreError
+from rootless.image import layerfs
 from rootless.values import field, valueclass
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -62,39 +62,13 @@ class MergeStats:
 
 
 @valueclass(frozen=False)
-class _Subdir:
-    """A directory of the merged view: the layers that have it, top first, while lower layers
-    may still add theirs (until an opaque directory, a whiteout or a non-directory stops it)."""
-
-    layers: list[int]
-    open: bool
-
-
-@valueclass
-class _Pick:
-    """The non-directory a name shows: `entry` of the directory `dir_fd` of one layer."""
-
-    dir_fd: int
-    entry: os.DirEntry[str]
-
-
-@valueclass
-class _Hidden:
-    """A name a whiteout hides."""
-
-
-_HIDDEN = _Hidden()
-_Decision = _Subdir | _Pick | _Hidden
-
-
-@valueclass(frozen=False)
 class _Frame:
     """One merged directory being copied, with the fds it still needs."""
 
     path: str  # relative to dest, "" or ending with "/"
     dest_fd: int
     src: dict[int, int] = field(default_factory=dict)  # layer index -> fd of this directory in it
-    pending: list[tuple[str, _Subdir]] = field(default_factory=list)
+    pending: list[tuple[str, layerfs.Merging]] = field(default_factory=list)
     st: os.stat_result | None = None  # the topmost layer's directory, whose attributes it takes
     xattrs: list[tuple[str, bytes]] = field(default_factory=list)
 
@@ -192,7 +166,7 @@ class _Merger:
 
     # -- directories -----------------------------------------------------------------------------
 
-    def _enter(self, parent: _Frame, name: str, sub: _Subdir) -> _Frame:
+    def _enter(self, parent: _Frame, name: str, sub: layerfs.Merging) -> _Frame:
         path = parent.path + name
         try:
             os.mkdir(name, 0o700, dir_fd=parent.dest_fd)
@@ -211,7 +185,7 @@ class _Merger:
               check_opaque: bool) -> None:
         """List the directory in each layer that may contribute, top first, decide what each name
         shows, copy the non-directories and queue the subdirectories."""
-        decided: dict[str, _Decision] = {}
+        merged = layerfs.MergedDir()
         try:
             for n, (layer, parent_fd) in enumerate(candidates):
                 fd = parent_fd if name is None else os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
@@ -220,73 +194,26 @@ class _Merger:
                     frame.st = os.fstat(fd)
                     frame.xattrs = self._read_xattrs(fd)
                 lowest = n == len(candidates) - 1
-                opaque = self._list(fd, layer, decided)
-                if not lowest and check_opaque and (opaque or upperfmt.is_opaque(fd)):
+                if merged.add(layer, fd, may_be_opaque=check_opaque and not lowest):
                     self.opaque_dirs += 1
                     break
         except OSError as e:
             raise self._fail(frame.path, e) from e
-        for child, pick in decided.items():
-            if isinstance(pick, _Pick):
+        self.whiteouts += merged.hidden
+        for child, shown in merged.names.items():
+            if isinstance(shown, layerfs.Leaf):
                 try:
-                    self._copy(frame, child, pick)
+                    self._copy(frame, child, shown)
                 except OSError as e:
                     raise self._fail(frame.path + child, e) from e
-            elif isinstance(pick, _Subdir):
-                frame.pending.append((child, pick))
+            elif isinstance(shown, layerfs.Merging):
+                frame.pending.append((child, shown))
         # Only the layers that have one of the subdirectories are needed any more (the layers'
         # roots stay open: merge_layers owns them).
         needed = {i for _, sub in frame.pending for i in sub.layers}
         if name is not None:
             for layer in [i for i in frame.src if i not in needed]:
                 os.close(frame.src.pop(layer))
-
-    def _list(self, fd: int, layer: int, decided: dict[str, _Decision]) -> bool:
-        """Merge one layer's listing into `decided`; True if it holds fuse-overlayfs's opaque
-        marker file."""
-        marker = False
-        whiteouts: set[str] = set()  # targets of `.wh.NAME` files
-        entries: list[os.DirEntry[str]] = []
-        with os.scandir(fd) as it:
-            for e in it:
-                if e.name.startswith(upperfmt.WHITEOUT_PREFIX):
-                    if e.name.startswith(upperfmt.AUFS_META_PREFIX):
-                        marker = marker or (e.name == upperfmt.OPAQUE_MARKER and e.is_file(follow_symlinks=False))
-                        continue
-                    target = upperfmt.whiteout_target(e.name)
-                    if target is not None and e.is_file(follow_symlinks=False):
-                        whiteouts.add(target)
-                        continue
-                entries.append(e)
-        for e in entries:
-            prev = decided.get(e.name)
-            if prev is not None and not (isinstance(prev, _Subdir) and prev.open):
-                continue  # an upper layer decided it
-            # `.wh.NAME` beside NAME: the layer replaced the NAME of lower layers with its own.
-            replaced = e.name in whiteouts
-            if e.is_dir(follow_symlinks=False):
-                if isinstance(prev, _Subdir):
-                    prev.layers.append(layer)
-                    prev.open = not replaced
-                else:
-                    decided[e.name] = _Subdir([layer], not replaced)
-            elif prev is not None:
-                prev.open = False  # a whiteout or non-directory below a directory ends its merge
-            elif not e.is_file(follow_symlinks=False) and upperfmt.is_whiteout(e.stat(follow_symlinks=False)):
-                decided[e.name] = _HIDDEN
-                self.whiteouts += 1
-            else:
-                decided[e.name] = _Pick(fd, e)
-        if whiteouts:
-            present = {e.name for e in entries}
-            for target in whiteouts - present:
-                prev = decided.get(target)
-                if prev is None:
-                    decided[target] = _HIDDEN
-                    self.whiteouts += 1
-                elif isinstance(prev, _Subdir):
-                    prev.open = False
-        return marker
 
     def _leave(self, frame: _Frame) -> None:
         """The directory's own attributes, once its contents can no longer change its times."""
@@ -302,8 +229,10 @@ class _Merger:
 
     # -- other entries ---------------------------------------------------------------------------
 
-    def _copy(self, frame: _Frame, name: str, pick: _Pick) -> None:
-        st = pick.entry.stat(follow_symlinks=False)
+    def _copy(self, frame: _Frame, name: str, leaf: layerfs.Leaf) -> None:
+        assert leaf.entry is not None
+        st = leaf.entry.stat(follow_symlinks=False)
+        dir_fd = frame.src[leaf.layer]
         kind = stat.S_IFMT(st.st_mode)
         if kind == stat.S_IFCHR or kind == stat.S_IFBLK:
             self.skipped_devices.append(frame.path + name)
@@ -318,11 +247,11 @@ class _Merger:
                 return
             self.links[key] = frame.path + name
         if kind == stat.S_IFREG:
-            self._copy_file(pick.dir_fd, frame.dest_fd, name, st)
+            self._copy_file(dir_fd, frame.dest_fd, name, st)
             self.files += 1
             return
         if kind == stat.S_IFLNK:
-            os.symlink(os.readlink(name, dir_fd=pick.dir_fd), name, dir_fd=frame.dest_fd)
+            os.symlink(os.readlink(name, dir_fd=dir_fd), name, dir_fd=frame.dest_fd)
             self.symlinks += 1
         else:
             os.mknod(name, kind | 0o600, dir_fd=frame.dest_fd)

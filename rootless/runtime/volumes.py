@@ -9,17 +9,14 @@ from __future__ import annotations
 
 import errno
 import os
-import stat
 from collections.abc import Sequence
 from pathlib import Path
 
-from fuse_overlay import upperfmt
+from rootless.image import layerfs
 from rootless.runtime.options import MountSpec
 from rootless.runtime.spec import Mount
 from rootless.store import volumes as volstore
 from rootless.store.store import Store
-
-_MAX_LINKS = 40  # the kernel's limit on symlinks followed in one lookup
 
 
 def mount_volume(store: Store, spec: MountSpec, layers: Sequence[Path]) -> Mount:
@@ -64,53 +61,5 @@ def image_dirs(layers: Sequence[str], path: str) -> list[str]:
     """The directories of the layers (lowest first) whose merge is the image's directory `path`;
     empty when the image has no directory there. Symlinks resolve inside the image, as
     `paths.secure_join` does for a container's root."""
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    resolved: list[str] = []
-    links = 0
-    tops_first = list(reversed(layers))
-    candidates = tops_first
-    while parts:
-        name = parts.pop(0)
-        if name == "..":  # walked again from the root: the parent's layers are not kept
-            parts = resolved[:-1] + parts
-            resolved, candidates = [], tops_first
-            continue
-        found = _lookup(candidates, name)
-        if isinstance(found, str):
-            links += 1
-            if links > _MAX_LINKS:
-                return []
-            if found.startswith("/"):
-                resolved, candidates = [], tops_first
-            parts = [p for p in found.split("/") if p not in ("", ".")] + parts
-            continue
-        if not found:
-            return []
-        resolved.append(name)
-        candidates = found
-    return list(reversed(candidates))
-
-
-def _lookup(candidates: list[str], name: str) -> list[str] | str | None:
-    """`name` in the merged directory made of `candidates` (top first): the layer directories
-    that make it (top first) if it is a directory, its target if it is a symlink, else None."""
-    dirs: list[str] = []
-    for d in candidates:
-        p = os.path.join(d, name)
-        # `.wh.NAME` hides NAME of the lower layers (and, beside a directory, replaces them).
-        whited_out = os.path.lexists(os.path.join(d, upperfmt.WHITEOUT_PREFIX + name))
-        try:
-            st = os.lstat(p)
-        except (FileNotFoundError, NotADirectoryError):
-            if whited_out:
-                break
-            continue
-        if stat.S_ISDIR(st.st_mode):
-            dirs.append(p)
-            if whited_out or upperfmt.is_opaque(p) or os.path.lexists(os.path.join(p, upperfmt.OPAQUE_MARKER)):
-                break
-            continue
-        if dirs or upperfmt.is_whiteout(st):
-            break  # a non-directory below a directory ends its merge; a whiteout hides the name
-        return os.readlink(p) if stat.S_ISLNK(st.st_mode) else None
-    return dirs or None
+    found = layerfs.resolve(layers, path, follow_symlinks=True)
+    return list(reversed(found.paths)) if found is not None and found.is_dir else []
