@@ -10,9 +10,13 @@ subset rl uses: `@valueclass` (frozen) or `@valueclass(frozen=False)`, `field(de
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
 
-T = TypeVar("T")
+TYPE_CHECKING = False  # typing is for the type checker only: importing it costs every start ~2 ms
+if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
+    T = TypeVar("T")
+
 _MISSING: Any = object()
 
 

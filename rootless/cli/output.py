@@ -5,7 +5,10 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+
+TYPE_CHECKING = False  # typing is for the type checker only: importing it costs every start ~2 ms
+if TYPE_CHECKING:
+    from typing import Any
 
 _UNITS = ("B", "kB", "MB", "GB", "TB", "PB")
 

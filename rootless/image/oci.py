@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
 
 from rootless.errors import ArchiveError
 from rootless.values import valueclass
+
+TYPE_CHECKING = False  # typing is for the type checker only: importing it costs every start ~2 ms
+if TYPE_CHECKING:
+    from typing import Any
 
 MT_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MT_OCI_INDEX = "application/vnd.oci.image.index.v1+json"

@@ -10,10 +10,12 @@ DEFAULT_DOMAIN = "docker.io"
 DEFAULT_TAG = "latest"
 
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_PATH_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
-_DOMAIN_RE = re.compile(r"^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?$|^\[[0-9a-fA-F:]+\](?::[0-9]+)?$")
-_TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
-_DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+# Patterns, not compiled ones: re compiles (and caches) one when it is first used, so a start
+# pays only for those it uses.
+_PATH_RE = rf"^{_COMPONENT}(?:/{_COMPONENT})*$"
+_DOMAIN_RE = r"^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?$|^\[[0-9a-fA-F:]+\](?::[0-9]+)?$"
+_TAG_RE = r"^[\w][\w.-]{0,127}$"
+_DIGEST_RE = r"^sha256:[0-9a-f]{64}$"
 
 
 @valueclass
@@ -61,19 +63,19 @@ def parse(ref: str, default_tag: bool = True) -> Reference:
     digest = None
     if "@" in ref:
         ref, digest = ref.split("@", 1)
-        if not _DIGEST_RE.match(digest):
+        if not re.match(_DIGEST_RE, digest):
             raise NameInvalid(f"invalid reference {original!r}: bad digest")
     tag = None
     slash = ref.rfind("/")
     colon = ref.rfind(":")
     if colon > slash:
         ref, tag = ref[:colon], ref[colon + 1:]
-        if not _TAG_RE.match(tag):
+        if not re.match(_TAG_RE, tag):
             raise NameInvalid(f"invalid reference {original!r}: bad tag {tag!r}")
     first, _, rest = ref.partition("/")
     if rest and ("." in first or ":" in first or first == "localhost" or first != first.lower()):
         domain, path = first, rest
-        if not _DOMAIN_RE.match(domain):
+        if not re.match(_DOMAIN_RE, domain):
             raise NameInvalid(f"invalid reference {original!r}: bad registry {domain!r}")
     else:
         domain, path = DEFAULT_DOMAIN, ref
@@ -81,7 +83,7 @@ def parse(ref: str, default_tag: bool = True) -> Reference:
         domain = DEFAULT_DOMAIN
     if domain == DEFAULT_DOMAIN and "/" not in path:
         path = f"library/{path}"
-    if not _PATH_RE.match(path):
+    if not re.match(_PATH_RE, path):
         raise NameInvalid(f"invalid reference {original!r}: repository names must be lowercase "
                           "letters, digits and separators")
     if len(f"{domain}/{path}") > 255:

@@ -8,10 +8,13 @@ import os
 import re
 import signal
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Literal
 
 from rootless.errors import UsageError
 from rootless.values import valueclass
+
+TYPE_CHECKING = False  # typing is for the type checker only: importing it costs every start ~2 ms
+if TYPE_CHECKING:
+    from typing import Literal
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -19,7 +22,9 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # otherwise, and has no size limit of its own (the kernel's default, half of RAM, applies).
 TMPFS_DEFAULTS = ("noexec", "nosuid", "nodev")
 
-_VOLUME_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
+# Patterns, not compiled ones: re compiles (and caches) one when it is first used, so a start
+# pays only for those it uses.
+_VOLUME_NAME = r"[a-zA-Z0-9][a-zA-Z0-9_.-]*"
 _PROPAGATIONS = frozenset({"private", "rprivate", "shared", "rshared", "slave", "rslave"})
 _MAX_OCTAL_MODE = 0o7777
 
@@ -36,15 +41,15 @@ _TMPFS_FLAG_GROUP = {
     "relatime": "relatime", "norelatime": "relatime",
     "strictatime": "strictatime", "nostrictatime": "strictatime",
 }
-_SIZE = re.compile(r"[0-9]+[kmgtpeKMGTPE]?|[0-9]+%")
-_TMPFS_DATA_CHECKS: dict[str, tuple[re.Pattern[str], str]] = {
+_SIZE = r"[0-9]+[kmgtpeKMGTPE]?|[0-9]+%"
+_TMPFS_DATA_CHECKS: dict[str, tuple[str, str]] = {
     "size": (_SIZE, "a number of bytes with an optional k, m or g suffix, or a percentage of RAM"),
     "nr_blocks": (_SIZE, "a number with an optional k, m or g suffix"),
     "nr_inodes": (_SIZE, "a number with an optional k, m or g suffix"),
-    "mode": (re.compile(r"[0-7]{1,4}"), "an octal mode such as 1777"),
-    "uid": (re.compile(r"[0-9]+"), "a number"),
-    "gid": (re.compile(r"[0-9]+"), "a number"),
-    "mpol": (re.compile(r".+"), "a memory policy such as interleave"),
+    "mode": (r"[0-7]{1,4}", "an octal mode such as 1777"),
+    "uid": (r"[0-9]+", "a number"),
+    "gid": (r"[0-9]+", "a number"),
+    "mpol": (r".+", "a memory policy such as interleave"),
 }
 
 _TRUE = frozenset({"1", "t", "T", "true", "TRUE", "True"})  # Go's strconv.ParseBool, as docker uses
@@ -86,7 +91,7 @@ def _target(target: str, what: str) -> str:
 
 
 def _volume_name(name: str, what: str) -> str:
-    if not _VOLUME_NAME.fullmatch(name):
+    if not re.fullmatch(_VOLUME_NAME, name):
         raise UsageError(f"{what}: {name!r} includes invalid characters for a local volume name, only "
                          "[a-zA-Z0-9][a-zA-Z0-9_.-] are allowed; to bind a host directory, give its "
                          "absolute path")
@@ -288,7 +293,7 @@ def parse_tmpfs(spec: str) -> MountSpec:
             group = _TMPFS_FLAG_GROUP[option]
         elif has_value and key in _TMPFS_DATA_CHECKS:
             pattern, expected = _TMPFS_DATA_CHECKS[key]
-            if not pattern.fullmatch(value):
+            if not re.fullmatch(pattern, value):
                 raise UsageError(f"{what}: invalid {key} {value!r}: expected {expected}")
             group = key
         else:
@@ -374,7 +379,7 @@ def _apply(env: dict[str, str], pairs: Iterable[tuple[str, str | None]], host_en
 
 
 _SIGNALS = {name.removeprefix("SIG"): int(sig) for name, sig in signal.Signals.__members__.items()}
-_RT_SIGNAL = re.compile(r"RT(MIN|MAX)(?:([+-])([0-9]+))?")
+_RT_SIGNAL = r"RT(MIN|MAX)(?:([+-])([0-9]+))?"
 
 
 def parse_signal(s: str) -> int:
@@ -388,7 +393,7 @@ def parse_signal(s: str) -> int:
     name = s.upper().removeprefix("SIG")
     if name in _SIGNALS:
         return _SIGNALS[name]
-    m = _RT_SIGNAL.fullmatch(name)
+    m = re.fullmatch(_RT_SIGNAL, name)
     if m:
         base = signal.SIGRTMIN if m.group(1) == "MIN" else signal.SIGRTMAX
         offset = int(m.group(3) or 0) * (-1 if m.group(2) == "-" else 1)

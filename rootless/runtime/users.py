@@ -12,8 +12,8 @@ from rootless.errors import RlError, UsageError
 from rootless.values import valueclass
 
 _MAX_ID = 2**31 - 1  # libcontainer's maxID: ids are signed 32-bit in the kernel's interfaces
-_NUMBER = re.compile(r"[+-]?[0-9]+")
-_ID = re.compile(r"[0-9]+")
+_NUMBER = r"[+-]?[0-9]+"  # patterns: re compiles one when first used
+_ID = r"[0-9]+"
 
 
 @valueclass
@@ -57,7 +57,7 @@ def _records(text: str | None, min_fields: int) -> list[list[str]]:
 
 
 def _entry_id(text: str) -> int | None:
-    return int(text) if _ID.fullmatch(text) and int(text) <= _MAX_ID else None
+    return int(text) if re.fullmatch(_ID, text) and int(text) <= _MAX_ID else None
 
 
 def _passwd(text: str | None) -> list[_PasswdEntry]:
@@ -84,7 +84,7 @@ def _groups(text: str | None) -> list[_GroupEntry]:
 
 def _numeric(text: str, what: str) -> int | None:
     """The id a numeric user or group part stands for; None when the part is a name."""
-    if not _NUMBER.fullmatch(text):
+    if not re.fullmatch(_NUMBER, text):
         return None
     n = int(text)
     if not 0 <= n <= _MAX_ID:

@@ -4,9 +4,12 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import BinaryIO
 
 from rootless.errors import DigestMismatch, StoreError
+
+TYPE_CHECKING = False  # typing is for the type checker only: importing it costs every start ~2 ms
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 CHUNK = 1 << 20

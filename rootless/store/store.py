@@ -8,7 +8,6 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from rootless.errors import (
     ArchiveError,
@@ -31,6 +30,7 @@ from rootless.store.trees import remove_tree
 from rootless.userns.idmap import IdMapping, detect_mapping
 from rootless.values import valueclass
 
+TYPE_CHECKING = False  # typing is for the type checker only: importing it costs every start ~2 ms
 if TYPE_CHECKING:
     from rootless.store.unpack import LayerInput, UnpackResult
 

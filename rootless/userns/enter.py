@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any, TypeVar
 
 import native
 from rootless.errors import IdMapError, RlError
 from rootless.userns.idmap import IdMapping
 
-T = TypeVar("T")
+TYPE_CHECKING = False  # typing is for the type checker only: importing it costs every start ~2 ms
+if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
+    T = TypeVar("T")
 
 
 def write_maps(pid: int, mapping: IdMapping) -> None:
