@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -24,6 +25,9 @@ class Contender:
     name: str
     run: str
     prepare: str = "true"
+    # "wall": the run command's wall time; "dd": the seconds dd itself reports (summed), which
+    # leaves out everything around the I/O, such as a container's start.
+    timing: str = "wall"
 
 
 @dataclass(frozen=True)
@@ -37,16 +41,25 @@ class Workload:
     teardown: str = "true"
 
 
-def sh(cmd: str, env: dict[str, str]) -> None:
+def sh(cmd: str, env: dict[str, str]) -> str:
+    """Runs cmd; returns its stderr."""
     p = subprocess.run(["bash", "-c", cmd], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if p.returncode != 0:
         raise RuntimeError(f"command failed ({p.returncode}): {cmd}\n{p.stderr[-2000:]}")
+    return p.stderr
 
 
-def timed(cmd: str, env: dict[str, str]) -> float:
+def timed(c: Contender, env: dict[str, str]) -> float:
     t = time.perf_counter()
-    sh(cmd, env)
-    return time.perf_counter() - t
+    err = sh(c.run, env)
+    elapsed = time.perf_counter() - t
+    if c.timing == "dd":
+        # GNU dd's last line: "536870912 bytes (537 MB, 512 MiB) copied, 0.402 s, 1.3 GB/s"
+        spans = re.findall(r"copied, ([0-9.]+) s", err)
+        if not spans:
+            raise RuntimeError(f"no dd timing in the output of: {c.run}\n{err[-2000:]}")
+        return sum(float(x) for x in spans)
+    return elapsed
 
 
 def workloads(w: Path, images: Path) -> list[Workload]:
@@ -98,6 +111,14 @@ def workloads(w: Path, images: Path) -> list[Workload]:
             setup=f"{rl} images -q busybox | grep -q . || {rl} import {images}/busybox.tar busybox",
             rounds=5, needs=("busybox",),
         ),
+        Workload(
+            "io", "the same file I/O timed by dd itself: the container's I/O without its start",
+            (Contender("rl", f"{rl} --storage-driver overlay run --rm deb:io sh -c '{DD_IO.format(f='/f')}'",
+                       timing="dd"),
+             Contender("host", f"sh -c '{DD_IO.format(f=w / 'f')}; rm {w}/f'", timing="dd")),
+            setup=f"{rl} images -q deb:io | grep -q . || {rl} import {deb} deb:io",
+            rounds=5,
+        ),
         *build_workloads(w, rl, podman, deb),
         *registry_workloads(w, rl, podman, deb),
         Workload(
@@ -107,6 +128,10 @@ def workloads(w: Path, images: Path) -> list[Workload]:
         ),
     ]
 
+
+# Write 512 MB with fsync, then read it back: GNU dd (the host's, and the debian image's) reports
+# each part's time on stderr.
+DD_IO = "dd if=/dev/zero of={f} bs=1M count=512 conv=fsync && dd if={f} of=/dev/null bs=1M"
 
 BUILD_DOCKERFILE = """\
 FROM deb:build
@@ -234,7 +259,7 @@ def main() -> int:
             for _ in range(args.rounds or wl.rounds):
                 for c in wl.contenders:
                     sh(c.prepare, env)
-                    times[c.name].append(timed(c.run, env))
+                    times[c.name].append(timed(c, env))
             sh(wl.teardown, env)
             med = {k: statistics.median(v) for k, v in times.items()}
             base = med[wl.contenders[0].name]
