@@ -252,13 +252,17 @@ class RedirectingFront:
     host: str
     cdn_requests: list[str | None] = field(default_factory=list)  # the Authorization header of each
     failures_left: int = 0  # blob requests still to answer 429 (the first) or 503 (the others)
+    cuts_left: int = 0  # big blob downloads still to break off halfway through
+    ranges: list[str] = field(default_factory=list)  # the Range header of each resumed download
 
 
-def _forward(upstream: str, handler: BaseHTTPRequestHandler, path: str, auth: str | None, head: bool) -> None:
+def _forward(upstream: str, handler: BaseHTTPRequestHandler, path: str, auth: str | None, head: bool,
+             cut: bool = False) -> bool:
+    """Relay a request; with `cut`, a body over 100 kB is broken off halfway (True when it was)."""
     import http.client
 
     conn = http.client.HTTPConnection(upstream, timeout=30)
-    headers = {k: v for k, v in handler.headers.items() if k.lower() in ("accept", "authorization", "host")}
+    headers = {k: v for k, v in handler.headers.items() if k.lower() in ("accept", "authorization", "host", "range")}
     if auth is not None:
         headers["Authorization"] = auth
     conn.request("HEAD" if head else "GET", path, headers=headers)
@@ -269,9 +273,15 @@ def _forward(upstream: str, handler: BaseHTTPRequestHandler, path: str, auth: st
         if k.lower() not in ("connection", "transfer-encoding", "date", "server"):
             handler.send_header(k, v)
     handler.end_headers()
-    if not head:
-        handler.wfile.write(body)
     conn.close()
+    if head:
+        return False
+    if cut and len(body) > 100_000:
+        handler.wfile.write(body[:len(body) // 2])
+        handler.close_connection = True
+        return True
+    handler.wfile.write(body)
+    return False
 
 
 def _serve(handler: type[BaseHTTPRequestHandler]) -> tuple[ThreadingHTTPServer, int]:
@@ -281,19 +291,25 @@ def _serve(handler: type[BaseHTTPRequestHandler]) -> tuple[ThreadingHTTPServer, 
 
 
 @contextmanager
-def redirecting_front(upstream: LocalRegistry, fail_first: int = 0, stall: str | None = None
+def redirecting_front(upstream: LocalRegistry, fail_first: int = 0, stall: str | None = None, cut_first: int = 0
                       ) -> Iterator[RedirectingFront]:
-    """The front; with `stall`, a download of that blob hangs until the front stops."""
+    """The front; with `stall`, a download of that blob hangs until the front stops; with
+    `cut_first`, that many big blob downloads from the CDN break off halfway."""
     basic = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
-    front = RedirectingFront("", failures_left=fail_first)
+    front = RedirectingFront("", failures_left=fail_first, cuts_left=cut_first)
     lock = threading.Lock()
     stopping = threading.Event()
 
     class Cdn(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             front.cdn_requests.append(self.headers.get("Authorization"))
+            if self.headers.get("Range"):
+                front.ranges.append(self.headers["Range"])
             # The CDN has its own way to trust the request (a signed URL): here, the fixture's login.
-            _forward(upstream.host, self, self.path.removeprefix("/cdn"), basic, head=False)
+            if _forward(upstream.host, self, self.path.removeprefix("/cdn"), basic, head=False,
+                        cut=front.cuts_left > 0):
+                with lock:
+                    front.cuts_left -= 1
 
         def log_message(self, *args: object) -> None:
             pass

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, Self
+from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import urljoin, urlsplit
 
 from rootless.errors import DigestMismatch
@@ -48,18 +48,6 @@ DEFAULT_TOKEN_LIFE = 60.0  # what the token spec says when the reply has no expi
 CHUNK = 1 << 20
 _REDIRECTS = (301, 302, 303, 307, 308)
 _CHALLENGE_RE = re.compile(r'(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))')
-
-
-class BlobSink(Protocol):
-    """Where a downloaded blob goes: the store's BlobWriter."""
-
-    size: int
-
-    def write(self, data: bytes) -> int: ...
-
-    def commit(self, expected: str | None = None, what: str = "blob") -> str: ...
-
-    def abort(self) -> None: ...
 
 
 @valueclass
@@ -414,45 +402,62 @@ class Registry:
             raise DigestMismatch(f"{what} from {self.domain}/{repo}", digest, got)
         return data
 
-    def download_blob(self, repo: str, desc: oci.Descriptor, open_sink: Callable[[], BlobSink],
-                      progress: Callable[[int], None] | None = None) -> str:
-        """Stream a blob into a fresh sink per attempt; the sink hashes it and commits it only
-        when the digest matches (a mismatch discards it and raises). `progress` gets the bytes
-        received so far."""
+    def stream_blob(self, repo: str, desc: oci.Descriptor, write: Callable[[bytes], object],
+                    progress: Callable[[int], None] | None = None) -> None:
+        """Hand a blob's bytes to `write` as they arrive; the receiver digests them. A connection
+        dropped mid-blob resumes where it stopped: a Range request, or the whole blob again with
+        the bytes already sent skipped when the registry ignores Range. `progress` gets the bytes
+        sent so far."""
         import httpx
 
+        what = f"the blob {desc.digest} of {self.domain}/{repo}"
+        sent = 0
         for attempt in range(ATTEMPTS):
-            sink = open_sink()
             try:
-                return self._download_once(repo, desc, sink, progress)
-            except httpx.TransportError as e:
-                sink.abort()
-                # A connection dropped mid-blob: start it again (partial bytes cannot be verified).
+                self._stream_once(repo, desc, what, sent, write, progress)
+                return
+            except _Interrupted as e:
+                sent = e.sent
+                # Up to here the bytes went on: only the rest is fetched again.
                 if attempt == ATTEMPTS - 1:
+                    cause = e.__cause__ or e
                     raise RegistryUnreachable(f"downloading {desc.digest} from {self.host} failed: "
-                                              f"{str(e) or type(e).__name__}") from e
+                                              f"{str(cause) or type(cause).__name__}") from cause
                 time.sleep(BACKOFF * 2 ** attempt)
-            except BaseException:
-                sink.abort()
-                raise
+            except httpx.TransportError as e:
+                raise RegistryUnreachable(f"downloading {desc.digest} from {self.host} failed: "
+                                          f"{str(e) or type(e).__name__}") from e
         raise AssertionError("unreachable")
 
-    def _download_once(self, repo: str, desc: oci.Descriptor, sink: BlobSink,
-                       progress: Callable[[int], None] | None) -> str:
-        what = f"the blob {desc.digest} of {self.domain}/{repo}"
-        r = self.request("GET", f"/v2/{repo}/blobs/{desc.digest}", self.pull_scope(repo), stream=True)
+    def _stream_once(self, repo: str, desc: oci.Descriptor, what: str, sent: int,
+                     write: Callable[[bytes], object], progress: Callable[[int], None] | None) -> None:
+        import httpx
+
+        headers = {"Range": f"bytes={sent}-"} if sent else {}
+        r = self.request("GET", f"/v2/{repo}/blobs/{desc.digest}", self.pull_scope(repo), headers=headers,
+                         stream=True)
         with closing(r):
-            if r.status_code != 200:
+            resumed = r.status_code == 206 and r.headers.get("content-range", "").startswith(f"bytes {sent}-")
+            if r.status_code != 200 and not resumed:
                 raise self.fail(r, f"cannot get {what}")
-            for chunk in r.iter_raw(CHUNK):
-                sink.write(chunk)
-                if sink.size > desc.size:
-                    raise RegistryError(f"{what} is larger than the {desc.size} bytes its manifest says")
-                if progress is not None:
-                    progress(sink.size)
-        if sink.size != desc.size:
-            raise RegistryError(f"{what} is {sink.size} bytes, its manifest says {desc.size}")
-        return sink.commit(desc.digest, what)
+            skip = 0 if resumed else sent
+            try:
+                for chunk in r.iter_raw(CHUNK):
+                    if skip:
+                        cut = min(skip, len(chunk))
+                        chunk, skip = chunk[cut:], skip - cut
+                        if not chunk:
+                            continue
+                    if sent + len(chunk) > desc.size:
+                        raise RegistryError(f"{what} is larger than the {desc.size} bytes its manifest says")
+                    write(chunk)
+                    sent += len(chunk)
+                    if progress is not None:
+                        progress(sent)
+            except httpx.TransportError as e:
+                raise _Interrupted(sent) from e
+        if sent != desc.size:
+            raise RegistryError(f"{what} is {sent} bytes, its manifest says {desc.size}")
 
     def has_blob(self, repo: str, digest: str, scope: str) -> bool:
         r = self.request("HEAD", f"/v2/{repo}/blobs/{digest}", scope)
@@ -524,6 +529,14 @@ class Registry:
         if got and got != digest:
             raise DigestMismatch(f"the manifest pushed to {self.domain}/{repo}", digest, got)
         return digest
+
+
+class _Interrupted(Exception):
+    """A blob download broken off after `sent` bytes went on."""
+
+    def __init__(self, sent: int) -> None:
+        super().__init__(sent)
+        self.sent = sent
 
 
 def _read_limited(r: httpx.Response, limit: int, what: str) -> bytes:

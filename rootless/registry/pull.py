@@ -2,15 +2,21 @@
 
 The manifest is stored as received, so the image keeps the registry's manifest digest; layer
 blobs keep their compressed digests. Blobs the store has are not fetched again; the others are
-downloaded concurrently into the blob store, each committed only once its digest checks out.
+downloaded concurrently, each unpacked while it streams in and committed (blob and tree) only
+once its digest checks out.
 The image is recorded only after every layer is unpacked: a failure anywhere leaves no image
 (the blobs it did fetch belong to no image until a later pull uses them, or a gc removes them).
 """
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import BinaryIO
 
 from rootless.errors import ArchiveError, UsageError
 from rootless.image import oci
@@ -19,11 +25,14 @@ from rootless.registry.client import FetchedManifest, Registry
 from rootless.registry.errors import RegistryError
 from rootless.store.records import ImageRecord
 from rootless.store.store import IngestedLayer, LayerSource, Store
+from rootless.store.unpack import LayerInput
 from rootless.values import valueclass
 
 MAX_CONFIG = 8 << 20
 MAX_NESTING = 4  # indexes within indexes
 DOWNLOADERS = 4  # concurrent layer downloads: enough to fill a link, few enough to be polite
+PIPE_SIZE = 1 << 20  # the most an unprivileged process may ask for (fs.pipe-max-size)
+CHUNK = 1 << 20
 MT_DOCKER_SCHEMA1 = ("application/vnd.docker.distribution.manifest.v1+json",
                      "application/vnd.docker.distribution.manifest.v1+prettyjws")
 
@@ -141,42 +150,154 @@ def _config(store: Store, reg: Registry, ref: Reference, desc: oci.Descriptor) -
 def _layers(store: Store, reg: Registry, ref: Reference, descs: Sequence[oci.Descriptor], diff_ids: list[str],
             say: Callable[[str], None], progress: ProgressFn | None
             ) -> tuple[list[IngestedLayer], tuple[str, ...], tuple[str, ...]]:
-    """Download the layer blobs the store lacks (each distinct blob once) straight into the blob
-    store, each committed as soon as its digest checks out: ingest reads it in place rather than
-    copying it, and a pull interrupted later does not fetch it again. Each layer is unpacked as
-    soon as it and those below it are in, while the ones above still download."""
+    """Download the layer blobs the store lacks (each distinct blob once, several at a time),
+    each into a spool file, and unpack the layers bottom up, each one streamed from its spool as
+    its bytes arrive. Each layer is committed (blob and tree) on its own once its digest checks
+    out, so a pull interrupted later does not fetch it again."""
     if len(diff_ids) != len(descs):
         raise RegistryError(f"the image config of {ref.familiar()} lists {len(diff_ids)} layers but its "
                             f"manifest has {len(descs)}")
-    todo: dict[str, oci.Descriptor] = {}
+    spools: dict[str, _Spool] = {}
     reused: list[str] = []
     for d in descs:
         if store.blobs.has(d.digest):
             if d.digest not in reused:
                 reused.append(d.digest)
                 say(f"{_short(d.digest)}: Already exists")
-        else:
-            todo.setdefault(d.digest, d)
+        elif d.digest not in spools:
+            spools[d.digest] = _Spool(store.scratch.new_path("spool"))
 
     def fetch(d: oci.Descriptor) -> None:
-        reg.download_blob(ref.path, d, lambda: store.blobs.writer(store.scratch.new_path("pull")),
-                          None if progress is None else lambda n: progress(d.digest, n, d.size))
+        with spools[d.digest] as spool:
+            reg.stream_blob(ref.path, d, spool.write,
+                            None if progress is None else lambda n: progress(d.digest, n, d.size))
         say(f"{_short(d.digest)}: Download complete")
 
     sources = [LayerSource(None, d.digest, d.media_type) for d in descs]
-    with ThreadPoolExecutor(max_workers=max(1, min(DOWNLOADERS, len(todo)))) as pool:
-        downloads = {digest: pool.submit(fetch, d) for digest, d in todo.items()}
+    with ThreadPoolExecutor(max_workers=max(1, min(DOWNLOADERS, len(spools)))) as pool:
+        firsts = {d.digest: d for d in reversed(descs) if d.digest in spools}
+        downloads = {digest: pool.submit(fetch, firsts[digest]) for digest in spools}
         try:
             for i, d in enumerate(descs):
-                if d.digest in downloads:
-                    downloads[d.digest].result()
+                spool = spools.pop(d.digest, None)
+                if spool is None:
+                    continue  # in the store already, or a blob repeated from lower down
+                fifo = store.scratch.new_path("pull")
+                os.mkfifo(fifo, 0o600)
+                relay = threading.Thread(target=spool.relay, args=(fifo, d.size), daemon=True)
+                relay.start()
+                streamed = LayerSource(LayerInput(str(fifo), 0, d.size), d.digest, d.media_type)
+                try:
                     # The layers below are in already: this unpacks layer i only.
-                    store.ingest_layers(sources[:i + 1], diff_ids[:i + 1])
+                    store.ingest_layers([*sources[:i], streamed], diff_ids[:i + 1])
+                except BaseException:
+                    _release(fifo, relay)
+                    if spool.error is not None:
+                        raise spool.error from None  # the download's failure is why the unpacker failed
+                    raise
+                finally:
+                    spool.cancel()  # the blob is in (or the pull fails): the spool is not needed
+                _release(fifo, relay)
+                spool.remove()
+                say(f"{_short(d.digest)}: Pull complete")
         except BaseException:
+            for spool in spools.values():
+                spool.cancel()
             pool.shutdown(wait=True, cancel_futures=True)
             raise
-    # Every layer is in: this only gathers their records (and unpacks any whose blob was there).
-    return store.ingest_layers(sources, diff_ids), tuple(todo), tuple(reused)
+    # Every layer is in: this only gathers their records (and unpacks any whose blob was here).
+    return store.ingest_layers(sources, diff_ids), tuple(downloads), tuple(reused)
+
+
+class _Cancelled(Exception):
+    """The pull no longer needs the blob being downloaded."""
+
+
+class _Spool:
+    """A blob being downloaded into a file while the unpacker reads it from the front: the
+    download goes at the network's pace, the unpacking at its own."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        path.touch(0o600)  # here, not when the download starts: the relay may open it first
+        self._f: BinaryIO | None = None
+        self._cond = threading.Condition()
+        self._written = 0
+        self._done = False
+        self._cancelled = False
+        self.error: BaseException | None = None
+
+    def __enter__(self) -> _Spool:
+        self._f = open(self._path, "wb", buffering=0)
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: object) -> None:
+        assert self._f is not None
+        self._f.close()
+        with self._cond:
+            self._done = True
+            self.error = error
+            self._cond.notify_all()
+
+    def write(self, data: bytes) -> None:
+        assert self._f is not None
+        if self._cancelled:
+            raise _Cancelled()
+        _write_all(self._f, data)
+        with self._cond:
+            self._written += len(data)
+            self._cond.notify_all()
+
+    def cancel(self) -> None:
+        with self._cond:
+            self._cancelled = True
+            self._cond.notify_all()
+
+    def remove(self) -> None:
+        try:
+            os.unlink(self._path)
+        except FileNotFoundError:
+            pass
+
+    def relay(self, fifo: Path, size: int) -> None:
+        """Copy the spool into the FIFO the unpacker reads, following the download; stop early
+        (closing the FIFO: the unpacker sees the layer truncated) when the download fails."""
+        try:
+            # Opening blocks until the unpacker opens the other end.
+            with open(fifo, "wb", buffering=0) as out:
+                try:
+                    fcntl.fcntl(out, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+                except OSError:
+                    pass  # a smaller pipe only costs more wake-ups
+                sent = 0
+                with open(self._path, "rb", buffering=0) as src:
+                    while sent < size:
+                        with self._cond:
+                            while self._written <= sent and not self._done and not self._cancelled:
+                                self._cond.wait()
+                            available = self._written - sent
+                        if available <= 0:
+                            return
+                        data = os.pread(src.fileno(), min(available, CHUNK), sent)
+                        _write_all(out, data)
+                        sent += len(data)
+        except BrokenPipeError:
+            pass  # the unpacker stopped reading: why is reported by the thread that ran it
+
+
+def _release(fifo: Path, relay: threading.Thread) -> None:
+    """Wait for a relay, first opening the FIFO (and closing it at once) so one still waiting for
+    an unpacker that never came (the store had the blob, or the unpacker failed early) goes on,
+    and stops at its first write."""
+    os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
+    relay.join()
+
+
+def _write_all(out: BinaryIO, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = out.write(view)
+        view = view[n or 0:]
 
 
 def _short(digest: str) -> str:

@@ -168,7 +168,7 @@ class Store:
                 dest = str(d)
             blob_tmp = None if blob_known else str(self.scratch.new_path("blob"))
             job_of[i] = len(jobs)
-            jobs.append(UnpackJob(inp, blob_tmp, dest, self.owners))
+            jobs.append(UnpackJob(inp, blob_tmp, dest, self.owners, src.digest))
         results = self.in_userns(run_jobs, jobs) if jobs else []
         out: list[IngestedLayer] = []
         diff_ids: list[str] = []

@@ -9,7 +9,7 @@ import hashlib
 import os
 from typing import BinaryIO
 
-from rootless.errors import ArchiveError, LayerError, RlError
+from rootless.errors import ArchiveError, DigestMismatch, LayerError, RlError
 from rootless.image.compression import Prefixed, ReadAhead, decompressing
 from rootless.image.oci import sniff_compression
 from rootless.values import valueclass
@@ -32,6 +32,7 @@ class UnpackJob:
     blob_tmp: str | None  # where to copy the raw bytes to, when the store lacks the blob
     dest: str | None  # empty directory to extract into, when the store lacks the layer
     owners: str  # "real" or "xattr"
+    digest: str | None = None  # what the raw bytes should hash to, when known
 
 
 @valueclass
@@ -132,14 +133,18 @@ def run_job(job: UnpackJob) -> UnpackResult:
                 finally:
                     if ahead is not None:
                         ahead.close()
-            except RlError:
-                raise
-            except OSError as e:
-                # A real I/O error (disk full, permission) is not the layer's fault.
-                if e.errno is not None:
-                    raise
-                raise LayerError(f"layer is corrupt or truncated: {e}") from None
             except Exception as e:  # gzip, zlib and zstandard each raise their own kinds
+                # Bytes that are not what their digest says (a download gone wrong) usually break
+                # the gzip or tar stream first: say what is wrong with them, not what broke.
+                io_error = isinstance(e, OSError) and e.errno is not None
+                if job.digest is not None and not io_error and not isinstance(e, ArchiveError):
+                    src.drain()
+                    if "sha256:" + src.hash.hexdigest() != job.digest:
+                        raise DigestMismatch("layer", job.digest, "sha256:" + src.hash.hexdigest()) from None
+                if isinstance(e, RlError):
+                    raise
+                if io_error:
+                    raise  # disk full, permission: not the layer's fault
                 raise LayerError(f"layer is corrupt or truncated: {type(e).__name__}: {e}") from None
             diff_id = "sha256:" + stream.hash.hexdigest()
             diff_size = stream.size

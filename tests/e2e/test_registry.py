@@ -364,6 +364,20 @@ def test_429_and_5xx_are_retried(rl: Rl, rl2: Rl, busybox: str, tmp_path: Path,
         assert front.failures_left == 0
 
 
+def test_a_download_broken_off_resumes_where_it_stopped(rl: Rl, rl2: Rl, busybox: str, tmp_path: Path,
+                                                        htpasswd_registry: LocalRegistry) -> None:  # noqa: F811
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "config")}
+    _login(rl2, htpasswd_registry.host)
+    rl("push", "-q", "busybox", f"{htpasswd_registry.host}/cut/busybox:1", env=env)
+    with redirecting_front(htpasswd_registry, cut_first=1) as front:
+        _login(rl2, front.host)
+        assert rl2("pull", "-q", f"{front.host}/cut/busybox:1").out.strip() == busybox
+        assert front.cuts_left == 0
+        # Only the rest of the layer was fetched again.
+        assert len(front.ranges) == 1 and front.ranges[0].startswith("bytes=") and front.ranges[0] != "bytes=0-"
+    assert rl2("run", "--rm", f"{front.host}/cut/busybox:1", "true").code == 0
+
+
 def test_a_local_registry_that_speaks_tls(rl: Rl, rl2: Rl, busybox: str,
                                           tls_registry: LocalRegistry) -> None:  # noqa: F811
     name = f"{tls_registry.host}/tls/busybox:1"
