@@ -132,10 +132,14 @@ def copy_up(src: str, dst: str, workdir: str, xattr_permissions: bool,
             value = upperfmt.encode_override(st.st_uid, st.st_gid, st.st_mode, st.st_rdev)
             os.setxattr(tmp, upperfmt.OVERRIDE_XATTR, value)
         os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+        parent = os.path.dirname(dst)
+        pst = os.lstat(parent)
         os.rename(tmp, dst)
     except BaseException:
         _remove(tmp)
         raise
+    # A copy-up adds no name to the merged directory: its times stay, as on the kernel overlay.
+    os.utime(parent, ns=(pst.st_atime_ns, pst.st_mtime_ns))
     return os.lstat(dst)
 
 

@@ -37,7 +37,7 @@ class Node:
         self.handles: set[int] = set()
         self.key = key
         self.deleted = False
-        # The reply attributes of a lower file, built once (`fuse_overlay.ops` keeps it).
+        # The reply attributes of a lower entry, built once (`fuse_overlay.ops` keeps it).
         self.attrs: Any = None
 
     @property

@@ -185,9 +185,9 @@ class Overlay(pyfuse3.Operations):
             return None
 
     def _attrs(self, node: Node, st: os.stat_result) -> pyfuse3.EntryAttributes:
-        lower = node.layer > 0 and not node.is_dir
+        lower = node.layer > 0
         if lower and node.attrs is not None:
-            return node.attrs  # a lower file never changes; a copy-up moves it to layer 0
+            return node.attrs  # a lower entry never changes; a copy-up moves it to layer 0
         e = pyfuse3.EntryAttributes()
         e.st_ino = node.ino
         e.generation = 0
@@ -241,10 +241,17 @@ class Overlay(pyfuse3.Operations):
         path = node.path()
         st = copyup.copy_up(self.roots[node.layer] + path, self._upper(path), self.workdir,
                             self.config.xattr_permissions, data)
+        native.fuse_forget_attr(node.ino)
         if node.is_dir:
             native.fuse_flag(node.ino, native.FUSE_CACHE_DIR, False)
-        else:
-            native.fuse_forget_attr(node.ino)
+            # The kernel keeps a lower directory's attributes for LONG_TIMEOUT, and a copy-up
+            # for a change below it is none of the kernel's business: its nlink, size and ctime
+            # are now the upper directory's.
+            try:
+                pyfuse3.invalidate_inode(node.ino, attr_only=True)
+            except OSError as e:
+                if e.errno != errno.ENOENT:  # the kernel no longer caches it
+                    raise
         node.layers = (0, *node.layers) if node.is_dir else (0,)
         self.inodes.register(node, 0, st.st_dev, st.st_ino)
         for fd in node.handles:
@@ -650,9 +657,17 @@ class Overlay(pyfuse3.Operations):
             self._lower_dirs[node.ino] = listing
         return listing
 
+    def _dir_handle(self, fh: int) -> _DirHandle:
+        handle = self.dirs.get(fh)
+        if handle is None and fh & native.FUSE_C_FH:
+            # Opened by the FUSE hooks (a lower directory): the handle names the inode, and
+            # every open of it shares this one, as they share its immutable listing.
+            handle = self.dirs[fh] = _DirHandle(self.inodes.get(fh & ~native.FUSE_C_FH), [], [])
+        return handle if handle is not None else self.dirs[fh]
+
     @_fuse_errors
     async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
-        handle = self.dirs[fh]
+        handle = self._dir_handle(fh)
         node = handle.node
         if start_id == 0:
             # A snapshot per pass; a rewind takes a fresh one.

@@ -111,14 +111,18 @@ def renameat2(old: str, new: str, flags: int = 0, old_dir_fd: int = AT_FDCWD,
 
 
 def fuse_hooks_enable() -> None:
-    """Give the next FUSE session lseek (SEEK_DATA/SEEK_HOLE), fallocate and copy_file_range
-    handlers that act on the real file whose descriptor is the request's file handle. Call it
-    before pyfuse3 is imported; OSError when libfuse3 (or its header at build time) is missing."""
+    """Give the next FUSE session the C request handlers of native/_build.py: read, write, lseek
+    (SEEK_DATA/SEEK_HOLE), fallocate and copy_file_range act on the real file whose descriptor
+    is the request's file handle, and what the overlay described (fuse_flag, fuse_cache_attr,
+    fuse_lower_path) is answered without pyfuse3's loop. Call it before pyfuse3 is imported;
+    OSError when libfuse3 (or its header at build time) is missing."""
     _check(lib.rl_fuse_hooks_enable())
 
 
 FUSE_CACHE_DIR = 1
 FUSE_NO_CAPS = 2
+# The bit of the file handles the FUSE hooks open themselves (a directory's handle is its inode).
+FUSE_C_FH = 1 << 62
 
 
 def fuse_flag(ino: int, flag: int, on: bool) -> None:

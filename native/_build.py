@@ -22,70 +22,98 @@ _NO_FUSE_HOOKS = r"""
 """
 
 # pyfuse3 3.5 has no lseek, fallocate or copy_file_range handlers, so SEEK_DATA/SEEK_HOLE,
-# fallocate(2) and copy_file_range(2) would fail on the FUSE overlay, and its read and write cost
-# ~100 us of Python each. These requests carry the file handle, which the overlay makes the real
-# file's descriptor, so they are answered here in C, without Python: this module defines
-# fuse_session_new, and once the daemon has made the module global, pyfuse3's call reaches this
-# one, which puts these handlers in the operations it passes on. The same way, opendir, getattr,
-# getxattr, and open and release of lower files for reading are answered here for the inodes the
-# overlay describes (rl_fuse_flag, rl_fuse_cache_attr, rl_fuse_lower_path) and passed on to
-# pyfuse3 for the others.
+# fallocate(2) and copy_file_range(2) would fail on the FUSE overlay, and a request costs ~100 us
+# in Python. So this module defines fuse_session_new, and once the daemon has made the module
+# global, pyfuse3's call reaches this one, which puts handlers of its own in the operations it
+# passes on: read, write, lseek, fallocate and copy_file_range act on the real file, whose
+# descriptor the overlay makes the file handle; opendir, releasedir, getattr, getxattr, and open
+# and release of lower files for reading are answered from what the overlay told
+# (rl_fuse_flag, rl_fuse_cache_attr, rl_fuse_lower_path) and passed on to pyfuse3 for the
+# others. It defines fuse_session_receive_buf too, so that the requests C answers never go
+# through pyfuse3's trio loop, whose round trip alone costs ~40 us.
 _FUSE_HOOKS = r"""
     #define FUSE_USE_VERSION 34
     #include <dlfcn.h>
     #include <errno.h>
+    #include <poll.h>
     #include <stdlib.h>
     #include <string.h>
     #include <fuse_lowlevel.h>
+    #include <linux/fuse.h>
 
     typedef struct fuse_session *(*rl_session_new_t)(struct fuse_args *,
         const struct fuse_lowlevel_ops *, size_t, void *);
     static rl_session_new_t rl_real_session_new;
+    static int (*rl_real_receive_buf)(struct fuse_session *, struct fuse_buf *);
+    static void (*rl_process_buf)(struct fuse_session *, const struct fuse_buf *);
+    static int (*rl_session_fd)(struct fuse_session *);
     static int (*rl_reply_err)(fuse_req_t, int);
     static int (*rl_reply_lseek)(fuse_req_t, off_t);
     static int (*rl_reply_write)(fuse_req_t, size_t);
     static int (*rl_reply_data)(fuse_req_t, struct fuse_bufvec *, enum fuse_buf_copy_flags);
+    static int (*rl_reply_open)(fuse_req_t, const struct fuse_file_info *);
     static ssize_t (*rl_buf_copy)(struct fuse_bufvec *, struct fuse_bufvec *,
                                   enum fuse_buf_copy_flags);
     static size_t (*rl_buf_size)(const struct fuse_bufvec *);
     static struct fuse_lowlevel_ops rl_ops;
-    static void (*rl_py_opendir)(fuse_req_t, fuse_ino_t, struct fuse_file_info *);
 
-    /* The kernel may keep the listing of a directory that only lower layers hold across opens
-       (such a directory never changes; the overlay turns the flag off when it copies one up).
-       pyfuse3 cannot say so; it copies this fi into its reply. A directory with an upper part
-       is listed afresh by each open, so that a reader sees a snapshot, as on the kernel overlay. */
     /* Per-inode flags the overlay sets (inode numbers are never reused within a mount). */
     #define RL_CACHE_DIR 1
     #define RL_NO_CAPS 2
     static unsigned char *rl_flags;
     static uint64_t rl_flags_size;
-    static void (*rl_py_getxattr)(fuse_req_t, fuse_ino_t, const char *, size_t);
 
     static int rl_flag(fuse_ino_t ino, int flag) {
         return ino < rl_flags_size && (rl_flags[ino] & flag);
     }
 
+    /* File handles opened here: the descriptor of a lower file, or the inode of a directory. */
+    #define RL_C_FH (1ULL << 62)
+
+    /* The kernel may keep the listing of a directory that only lower layers hold across opens
+       (such a directory never changes; the overlay turns the flag off when it copies one up),
+       and the overlay lists it from one immutable snapshot, so its opens need no Python. A
+       directory with an upper part is listed afresh by each open, so that a reader sees a
+       snapshot, as on the kernel overlay. */
+    static void (*rl_py_opendir)(fuse_req_t, fuse_ino_t, struct fuse_file_info *);
+    static void (*rl_py_releasedir)(fuse_req_t, fuse_ino_t, struct fuse_file_info *);
+
     static void rl_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
-        if (rl_flag(ino, RL_CACHE_DIR)) {
-            fi->cache_readdir = 1;
-            fi->keep_cache = 1;
+        if (!rl_flag(ino, RL_CACHE_DIR)) {
+            rl_py_opendir(req, ino, fi);
+            return;
         }
-        rl_py_opendir(req, ino, fi);
+        fi->fh = ino | RL_C_FH;
+        fi->cache_readdir = 1;
+        fi->keep_cache = 1;
+        rl_reply_open(req, fi);
+    }
+
+    static void rl_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+        if (fi->fh & RL_C_FH)
+            rl_reply_err(req, 0);
+        else
+            rl_py_releasedir(req, ino, fi);
     }
 
     /* The kernel asks for security.capability before every write(2) to see whether it must
        drop file capabilities: for a file known to have none the answer needs no Python. */
+    static void (*rl_py_getxattr)(fuse_req_t, fuse_ino_t, const char *, size_t);
+
+    static int rl_no_caps(fuse_ino_t ino, const char *name) {
+        return rl_flag(ino, RL_NO_CAPS) && strcmp(name, "security.capability") == 0;
+    }
+
     static void rl_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size) {
-        if (rl_flag(ino, RL_NO_CAPS) && strcmp(name, "security.capability") == 0)
+        if (rl_no_caps(ino, name))
             rl_reply_err(req, ENODATA);
         else
             rl_py_getxattr(req, ino, name, size);
     }
 
-    /* Attributes of files that only lower layers hold (they never change: a copy-up takes a
-       file out of here). tar and cp stat every file after reading it, and a read makes the
-       kernel ask again for the access time: these answers need no Python. */
+    /* Attributes of what only lower layers hold (it never changes: a copy-up takes an inode
+       out of here). tar and cp stat every file after reading it, and a read makes the kernel
+       ask again for the access time: these answers need no Python. */
     struct rl_attr {
         struct stat st;
         double timeout;
@@ -95,9 +123,14 @@ _FUSE_HOOKS = r"""
     static int (*rl_reply_attr)(fuse_req_t, const struct stat *, double);
     static void (*rl_py_getattr)(fuse_req_t, fuse_ino_t, struct fuse_file_info *);
 
+    static struct rl_attr *rl_attr_of(fuse_ino_t ino) {
+        return ino < rl_attrs_size ? rl_attrs[ino] : NULL;
+    }
+
     static void rl_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
-        if (ino < rl_attrs_size && rl_attrs[ino])
-            rl_reply_attr(req, &rl_attrs[ino]->st, rl_attrs[ino]->timeout);
+        struct rl_attr *a = rl_attr_of(ino);
+        if (a)
+            rl_reply_attr(req, &a->st, a->timeout);
         else
             rl_py_getattr(req, ino, fi);
     }
@@ -152,7 +185,6 @@ _FUSE_HOOKS = r"""
     /* Read-only opens of files that only lower layers hold: opened and closed here. The overlay
        gives the path (rl_fuse_lower_path); a copy-up moves the open descriptors to the upper
        file (rl_fuse_copied_up), as it does for the ones Python opened. */
-    #define RL_C_FH (1ULL << 62)
     struct rl_lower {
         char *path;
         int *fds;
@@ -160,7 +192,6 @@ _FUSE_HOOKS = r"""
     };
     static struct rl_lower **rl_lowers;
     static uint64_t rl_lowers_size;
-    static int (*rl_reply_open)(fuse_req_t, const struct fuse_file_info *);
     static void (*rl_py_open)(fuse_req_t, fuse_ino_t, struct fuse_file_info *);
     static void (*rl_py_release)(fuse_req_t, fuse_ino_t, struct fuse_file_info *);
 
@@ -184,10 +215,18 @@ _FUSE_HOOKS = r"""
         return rl_lowers[ino];
     }
 
-    static void rl_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+    /* The lower file that an open with these flags reads here, or NULL. */
+    static struct rl_lower *rl_lower_open(uint64_t ino, int flags) {
         struct rl_lower *l = rl_lower_of(ino, 0);
+        if (!l || !l->path || (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC))
+            return NULL;
+        return l;
+    }
+
+    static void rl_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+        struct rl_lower *l = rl_lower_open(ino, fi->flags);
         int fd;
-        if (!l || !l->path || (fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
+        if (!l) {
             rl_py_open(req, ino, fi);
             return;
         }
@@ -334,6 +373,85 @@ _FUSE_HOOKS = r"""
             rl_reply_write(req, (size_t)n);
     }
 
+    /* READ replies splice the lower file's pages into /dev/fuse: one copy instead of two
+       (pread into a buffer, then writev). pyfuse3 asks for the libfuse defaults only. */
+    static void (*rl_py_init)(void *, struct fuse_conn_info *);
+
+    static void rl_init(void *userdata, struct fuse_conn_info *conn) {
+        rl_py_init(userdata, conn);
+        conn->want |= conn->capable & (FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE);
+    }
+
+    /* Whether the handlers above answer this request without Python. */
+    static int rl_answers(const struct fuse_buf *buf) {
+        const struct fuse_in_header *in = buf->mem;
+        const char *arg = (const char *)buf->mem + sizeof *in;
+        size_t size = buf->size;
+        if ((buf->flags & FUSE_BUF_IS_FD) || size < sizeof *in)
+            return 0;
+        switch (in->opcode) {
+        case FUSE_READ:
+            return rl_ops.read == rl_read;
+        case FUSE_WRITE:
+            return rl_ops.write_buf == rl_write_buf;
+        case FUSE_LSEEK:
+            return rl_ops.lseek == rl_lseek;
+        case FUSE_FALLOCATE:
+            return rl_ops.fallocate == rl_fallocate;
+        case FUSE_COPY_FILE_RANGE:
+            return rl_ops.copy_file_range == rl_copy_file_range;
+        case FUSE_GETATTR:
+            return rl_ops.getattr == rl_getattr && rl_attr_of(in->nodeid);
+        case FUSE_OPEN:
+            return rl_ops.open == rl_open && size >= sizeof *in + sizeof(struct fuse_open_in)
+                && rl_lower_open(in->nodeid, ((const struct fuse_open_in *)arg)->flags);
+        case FUSE_RELEASE:
+            return rl_ops.release == rl_release && size >= sizeof *in + sizeof(uint64_t)
+                && (((const struct fuse_release_in *)arg)->fh & RL_C_FH);
+        case FUSE_OPENDIR:
+            return rl_ops.opendir == rl_opendir && rl_flag(in->nodeid, RL_CACHE_DIR);
+        case FUSE_RELEASEDIR:
+            return rl_ops.releasedir == rl_releasedir && size >= sizeof *in + sizeof(uint64_t)
+                && (((const struct fuse_release_in *)arg)->fh & RL_C_FH);
+        case FUSE_GETXATTR:
+            return rl_ops.getxattr == rl_getxattr
+                && size > sizeof *in + sizeof(struct fuse_getxattr_in)
+                && ((const char *)buf->mem)[size - 1] == 0
+                && rl_no_caps(in->nodeid, arg + sizeof(struct fuse_getxattr_in));
+        }
+        return 0;
+    }
+
+    /* How long to wait for the next request after one answered here before going back to
+       pyfuse3's loop: the requests of a stream (a sequential read, a warm walk) come faster.
+       A signal to the daemon's thread ends the wait at once. */
+    #define RL_LINGER_MS 10
+
+    static struct fuse_session *rl_se;
+
+    /* pyfuse3's loop calls this once /dev/fuse is readable: the requests the handlers above
+       answer are answered here, one after the other while they come, and the first one that
+       needs Python is returned; -EINTR (pyfuse3 then waits again) when none came. */
+    int fuse_session_receive_buf(struct fuse_session *se, struct fuse_buf *buf) {
+        struct pollfd next;
+        int res, ready;
+        if (se != rl_se)
+            return rl_real_receive_buf(se, buf);
+        for (;;) {
+            res = rl_real_receive_buf(se, buf);
+            if (res <= 0 || !rl_answers(buf))
+                return res;
+            rl_process_buf(se, buf);
+            next.fd = rl_session_fd(se);
+            next.events = POLLIN;
+            Py_BEGIN_ALLOW_THREADS
+            ready = poll(&next, 1, RL_LINGER_MS);
+            Py_END_ALLOW_THREADS
+            if (ready <= 0 || !(next.revents & POLLIN))
+                return -EINTR;
+        }
+    }
+
     struct fuse_session *fuse_session_new(struct fuse_args *args,
                                           const struct fuse_lowlevel_ops *op, size_t op_size,
                                           void *userdata) {
@@ -347,9 +465,15 @@ _FUSE_HOOKS = r"""
             rl_ops.copy_file_range = rl_copy_file_range;
         rl_ops.read = rl_read;
         rl_ops.write_buf = rl_write_buf;
+        rl_py_init = rl_ops.init;
+        if (rl_py_init)
+            rl_ops.init = rl_init;
         rl_py_opendir = rl_ops.opendir;
-        if (rl_py_opendir)
+        rl_py_releasedir = rl_ops.releasedir;
+        if (rl_py_opendir && rl_py_releasedir) {
             rl_ops.opendir = rl_opendir;
+            rl_ops.releasedir = rl_releasedir;
+        }
         rl_py_open = rl_ops.open;
         rl_py_release = rl_ops.release;
         if (rl_py_open && rl_py_release) {
@@ -362,11 +486,12 @@ _FUSE_HOOKS = r"""
         rl_py_getxattr = rl_ops.getxattr;
         if (rl_py_getxattr)
             rl_ops.getxattr = rl_getxattr;
-        return rl_real_session_new(args, &rl_ops, sizeof rl_ops, userdata);
+        rl_se = rl_real_session_new(args, &rl_ops, sizeof rl_ops, userdata);
+        return rl_se;
     }
 
-    /* Make this module's symbols global so that pyfuse3, loaded next, binds fuse_session_new
-       to the definition above; then look the real one up in libfuse. */
+    /* Make this module's symbols global so that pyfuse3, loaded next, binds the libfuse
+       functions defined above to them; then look the real ones up in libfuse. */
     int rl_fuse_hooks_enable(void) {
         Dl_info self;
         void *fuse;
@@ -381,21 +506,19 @@ _FUSE_HOOKS = r"""
             errno = ENOENT;
             return -1;
         }
-        rl_real_session_new = (rl_session_new_t)dlvsym(fuse, "fuse_session_new", "FUSE_3.0");
-        rl_reply_err = (int (*)(fuse_req_t, int))dlsym(fuse, "fuse_reply_err");
-        rl_reply_lseek = (int (*)(fuse_req_t, off_t))dlsym(fuse, "fuse_reply_lseek");
-        rl_reply_write = (int (*)(fuse_req_t, size_t))dlsym(fuse, "fuse_reply_write");
-        rl_reply_data = (int (*)(fuse_req_t, struct fuse_bufvec *, enum fuse_buf_copy_flags))
-            dlsym(fuse, "fuse_reply_data");
-        rl_buf_copy = (ssize_t (*)(struct fuse_bufvec *, struct fuse_bufvec *,
-                                   enum fuse_buf_copy_flags))dlsym(fuse, "fuse_buf_copy");
-        rl_buf_size = (size_t (*)(const struct fuse_bufvec *))dlsym(fuse, "fuse_buf_size");
-        rl_reply_attr = (int (*)(fuse_req_t, const struct stat *, double))
-            dlsym(fuse, "fuse_reply_attr");
-        rl_reply_open = (int (*)(fuse_req_t, const struct fuse_file_info *))
-            dlsym(fuse, "fuse_reply_open");
-        if (!rl_real_session_new || !rl_reply_err || !rl_reply_lseek || !rl_reply_write ||
-            !rl_reply_data || !rl_buf_copy || !rl_buf_size || !rl_reply_attr || !rl_reply_open) {
+        #define RL_REAL(var, name) (*(void **)&(var) = dlvsym(fuse, name, "FUSE_3.0"))
+        if (!RL_REAL(rl_real_session_new, "fuse_session_new") ||
+            !RL_REAL(rl_real_receive_buf, "fuse_session_receive_buf") ||
+            !RL_REAL(rl_process_buf, "fuse_session_process_buf") ||
+            !RL_REAL(rl_session_fd, "fuse_session_fd") ||
+            !RL_REAL(rl_reply_err, "fuse_reply_err") ||
+            !RL_REAL(rl_reply_lseek, "fuse_reply_lseek") ||
+            !RL_REAL(rl_reply_write, "fuse_reply_write") ||
+            !RL_REAL(rl_reply_data, "fuse_reply_data") ||
+            !RL_REAL(rl_reply_open, "fuse_reply_open") ||
+            !RL_REAL(rl_buf_copy, "fuse_buf_copy") ||
+            !RL_REAL(rl_buf_size, "fuse_buf_size") ||
+            !RL_REAL(rl_reply_attr, "fuse_reply_attr")) {
             errno = ENOSYS;
             return -1;
         }
