@@ -283,8 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("destination", nargs="?", metavar="DEST", help="the name to push as (default: IMAGE)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
-    p.add_argument("--compression", choices=("gzip", "zstd"),
-                   help="compress the layers stored uncompressed (the pushed manifest is then a new one)")
+    p.add_argument("--compression", choices=("gzip", "zstd", "none"), default="gzip",
+                   help="compress the layers stored uncompressed, as Docker and podman do (default gzip; "
+                        "none: push as stored)")
     p.add_argument("--tls-verify", type=_tls_bool, default=True, metavar="BOOL", help=tls_help)
     p = _add(sub, "login", "Log in to a registry", "registry:cmd_login")
     p.add_argument("registry", nargs="?", metavar="REGISTRY", help="host[:port] (default docker.io)")

@@ -73,7 +73,8 @@ def cmd_push(args: argparse.Namespace) -> int:
     from rootless.registry.push import push
 
     with open_store(args) as store:
-        push(store, args.image, args.destination, args.tls_verify, _progress(args.quiet), args.compression)
+        compression = None if args.compression == "none" else args.compression
+        push(store, args.image, args.destination, args.tls_verify, _progress(args.quiet), compression)
     return 0
 
 

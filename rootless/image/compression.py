@@ -104,3 +104,46 @@ class ReadAhead:
         """Stop the thread (a reader that gives up early must not leave it blocked)."""
         self._stop.set()
         self._thread.join()
+
+
+GZIP_BLOCK = 1 << 20
+_WINDOW = 32 << 10  # deflate's: a block is primed with the input's last 32 KiB before it
+
+
+def gzip_parallel(src: Any, out: Any, level: int, threads: int) -> None:
+    """Gzip src into out as pigz does: fixed-size blocks deflated at once on threads (zlib lets
+    go of the GIL), each primed with the input before it and ended at a byte boundary (a sync
+    flush), so their outputs join into one deflate stream. The bytes depend only on the input,
+    the level and zlib (not on the thread count or timing): an image pushes to the same digest
+    each time."""
+    import zlib
+    from collections import deque
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    def deflate(block: bytes, primer: bytes) -> bytes:
+        z = (zlib.compressobj(level, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY, primer) if primer
+             else zlib.compressobj(level, zlib.DEFLATED, -15))
+        return z.compress(block) + z.flush(zlib.Z_SYNC_FLUSH)
+
+    # No name, mtime 0, the XFL zlib's gzip writes for the level, OS "unknown".
+    out.write(b"\x1f\x8b\x08\x00\x00\x00\x00\x00" + bytes([4 if level == 1 else 2 if level == 9 else 0, 255]))
+    crc = size = 0
+    primer = b""
+    pending: deque[Future[bytes]] = deque()
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        try:
+            while block := src.read(GZIP_BLOCK):
+                pending.append(pool.submit(deflate, block, primer))
+                primer = block[-_WINDOW:]
+                crc = zlib.crc32(block, crc)
+                size += len(block)
+                if len(pending) > 2 * threads:  # a few blocks in hand per thread, not the whole layer
+                    out.write(pending.popleft().result())
+            while pending:
+                out.write(pending.popleft().result())
+        except BaseException:
+            for f in pending:
+                f.cancel()
+            raise
+    # An empty final block, then the trailer: CRC-32 and size mod 2^32, little-endian.
+    out.write(b"\x03\x00" + crc.to_bytes(4, "little") + (size & 0xFFFFFFFF).to_bytes(4, "little"))

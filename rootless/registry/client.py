@@ -14,6 +14,7 @@ import ipaddress
 import json
 import os
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing
@@ -149,6 +150,7 @@ class Registry:
         self._challenge: tuple[str, dict[str, str]] | None = None
         self._creds: auth.Credentials | None = auth.lookup(domain)
         self._tokens: dict[str, tuple[str, float]] = {}
+        self._token_lock = threading.Lock()  # blobs go on several threads: one token fetch serves them
 
     def close(self) -> None:
         self._http.close()
@@ -275,8 +277,9 @@ class Registry:
             life = DEFAULT_TOKEN_LIFE
         self._tokens[scope] = (token, time.monotonic() + max(life - TOKEN_SLACK, 1.0))
 
-    def _authenticate(self, header: str, scope: str) -> bool:
-        """React to a 401's challenge; False when there is nothing new to try."""
+    def _authenticate(self, header: str, scope: str, refused: tuple[str, float] | None) -> bool:
+        """React to a 401's challenge to a request sent with the token `refused` (None: none);
+        False when there is nothing new to try."""
         challenge = parse_challenge(header)
         scheme, params = challenge
         if scheme == "basic":
@@ -284,8 +287,11 @@ class Registry:
             self._challenge = challenge
             return self._creds is not None and not had
         if scheme == "bearer":
-            self._challenge = challenge
-            self._fetch_token(params, scope)
+            with self._token_lock:
+                self._challenge = challenge
+                # Another thread may have fetched a fresh one since: that one serves.
+                if self._tokens.get(scope) in (None, refused):
+                    self._fetch_token(params, scope)
             return True
         raise AuthError(f"the registry {self.host} asks for an unsupported kind of authentication {scheme!r}")
 
@@ -318,11 +324,12 @@ class Registry:
         else:
             self.base  # noqa: B018 - the ping learns the auth challenge first
         hdrs = headers or {}
+        token = self._tokens.get(scope)
         r = self._retrying(lambda: self._follow(method, url, scope, hdrs, body, stream))
         if r.status_code == 401 and "www-authenticate" in r.headers:
             r.read()
             r.close()
-            if self._authenticate(r.headers["www-authenticate"], scope):
+            if self._authenticate(r.headers["www-authenticate"], scope, token):
                 r = self._retrying(lambda: self._follow(method, url, scope, hdrs, body, stream))
         return r
 
