@@ -50,18 +50,32 @@ class LocalRegistry:
                    if "response completed" in line and needle in line)
 
 
+def outside_address() -> str:
+    """An address of this machine's that is not loopback (rl takes loopback registries to speak
+    plain HTTP whatever it is told); skips the test when there is none. Nothing is sent."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("198.51.100.1", 9))  # a documentation address: a UDP connect only picks a route
+            address = str(s.getsockname()[0])
+        except OSError:
+            pytest.skip("no network interface but loopback")
+    if address.startswith("127.") or address == "0.0.0.0":
+        pytest.skip("no network interface but loopback")
+    return address
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-def _config(port: int, storage: Path, extra: str = "") -> str:
+def _config(port: int, storage: Path, extra: str = "", address: str = "127.0.0.1") -> str:
     return (
         "version: 0.1\n"
         "log:\n  level: info\n  accesslog:\n    disabled: true\n"
         f"storage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n"
+        f"http:\n  addr: {address}:{port}\n"
         f"{extra}"
     )
 
@@ -81,17 +95,18 @@ def _wait_ready(proc: subprocess.Popen[bytes], host: str, log: Path) -> None:
     raise AssertionError(f"docker-registry did not answer on {host} within {START_TIMEOUT} s")
 
 
-def start_registry(workdir: Path, extra_config: str = "") -> Iterator[LocalRegistry]:
-    """Run a registry until the generator is closed (for use with `yield from` in a fixture)."""
+def start_registry(workdir: Path, extra_config: str = "", address: str = "127.0.0.1") -> Iterator[LocalRegistry]:
+    """Run a registry until the generator is closed (for use with `yield from` in a fixture, or
+    as a context manager through `contextmanager(start_registry)`)."""
     if not os.path.exists(DOCKER_REGISTRY):
         pytest.skip("docker-registry is not installed")
     storage = workdir / "storage"
     storage.mkdir(parents=True)
     port = free_port()
     config = workdir / "config.yml"
-    config.write_text(_config(port, storage, extra_config))
+    config.write_text(_config(port, storage, extra_config, address))
     log = workdir / "registry.log"
-    host = f"127.0.0.1:{port}"
+    host = f"{address}:{port}"
     with open(log, "wb") as out:
         proc = subprocess.Popen([DOCKER_REGISTRY, "serve", str(config)], stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)

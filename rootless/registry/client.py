@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
-import os
 import re
 import threading
 import time
@@ -24,7 +23,7 @@ from urllib.parse import urljoin, urlsplit
 
 from rootless.errors import DigestMismatch
 from rootless.image import oci
-from rootless.registry import auth
+from rootless.registry import auth, conf
 from rootless.registry.errors import (
     AuthError,
     NotFoundError,
@@ -80,31 +79,6 @@ def is_local(host: str) -> bool:
         return False
 
 
-def _registries_conf_files() -> list[Path]:
-    config = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    env = os.environ.get("CONTAINERS_REGISTRIES_CONF")
-    return [Path(env)] if env else [Path(config) / "containers" / "registries.conf",
-                                    Path("/etc/containers/registries.conf")]
-
-
-def is_insecure(host: str) -> bool:
-    """Listed as insecure in a containers registries.conf (v2 `[[registry]]` or v1 tables)."""
-    import tomllib
-
-    for path in _registries_conf_files():
-        try:
-            doc = tomllib.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        for r in doc.get("registry") or []:
-            if isinstance(r, dict) and r.get("insecure") is True and host in (r.get("location"), r.get("prefix")):
-                return True
-        v1 = (doc.get("registries") or {}).get("insecure") or {}
-        # The first file found is the one that counts, as in containers-registries.conf(5).
-        return isinstance(v1, dict) and host in (v1.get("registries") or [])
-    return False
-
-
 def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
     """`Bearer realm="...",service="...",scope="..."` → ("bearer", {...})."""
     scheme, _, rest = header.strip().partition(" ")
@@ -138,8 +112,9 @@ class Registry:
 
         self.domain = domain
         self.host = registry_host(domain)
-        self._plain_http = is_local(self.host)
-        self._insecure = not tls_verify or is_insecure(self.host)
+        # Insecure ones as Docker speaks to localhost: plain HTTP, else TLS unverified.
+        self._plain_http = is_local(self.host) or conf.is_insecure(self.host)
+        self._insecure = not tls_verify
         # The system's trust store (as podman and Docker use), not certifi's; loading it takes
         # ~0.1 s, spared for a registry spoken to over plain HTTP.
         verify: Any = False if self._insecure or self._plain_http else ssl.create_default_context()
@@ -170,10 +145,10 @@ class Registry:
         return self._base
 
     def _ping(self) -> str:
-        """Find the scheme that answers `/v2/` and the auth it asks for. A local registry is tried
-        over plain HTTP first, then TLS (unverified, as Docker treats localhost); an insecure one
-        over TLS first, then plain HTTP. Only the first try is retried: the fallback either
-        answers at once or is not there."""
+        """Find the scheme that answers `/v2/` and the auth it asks for. A local or insecure
+        registry is tried over plain HTTP first, then TLS (unverified, as Docker treats
+        localhost); one with --tls-verify=false over TLS first, then plain HTTP. Only the first
+        try is retried: the fallback either answers at once or is not there."""
         schemes = ["http", "https"] if self._plain_http else ["https", "http"] if self._insecure else ["https"]
         first: RegistryUnreachable | None = None
         for n, scheme in enumerate(schemes):

@@ -32,10 +32,27 @@ def resolve(store: Store, name: str, policy: str, say: Callable[[str], None]) ->
         try:
             return store.resolve(name)
         except ImageNotFound:
-            if policy == "never" or looks_like_id(name):
+            if looks_like_id(name):
+                raise
+            local = _pulled_before(store, name)
+            if local is not None:
+                return local
+            if policy == "never":
                 raise
         say(f"Unable to find image '{name}' locally")
     from rootless.registry.pull import pull
 
-    pull(store, name, say=say)
-    return store.resolve(name)
+    return pull(store, name, say=say).image
+
+
+def _pulled_before(store: Store, name: str) -> ImageRecord | None:
+    """A short name pulled before from a search registry of registries.conf: the image is named
+    after that registry."""
+    from rootless.registry.conf import candidates
+
+    for candidate in candidates(name):
+        try:
+            return store.resolve(candidate)
+        except ImageNotFound:
+            continue
+    return None

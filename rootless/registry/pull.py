@@ -21,8 +21,9 @@ from typing import BinaryIO
 from rootless.errors import ArchiveError, UsageError
 from rootless.image import oci
 from rootless.image.reference import Reference, parse
+from rootless.registry import conf
 from rootless.registry.client import FetchedManifest, Registry
-from rootless.registry.errors import RegistryError
+from rootless.registry.errors import AuthError, NotFoundError, RegistryError, RegistryUnreachable
 from rootless.store.records import ImageRecord
 from rootless.store.store import IngestedLayer, LayerSource, Store
 from rootless.store.unpack import LayerInput
@@ -114,6 +115,24 @@ ProgressFn = Callable[[str, int, int], None]  # (blob digest, bytes received, bl
 
 def pull(store: Store, name: str, platform: str | None = None, tls_verify: bool = True,
          say: Callable[[str], None] = lambda _: None, progress: ProgressFn | None = None) -> PullResult:
+    """Pull an image. A short name is looked for in the search registries of registries.conf in
+    order, as podman does: the first that has it wins (docker.io when none are configured)."""
+    names = conf.candidates(name)
+    if len(names) == 1:
+        return _pull(store, names[0], platform, tls_verify, say, progress)
+    failures = []
+    for candidate in names:
+        say(f"Trying to pull {candidate}...")
+        try:
+            return _pull(store, candidate, platform, tls_verify, say, progress)
+        except (NotFoundError, AuthError, RegistryUnreachable) as e:
+            failures.append(str(e))  # a 401 may mean "not here" too
+    raise NotFoundError(f"{name} is in none of the search registries of {conf.conf_file()}: "
+                        + "; ".join(failures))
+
+
+def _pull(store: Store, name: str, platform: str | None, tls_verify: bool, say: Callable[[str], None],
+          progress: ProgressFn | None) -> PullResult:
     ref = parse(name)
     want = parse_platform(platform)
     with Registry(ref.domain, tls_verify) as reg:

@@ -10,6 +10,7 @@ import stat
 import subprocess
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -24,8 +25,10 @@ from tests.registry_fixture import (  # noqa: F401 - the fixtures
     TokenService,
     free_port,
     htpasswd_registry,
+    outside_address,
     redirecting_front,
     registry,
+    start_registry,
     tls_registry,
     token_registry,
 )
@@ -400,7 +403,7 @@ def test_a_local_registry_that_speaks_tls(rl: Rl, rl2: Rl, busybox: str,
 
 
 def test_insecure_registries_are_read_from_registries_conf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from rootless.registry.client import is_insecure
+    from rootless.registry.conf import is_insecure
 
     conf = tmp_path / "registries.conf"
     conf.write_text('[[registry]]\nlocation = "registry.example:5000"\ninsecure = true\n'
@@ -410,6 +413,43 @@ def test_insecure_registries_are_read_from_registries_conf(tmp_path: Path, monke
     assert not is_insecure("secure.example")
     conf.write_text('[registries.insecure]\nregistries = ["old.example"]\n')
     assert is_insecure("old.example") and not is_insecure("registry.example:5000")
+
+
+def _registries_conf(rl: Rl, text: str) -> None:
+    path = Path(rl.env["XDG_CONFIG_HOME"]) / "containers" / "registries.conf"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def test_short_names_are_searched_in_the_registries_of_registries_conf(
+        rl: Rl, rl2: Rl, busybox: str, tmp_path: Path, registry: LocalRegistry) -> None:  # noqa: F811
+    with contextmanager(start_registry)(tmp_path / "second") as second:
+        rl("push", "-q", "busybox", f"{second.host}/search/busybox:1")
+        # The first is unreachable, the second lacks the image, the third has it.
+        _registries_conf(rl2, f'unqualified-search-registries = ["127.0.0.1:9", "{registry.host}", '
+                              f'"{second.host}"]\n')
+        pulled = rl2("pull", "search/busybox:1")
+        assert pulled.out.strip() == busybox
+        assert [x for x in pulled.err.splitlines() if x.startswith("Trying to pull")] == [
+            f"Trying to pull {h}/search/busybox:1..." for h in ("127.0.0.1:9", registry.host, second.host)]
+        assert _record(rl2.root, f"{second.host}/search/busybox:1").id == busybox
+        # The short name finds what it pulled, without asking the registries again.
+        ran = rl2("run", "--rm", "search/busybox:1", "echo", "found")
+        assert ran.out == "found\n" and "Unable to find" not in ran.err
+        r = rl2("pull", "search/nothing:1", check=False)
+        assert r.code == 125
+        err = _one_line_error(r.err)
+        assert "none of the search registries" in err and "manifest unknown" in err and "127.0.0.1:9" in err
+
+
+def test_an_insecure_registry_is_spoken_to_over_plain_http(rl: Rl, rl2: Rl, busybox: str, tmp_path: Path) -> None:
+    with contextmanager(start_registry)(tmp_path / "outside", address=outside_address()) as outside:
+        name = f"{outside.host}/insecure/busybox:1"
+        rl("push", "-q", "--tls-verify=false", "busybox", name)
+        r = rl2("pull", name, check=False)  # TLS, as for any registry not on loopback
+        assert r.code == 125 and "cannot reach the registry" in _one_line_error(r.err)
+        _registries_conf(rl2, f'[[registry]]\nlocation = "{outside.host}"\ninsecure = true\n')
+        assert rl2("pull", "-q", name).out.strip() == busybox
 
 
 def test_concurrent_pulls_of_images_sharing_layers_into_one_store(rl: Rl, rl2: Rl, busybox: str,
