@@ -6,7 +6,6 @@ import json
 import sys
 
 from rootless.cli.common import for_each_container, open_store
-from rootless.cli.output import human_age, json_lines, table
 from rootless.errors import ContainerNotFound, RlError, UsageError
 from rootless.registry.policy import check_policy
 
@@ -75,6 +74,8 @@ def _warn_single_id_once(store) -> None:  # type: ignore[no-untyped-def]
 
 
 def _status_text(rec) -> str:  # type: ignore[no-untyped-def]
+    from rootless.cli.output import human_age
+
     if rec.status == "running":
         return f"Up {human_age(rec.started).removesuffix(' ago')}"
     if rec.status == "exited":
@@ -83,6 +84,7 @@ def _status_text(rec) -> str:  # type: ignore[no-untyped-def]
 
 
 def cmd_ps(args: argparse.Namespace) -> int:
+    from rootless.cli.output import human_age, json_lines, table
     from rootless.image.reference import parse
     from rootless.runtime.spec import ContainerSpec
     from rootless.runtime.supervisor import refresh

@@ -16,7 +16,6 @@ import fcntl
 import os
 import signal
 import struct
-import termios
 
 import native
 from rootless.errors import RlError, StartFailed
@@ -263,6 +262,8 @@ def _pid1(spec: ContainerSpec, rootfs: str, err_fd: int) -> int:
             # Loaded now, from the host's library: after pivot_root it is out of reach. Only
             # these uses need it, and its import costs every other start ~1.5 ms.
             __import__("socket")
+        if spec.tty:
+            __import__("termios")
         # A mount namespace of our own: pivot_root moves the root of every process of the
         # namespace it runs in, and the namespace init must keep the host's view (it writes the
         # pid 1 file into the container's directory after this fork).
@@ -322,6 +323,7 @@ def take_terminal() -> None:
     supervisor over the socket that is our stdio until now, after setting the window size it sent
     first, and make the slave our stdio and controlling terminal (we are a session leader)."""
     import socket  # already loaded by _pid1 before pivot_root (or by rl exec's pty module)
+    import termios
 
     sock = socket.socket(fileno=os.dup(0))
     size = sock.recv(8)
