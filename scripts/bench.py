@@ -243,7 +243,11 @@ def main() -> int:
         return 2
     env = dict(os.environ)
     env.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp(prefix="rl-bench-xdg-"))
-    env["PYTHONPATH"] = str(REPO)
+    if not (Path(sys.executable).parent / "rl").exists():
+        env["PYTHONPATH"] = str(REPO)  # for `python -m rootless`; the rl command knows its path
+    # The rl a user runs reads its modules' cached bytecode; this switch (set in some sessions)
+    # would make it compile every module it imports on every run.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     results = []
     with tempfile.TemporaryDirectory(prefix="rl-bench-") as tmp:
         w = Path(tmp)
