@@ -332,7 +332,7 @@ _FUSE_HOOKS = r"""
         buf.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
         buf.buf[0].fd = (int)fi->fh;
         buf.buf[0].pos = off;
-        rl_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+        rl_reply_data(req, &buf, 0);
     }
     static void rl_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in, off_t off,
                              struct fuse_file_info *fi) {
@@ -373,13 +373,14 @@ _FUSE_HOOKS = r"""
             rl_reply_write(req, (size_t)n);
     }
 
-    /* READ replies splice the lower file's pages into /dev/fuse: one copy instead of two
-       (pread into a buffer, then writev). pyfuse3 asks for the libfuse defaults only. */
+    /* READ replies splice the real file's pages into /dev/fuse: one copy instead of two
+       (pread into a buffer, then writev). pyfuse3 asks for the libfuse defaults only. Not
+       SPLICE_MOVE: the kernel would then take pages out of the lower file's page cache. */
     static void (*rl_py_init)(void *, struct fuse_conn_info *);
 
     static void rl_init(void *userdata, struct fuse_conn_info *conn) {
         rl_py_init(userdata, conn);
-        conn->want |= conn->capable & (FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE);
+        conn->want |= conn->capable & FUSE_CAP_SPLICE_WRITE;
     }
 
     /* Whether the handlers above answer this request without Python. */
