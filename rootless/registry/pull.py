@@ -201,22 +201,17 @@ def _layers(store: Store, reg: Registry, ref: Reference, descs: Sequence[oci.Des
                 spool = spools.pop(d.digest, None)
                 if spool is None:
                     continue  # in the store already, or a blob repeated from lower down
-                fifo = store.scratch.new_path("pull")
-                os.mkfifo(fifo, 0o600)
-                relay = threading.Thread(target=spool.relay, args=(fifo, d.size), daemon=True)
-                relay.start()
-                streamed = LayerSource(LayerInput(str(fifo), 0, d.size), d.digest, d.media_type)
+                relay = _Relay(spool, store.scratch.new_path("pull"), d.size)
+                streamed = LayerSource(LayerInput(str(relay.fifo), 0, d.size), d.digest, d.media_type)
                 try:
                     # The layers below are in already: this unpacks layer i only.
                     store.ingest_layers([*sources[:i], streamed], diff_ids[:i + 1])
-                except BaseException:
-                    _release(fifo, relay)
-                    if spool.error is not None:
-                        raise spool.error from None  # the download's failure is why the unpacker failed
-                    raise
                 finally:
-                    spool.cancel()  # the blob is in (or the pull fails): the spool is not needed
-                _release(fifo, relay)
+                    # The blob is in (or the pull fails): what is left of the download is not needed.
+                    spool.cancel()
+                    relay.stop()
+                    if spool.error is not None and not isinstance(spool.error, _Cancelled):
+                        raise spool.error from None  # the download's failure is why the unpacker failed
                 spool.remove()
                 say(f"{_short(d.digest)}: Pull complete")
         except BaseException:
@@ -278,38 +273,59 @@ class _Spool:
         except FileNotFoundError:
             pass
 
-    def relay(self, fifo: Path, size: int) -> None:
-        """Copy the spool into the FIFO the unpacker reads, following the download; stop early
-        (closing the FIFO: the unpacker sees the layer truncated) when the download fails."""
+    def copy_to(self, out: BinaryIO, size: int) -> None:
+        """Copy the spool to out as the download fills it; stop early when the download fails or
+        the spool is cancelled."""
+        sent = 0
+        with open(self._path, "rb", buffering=0) as src:
+            while sent < size:
+                with self._cond:
+                    while self._written <= sent and not self._done and not self._cancelled:
+                        self._cond.wait()
+                    available = 0 if self._cancelled else self._written - sent
+                if available <= 0:
+                    return
+                data = os.pread(src.fileno(), min(available, CHUNK), sent)
+                _write_all(out, data)
+                sent += len(data)
+
+
+class _Relay:
+    """A thread copying a spool into a FIFO the unpacker reads (closing it early, when the
+    download fails, makes the unpacker find the layer truncated)."""
+
+    def __init__(self, spool: _Spool, fifo: Path, size: int) -> None:
+        self.fifo = fifo
+        os.mkfifo(fifo, 0o600)
+        self._opened = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(spool, size), daemon=True)
+        self._thread.start()
+
+    def _run(self, spool: _Spool, size: int) -> None:
         try:
-            # Opening blocks until the unpacker opens the other end.
-            with open(fifo, "wb", buffering=0) as out:
+            # Opening blocks until the unpacker, or stop(), opens the other end.
+            with open(self.fifo, "wb", buffering=0) as out:
+                self._opened.set()
                 try:
                     fcntl.fcntl(out, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
                 except OSError:
                     pass  # a smaller pipe only costs more wake-ups
-                sent = 0
-                with open(self._path, "rb", buffering=0) as src:
-                    while sent < size:
-                        with self._cond:
-                            while self._written <= sent and not self._done and not self._cancelled:
-                                self._cond.wait()
-                            available = self._written - sent
-                        if available <= 0:
-                            return
-                        data = os.pread(src.fileno(), min(available, CHUNK), sent)
-                        _write_all(out, data)
-                        sent += len(data)
+                spool.copy_to(out, size)
         except BrokenPipeError:
             pass  # the unpacker stopped reading: why is reported by the thread that ran it
+        finally:
+            self._opened.set()
 
-
-def _release(fifo: Path, relay: threading.Thread) -> None:
-    """Wait for a relay, first opening the FIFO (and closing it at once) so one still waiting for
-    an unpacker that never came (the store had the blob, or the unpacker failed early) goes on,
-    and stops at its first write."""
-    os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
-    relay.join()
+    def stop(self) -> None:
+        """Wait for the thread once the unpacker is done, after cancelling the spool. One still
+        waiting for an unpacker that never came (the store had the blob, or the unpacker failed
+        early) is let through by opening the FIFO until it has, and stops at its first write."""
+        fd = os.open(self.fifo, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            self._opened.wait()
+        finally:
+            os.close(fd)
+        self._thread.join()
 
 
 def _write_all(out: BinaryIO, data: bytes) -> None:

@@ -150,9 +150,15 @@ def run_in_userns(mapping: IdMapping, fn: Callable[..., T], *args: Any, extra_fl
     import traceback
 
     res_r, res_w = os.pipe()
+    parent = os.getpid()
 
     def child() -> int:
         os.close(res_r)
+        # A helper outliving a killed rl would hold the store's locks, maybe waiting on a FIFO
+        # (a pull's unpacker) that nothing will ever write to.
+        native.prctl(native.PR_SET_PDEATHSIG, 9)  # SIGKILL; `signal` costs an import on the start path
+        if os.getppid() != parent:
+            return 1
         status = 0
         try:
             payload: tuple[str, Any] = ("ok", fn(*args))
