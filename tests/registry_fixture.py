@@ -33,6 +33,7 @@ USER = "tester"
 PASSWORD = "s3cret"
 SERVICE = "rl-test-registry"
 ISSUER = "rl-test-token-service"
+TOKEN_LEEWAY = 60  # distribution's registry/auth/token: Leeway
 
 
 @dataclass(frozen=True)
@@ -190,6 +191,7 @@ class TokenService:
     cert_der: bytes
     port: int = 0
     requests: list[dict[str, list[str]]] = field(default_factory=list)
+    lifetime: int = 300  # how long the registry takes a token for; the replies always say 300 s
 
     def token(self, subject: str, scopes: list[str]) -> str:
         access = []
@@ -199,8 +201,9 @@ class TokenService:
             access.append({"type": kind, "name": name, "actions": actions.split(",")})
         now = int(time.time())
         header = {"typ": "JWT", "alg": "RS256", "x5c": [base64.b64encode(self.cert_der).decode()]}
-        claims = {"iss": ISSUER, "sub": subject, "aud": SERVICE, "exp": now + 300, "nbf": now - 10,
-                  "iat": now, "jti": os.urandom(8).hex(), "access": access}
+        # The registry takes tokens for TOKEN_LEEWAY past their expiry (clock skew).
+        claims = {"iss": ISSUER, "sub": subject, "aud": SERVICE, "exp": now + self.lifetime - TOKEN_LEEWAY,
+                  "nbf": now - 10, "iat": now, "jti": os.urandom(8).hex(), "access": access}
         signing_input = f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}"
         signature = subprocess.run(["openssl", "dgst", "-sha256", "-sign", str(self.key)],
                                    input=signing_input.encode(), capture_output=True, check=True).stdout
@@ -370,3 +373,45 @@ def redirecting_front(upstream: LocalRegistry, fail_first: int = 0, stall: str |
         for s in (server, cdn):
             s.shutdown()
             s.server_close()
+
+
+@contextmanager
+def throttled(upstream: str, bytes_per_second: int) -> Iterator[str]:
+    """A TCP proxy to `upstream` (host:port) that passes what clients send at most this fast:
+    an upload through it takes as long as a slow link makes it. Yields its host:port."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stopping = threading.Event()
+    step = 16 << 10
+
+    def pump(src: socket.socket, dst: socket.socket, slow: bool) -> None:
+        try:
+            while data := src.recv(step):
+                dst.sendall(data)
+                if slow:
+                    time.sleep(len(data) / bytes_per_second)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def serve() -> None:
+        while not stopping.is_set():
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            host, port = upstream.rsplit(":", 1)
+            server = socket.create_connection((host, int(port)))
+            threading.Thread(target=pump, args=(client, server, True), daemon=True).start()
+            threading.Thread(target=pump, args=(server, client, False), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield f"127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stopping.set()
+        listener.close()

@@ -29,6 +29,7 @@ from tests.registry_fixture import (  # noqa: F401 - the fixtures
     redirecting_front,
     registry,
     start_registry,
+    throttled,
     tls_registry,
     token_registry,
 )
@@ -355,6 +356,57 @@ def test_bearer_token_auth(rl: Rl, rl2: Rl, busybox: str, tmp_path: Path,
     assert asked[0]["service"] == ["rl-test-registry"]
     assert rl2("pull", "-q", f"{reg.host}/token/busybox:1").out.strip() == busybox
     assert rl2("run", "--rm", f"{reg.host}/token/busybox:1", "echo", "ok").out == "ok\n"
+
+
+def test_a_token_that_expires_during_a_long_push_is_renewed(rl: Rl, rl2: Rl, busybox: str, tmp_path: Path,
+                                                            token_registry: tuple[LocalRegistry, TokenService]
+                                                            ) -> None:  # noqa: F811
+    reg, tokens = token_registry
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "config")}
+    _login(rl2, reg.host)
+    # Tokens the registry takes for 2 s, though the token service says 300 s: only the registry's
+    # 401 tells the client it must fetch another.
+    tokens.lifetime = 2
+    try:
+        # The 2 MB layer through a 400 kB/s link: ~5 s of upload.
+        with throttled(reg.host, 400_000) as slow:
+            _login(rl2, slow)
+            before = len(tokens.requests)
+            start = time.monotonic()
+            pushed = rl("push", "--compression", "none", "busybox", f"{slow}/expiring/busybox:1", env=env)
+            assert time.monotonic() - start > 2 * tokens.lifetime
+            assert pushed.err.count("Pushed") == 2
+            assert len(tokens.requests) - before >= 2  # the first token, and at least one more
+    finally:
+        tokens.lifetime = 300
+    assert rl2("pull", "-q", f"{reg.host}/expiring/busybox:1").out.strip() == busybox
+
+
+def test_a_chunked_upload_outlives_its_token(rl2: Rl, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             token_registry: tuple[LocalRegistry, TokenService]) -> None:  # noqa: F811
+    from rootless.registry.client import Registry
+
+    reg, tokens = token_registry
+    data = os.urandom(1_500_000)
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    (tmp_path / "blob").write_bytes(data)
+    tokens.lifetime = 2
+    try:
+        with throttled(reg.host, 400_000) as slow:
+            _login(rl2, slow)
+            monkeypatch.setenv("XDG_CONFIG_HOME", rl2.env["XDG_CONFIG_HOME"])
+            with Registry(slow) as client:
+                scope = client.push_scope("expiring/chunked")
+                session = client.start_upload("expiring/chunked", scope)
+                assert session is not None
+                before = len(tokens.requests)
+                # 15 PATCHes of 100 kB, ~4 s in all: the token runs out in the middle of the session.
+                client.upload_blob_chunked("expiring/chunked", scope, session, digest, tmp_path / "blob",
+                                           len(data), 100_000)
+                assert len(tokens.requests) > before
+                assert client.has_blob("expiring/chunked", digest, scope)
+    finally:
+        tokens.lifetime = 300
 
 
 def test_authorization_is_not_sent_to_another_host_after_a_redirect(
