@@ -375,20 +375,39 @@ def redirecting_front(upstream: LocalRegistry, fail_first: int = 0, stall: str |
             s.server_close()
 
 
+@dataclass
+class Upload:
+    """What a client sent on one connection: when it began and ended, and how much."""
+
+    start: float = 0.0
+    end: float = 0.0
+    size: int = 0
+
+
+@dataclass
+class Throttled:
+    host: str  # host:port of the proxy
+    uploads: list[Upload] = field(default_factory=list)  # one per connection
+
+
 @contextmanager
-def throttled(upstream: str, bytes_per_second: int) -> Iterator[str]:
+def throttled(upstream: str, bytes_per_second: int) -> Iterator[Throttled]:
     """A TCP proxy to `upstream` (host:port) that passes what clients send at most this fast:
-    an upload through it takes as long as a slow link makes it. Yields its host:port."""
+    an upload through it takes as long as a slow link makes it."""
     listener = socket.create_server(("127.0.0.1", 0))
+    proxy = Throttled(f"127.0.0.1:{listener.getsockname()[1]}")
     stopping = threading.Event()
     step = 16 << 10
 
-    def pump(src: socket.socket, dst: socket.socket, slow: bool) -> None:
+    def pump(src: socket.socket, dst: socket.socket, upload: Upload | None) -> None:
         try:
             while data := src.recv(step):
                 dst.sendall(data)
-                if slow:
+                if upload is not None:
+                    upload.start = upload.start or time.monotonic()
+                    upload.size += len(data)
                     time.sleep(len(data) / bytes_per_second)
+                    upload.end = time.monotonic()
         except OSError:
             pass
         finally:
@@ -406,12 +425,13 @@ def throttled(upstream: str, bytes_per_second: int) -> Iterator[str]:
                 return
             host, port = upstream.rsplit(":", 1)
             server = socket.create_connection((host, int(port)))
-            threading.Thread(target=pump, args=(client, server, True), daemon=True).start()
-            threading.Thread(target=pump, args=(server, client, False), daemon=True).start()
+            proxy.uploads.append(Upload())
+            threading.Thread(target=pump, args=(client, server, proxy.uploads[-1]), daemon=True).start()
+            threading.Thread(target=pump, args=(server, client, None), daemon=True).start()
 
     threading.Thread(target=serve, daemon=True).start()
     try:
-        yield f"127.0.0.1:{listener.getsockname()[1]}"
+        yield proxy
     finally:
         stopping.set()
         listener.close()

@@ -26,7 +26,7 @@ from rootless.values import valueclass
 CHUNKED_ABOVE = 256 << 20
 CHUNK_SIZE = 64 << 20
 COPY_CHUNK = 1 << 20
-UPLOADERS = 4  # blobs sent at once: as many as Docker sends
+UPLOADERS = 4  # blobs sent at once, as pull fetches them (Docker sends up to 5)
 # zlib's level 2: the debian image's 128 MB layer gzips to 52.4 MB (podman's pgzip: 51.4 MB; zlib's
 # default 6: 49.1 MB) at the speed of level 1, so a gzip push takes less time than podman's.
 GZIP_LEVEL = 2

@@ -165,6 +165,24 @@ def test_push_skips_blobs_the_registry_has_and_mounts_across_repositories(
     assert rl2("pull", "-q", f"{registry.host}/skip-other/busybox:2").out.strip() == busybox
 
 
+def test_push_sends_blobs_at_once_and_the_manifest_last(rl: Rl, busybox: str,
+                                                        registry: LocalRegistry) -> None:  # noqa: F811
+    ctx = Path(rl.root).parent / "ctx-big"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN head -c 1500000 /dev/urandom > /big\n")
+    rl("build", "-q", "-t", "big:1", str(ctx))
+    # Two layers of 2 MB and 1.5 MB through a 1 MB/s link: one after the other, they would go
+    # on one connection; at once, on two, at the same time.
+    with throttled(registry.host, 1_000_000) as slow:
+        rl("push", "-q", "--compression", "none", "big:1", f"{slow.host}/at-once/big:1")
+    big = [u for u in slow.uploads if u.size > 1_000_000]
+    assert len(big) == 2, slow.uploads
+    assert big[0].start < big[1].end and big[1].start < big[0].end
+    done = [line for line in registry.log.read_text(errors="replace").splitlines()
+            if "response completed" in line and "/v2/at-once/big/" in line and "method=PUT" in line]
+    assert "/manifests/1" in done[-1] and all("/blobs/uploads/" in line for line in done[:-1])
+
+
 def test_pull_by_digest_and_through_an_index(rl: Rl, rl2: Rl, busybox: str,
                                              registry: LocalRegistry) -> None:  # noqa: F811
     rl("push", "--compression", "none", "busybox", f"{registry.host}/index/busybox:1")
@@ -370,10 +388,10 @@ def test_a_token_that_expires_during_a_long_push_is_renewed(rl: Rl, rl2: Rl, bus
     try:
         # The 2 MB layer through a 400 kB/s link: ~5 s of upload.
         with throttled(reg.host, 400_000) as slow:
-            _login(rl2, slow)
+            _login(rl2, slow.host)
             before = len(tokens.requests)
             start = time.monotonic()
-            pushed = rl("push", "--compression", "none", "busybox", f"{slow}/expiring/busybox:1", env=env)
+            pushed = rl("push", "--compression", "none", "busybox", f"{slow.host}/expiring/busybox:1", env=env)
             assert time.monotonic() - start > 2 * tokens.lifetime
             assert pushed.err.count("Pushed") == 2
             assert len(tokens.requests) - before >= 2  # the first token, and at least one more
@@ -393,9 +411,9 @@ def test_a_chunked_upload_outlives_its_token(rl2: Rl, tmp_path: Path, monkeypatc
     tokens.lifetime = 2
     try:
         with throttled(reg.host, 400_000) as slow:
-            _login(rl2, slow)
+            _login(rl2, slow.host)
             monkeypatch.setenv("XDG_CONFIG_HOME", rl2.env["XDG_CONFIG_HOME"])
-            with Registry(slow) as client:
+            with Registry(slow.host) as client:
                 scope = client.push_scope("expiring/chunked")
                 session = client.start_upload("expiring/chunked", scope)
                 assert session is not None
