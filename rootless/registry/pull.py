@@ -16,14 +16,19 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Self
 
 from rootless.errors import ArchiveError, UsageError
 from rootless.image import oci
 from rootless.image.reference import Reference, parse
 from rootless.registry import conf
 from rootless.registry.client import FetchedManifest, Registry
-from rootless.registry.errors import AuthError, NotFoundError, RegistryError, RegistryUnreachable
+from rootless.registry.errors import (
+    AuthError,
+    NotFoundError,
+    RegistryError,
+    RegistryUnreachable,
+)
 from rootless.store.records import ImageRecord
 from rootless.store.store import IngestedLayer, LayerSource, Store
 from rootless.store.unpack import LayerInput
@@ -241,7 +246,7 @@ class _Spool:
         self._cancelled = False
         self.error: BaseException | None = None
 
-    def __enter__(self) -> _Spool:
+    def __enter__(self) -> Self:
         self._f = open(self._path, "wb", buffering=0)
         return self
 

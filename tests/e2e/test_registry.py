@@ -376,9 +376,9 @@ def test_bearer_token_auth(rl: Rl, rl2: Rl, busybox: str, tmp_path: Path,
     assert rl2("run", "--rm", f"{reg.host}/token/busybox:1", "echo", "ok").out == "ok\n"
 
 
-def test_a_token_that_expires_during_a_long_push_is_renewed(rl: Rl, rl2: Rl, busybox: str, tmp_path: Path,
-                                                            token_registry: tuple[LocalRegistry, TokenService]
-                                                            ) -> None:  # noqa: F811
+def test_a_token_that_expires_during_a_long_push_is_renewed(
+        rl: Rl, rl2: Rl, busybox: str, tmp_path: Path,
+        token_registry: tuple[LocalRegistry, TokenService]) -> None:  # noqa: F811
     reg, tokens = token_registry
     env = {"XDG_CONFIG_HOME": str(tmp_path / "config")}
     _login(rl2, reg.host)
