@@ -141,6 +141,16 @@ def test_copy_up_keeps_what_was_not_changed(make_overlay: MakeOverlay, trigger: 
     assert not ov(os.path.lexists, ov.u("a/b/sibling"))
 
 
+@pytest.mark.fuse_overlayfs_bug("a copy-up leaves the upper parent with the time of the copy")
+def test_copy_up_keeps_the_times_of_the_upper_parent(make_overlay: MakeOverlay) -> None:
+    # The copy is renamed into the upper parent: the merged view must not depend on the kernel
+    # still caching the directory's attributes from before.
+    ov = make_overlay([{"d": Dir(mtime=T0), "d/f": File(b"data")}])
+    ov(os.chmod, ov.p("d/f"), 0o600)
+    assert ov(lstat, ov.u("d")).st_mtime == T0
+    assert ov(lstat, ov.p("d")).st_mtime == T0
+
+
 def test_copy_up_of_a_file_from_a_deeper_lower(make_overlay: MakeOverlay) -> None:
     ov = make_overlay([{"d/top": File(b"t")}, {"d/deep/f": File(b"deep data", mode=0o600)}])
     with_fd = ov(_append, ov.p("d/deep/f"), b"+more")
