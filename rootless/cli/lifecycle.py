@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Iterable
-from typing import Any
 
 from rootless.cli.common import for_each_container, open_store
 from rootless.errors import RlError, UsageError
@@ -13,6 +12,10 @@ from rootless.runtime.spec import ContainerSpec
 from rootless.runtime.supervisor import refresh
 from rootless.store.records import ContainerRecord
 from rootless.store.store import Store
+
+TYPE_CHECKING = False  # typing is for the type checker only: importing it costs every start ~2 ms
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def cmd_logs(args: argparse.Namespace) -> int:

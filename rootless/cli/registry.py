@@ -6,11 +6,11 @@ import getpass
 import os
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from rootless.cli.common import open_store
 from rootless.errors import UsageError
 
+TYPE_CHECKING = False  # typing is for the type checker only: importing it costs every start ~2 ms
 if TYPE_CHECKING:
     from rich.progress import TaskID
 

@@ -5,12 +5,15 @@ import argparse
 import os
 import platform
 import sys
-from typing import Any
 
 from rootless import __version__
 from rootless.cli.common import open_store
 from rootless.cli.output import human_size, json_doc, json_lines, table
 from rootless.errors import UsageError
+
+TYPE_CHECKING = False  # typing is for the type checker only: importing it costs every start ~2 ms
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def cmd_version(args: argparse.Namespace) -> int:
