@@ -40,6 +40,7 @@ class RunOptions:
     tty: bool = False
     interactive: bool = False
     auto_remove: bool = False
+    volatile: bool = False  # the writable layer is thrown away at exit even without auto_remove
     stop_signal: str | None = None
     stop_timeout: int | None = None
     storage_driver: str | None = None
@@ -163,6 +164,7 @@ def _create(store: Store, opts: RunOptions) -> tuple[ContainerRecord, ContainerS
         tty=opts.tty,
         stdin=opts.interactive,
         auto_remove=opts.auto_remove,
+        volatile=opts.auto_remove or opts.volatile,
         stop_signal=stop_signal,
         stop_timeout=opts.stop_timeout if opts.stop_timeout is not None else 10,
         single_id=store.mapping.mode == "single",

@@ -203,7 +203,12 @@ def mount_rootfs(spec: ContainerSpec, cdir: str, rootfs: str):  # type: ignore[n
         lower = ":".join(reversed(spec.layers))
         data = f"lowerdir={lower},upperdir={cdir}/upper,workdir={cdir}/work,userxattr"
         try:
-            native.mount("overlay", rootfs, "overlay", 0, data)
+            try:
+                native.mount("overlay", rootfs, "overlay", 0, data + ",volatile" if spec.volatile else data)
+            except OSError as e:
+                if not spec.volatile or e.errno != errno.EINVAL:
+                    raise
+                native.mount("overlay", rootfs, "overlay", 0, data)  # a kernel before 5.10
         except OSError as e:
             raise StartError(125, f"cannot mount the kernel overlay ({e.strerror}): try "
                                   "--storage-driver vfs") from None

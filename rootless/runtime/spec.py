@@ -36,6 +36,9 @@ class ContainerSpec:
     tty: bool = False
     stdin: bool = False
     auto_remove: bool = False
+    # Its writable layer goes with it (--rm, a build's RUN step): on the kernel overlay it is mounted
+    # volatile, so fsync inside skips the disk, as podman does for --rm.
+    volatile: bool = False
     stop_signal: int = 15
     stop_timeout: int = 10
     single_id: bool = False

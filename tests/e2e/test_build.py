@@ -145,6 +145,14 @@ def test_failing_run_stops_the_build_and_leaves_nothing(rl: Rl, busybox: str, tm
     assert len(rl("images", "-a", "-q").out.split()) == len(before.split()) + 1, "only the cached RUN step is kept"
 
 
+def test_run_steps_mount_the_kernel_overlay_volatile(rl: Rl, busybox: str, tmp_path: Path) -> None:
+    """A RUN step's writable layer only lives until it is turned into the step's layer: fsync in it
+    (dpkg's, pip's) skips the disk."""
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nRUN grep ' / ' /proc/mounts > /root-mount\n")
+    rl("--storage-driver", "overlay", "build", "-t", "mounts", str(tmp_path))
+    assert "volatile" in rl("run", "--rm", "mounts", "cat", "/root-mount").out
+
+
 @pytest.mark.parametrize("dockerfile, message", [
     ("FROM busybox\nFROBNICATE x\n", "unknown instruction"),
     ("RUN true\n", "no build stage"),

@@ -41,6 +41,19 @@ def test_start_failures_use_docker_exit_codes(run, cmd: tuple[str, ...], code: i
     assert r.err.startswith("Error: ") and text in r.err and len(r.err.splitlines()) == 1
 
 
+def _root_mount(rl: Rl, *args: str) -> str:
+    out = rl("--storage-driver", "overlay", "run", *args, "busybox", "cat", "/proc/mounts").out
+    return next(line for line in out.splitlines() if line.split()[1] == "/")
+
+
+def test_a_removed_container_s_overlay_skips_fsync(rl: Rl, busybox: str) -> None:
+    """--rm mounts the kernel overlay volatile, as podman does: the writable layer goes with the
+    container, so fsync inside it need not reach the disk. A container that is kept is not."""
+    assert "volatile" in _root_mount(rl, "--rm")
+    assert "volatile" not in _root_mount(rl, "--name", "kept")
+    assert rl("start", "-a", "kept").code == 0, "a kept container mounts its upper layer again"
+
+
 def test_unknown_image(rl: Rl) -> None:
     r = rl("run", "--rm", "--pull=never", "nosuchimage", "true", check=False)
     assert r.code == 125 and r.err.strip() == "Error: image not known: nosuchimage"
