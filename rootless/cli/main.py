@@ -54,8 +54,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 class _Skipped:
-    """Stands in for the parser of a command that is not the one being run: building all ~35
-    argparse parsers costs ~30 ms, a third of what `rl images` may take."""
+    """Stands in for the parser of a command that is not the one being run, and for the options
+    of every command when none is (`rl --help` lists only their names): building all ~35 argparse
+    parsers with their options costs ~30 ms, a third of what `rl images` may take."""
 
     def add_argument(self, *args: object, **kw: object) -> None:
         pass
@@ -64,7 +65,7 @@ class _Skipped:
         return self
 
 
-_only: str | None = None
+_only: str | None = None  # the command being run; None: none is, the commands are only listed
 
 
 def _add(sub: argparse._SubParsersAction, name: str, help: str, run: str, **kw: object) -> argparse.ArgumentParser:  # type: ignore[type-arg]
@@ -73,13 +74,14 @@ def _add(sub: argparse._SubParsersAction, name: str, help: str, run: str, **kw: 
     kw.setdefault("add_help", name != "run")
     p = sub.add_parser(name, help=help, description=help, **kw)  # type: ignore[arg-type]
     p.set_defaults(run=run)
-    return p
+    return p if _only is not None else _Skipped()  # type: ignore[return-value]
 
 
 def _group(sub: argparse._SubParsersAction, name: str, help: str) -> argparse.ArgumentParser:  # type: ignore[type-arg]
     if _only is not None and name != _only:
         return _Skipped()  # type: ignore[return-value]
-    return sub.add_parser(name, help=help, description=help)  # type: ignore[no-any-return]
+    p = sub.add_parser(name, help=help, description=help)
+    return p if _only is not None else _Skipped()  # type: ignore[return-value]
 
 
 def _command_word(argv: Sequence[str]) -> str | None:
