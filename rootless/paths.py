@@ -13,6 +13,11 @@ def default_root() -> Path:
     return Path(data) / "rl"
 
 
+def config_home() -> Path:
+    """$XDG_CONFIG_HOME, else ~/.config: where rl's and the containers tools' settings live."""
+    return Path(os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config"))
+
+
 def runtime_dir() -> Path:
     xdg = os.environ.get("XDG_RUNTIME_DIR")
     if xdg and os.access(xdg, os.W_OK):

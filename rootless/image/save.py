@@ -97,12 +97,7 @@ def layout_entries(store: Store, images: Sequence[SavedImage], docker_manifest: 
         for layer in manifest.layers:
             if layer.digest in blobs:
                 continue
-            path = store.blobs.path(layer.digest)
-            try:
-                size = path.stat().st_size
-            except FileNotFoundError:
-                raise StoreError(f"layer blob {layer.digest} of image {image.short_id} is missing from the "
-                                 "store (remove the image and load or pull it again)") from None
+            path, size = store.blobs.referenced(layer.digest, layer.size, image.short_id)
             blobs[layer.digest] = Entry(blob_name(layer.digest), size, source=path)
         # One descriptor per name, as Docker writes it: the tag alone where the image spec wants
         # it, the whole name where containerd looks. An image saved by id gets one without names.

@@ -11,6 +11,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from rootless.paths import config_home
 from rootless.registry.errors import AuthError
 from rootless.values import valueclass
 
@@ -28,8 +29,7 @@ def rl_auth_file() -> Path:
     env = os.environ.get("REGISTRY_AUTH_FILE")
     if env:
         return Path(env)
-    config = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return Path(config) / "rl" / "auth.json"
+    return config_home() / "rl" / "auth.json"
 
 
 def _docker_config_file() -> Path:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from rootless.errors import UsageError
+from rootless.paths import config_home
 
 
 def conf_file() -> Path | None:
@@ -20,8 +21,7 @@ def conf_file() -> Path | None:
     env = os.environ.get("CONTAINERS_REGISTRIES_CONF")
     if env:
         return Path(env)
-    config = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    for path in (Path(config) / "containers" / "registries.conf", Path("/etc/containers/registries.conf")):
+    for path in (config_home() / "containers" / "registries.conf", Path("/etc/containers/registries.conf")):
         if path.is_file():
             return path
     return None

@@ -12,9 +12,8 @@ import shutil
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import BinaryIO
 
-from rootless.errors import StoreError, UsageError
+from rootless.errors import UsageError
 from rootless.image import oci
 from rootless.image.reference import Reference, looks_like_id, parse
 from rootless.registry.client import Registry
@@ -69,7 +68,8 @@ def push(store: Store, name: str, dest: str | None = None, tls_verify: bool = Tr
         # Other repositories of the same registry that this image was pulled from or pushed to.
         sources = sorted({r.path for r in map(parse, image.tags)
                           if r.domain == ref.domain and r.path != ref.path})
-        paths = {d.digest: _blob_path(store, d, image.short_id) for d in [*manifest.layers, manifest.config]}
+        paths = {d.digest: store.blobs.referenced(d.digest, d.size, image.short_id)[0]
+                 for d in [*manifest.layers, manifest.config]}
         plain = {d.digest for d in manifest.layers if oci.layer_compression(d.media_type) == "none"}
         if compression is None or not plain:
             compression = None
@@ -134,41 +134,11 @@ def _send_blob(reg: Registry, ref: Reference, scope: str, mount_from: list[str],
     return "uploaded"
 
 
-def _blob_path(store: Store, desc: oci.Descriptor, image: str) -> Path:
-    path = store.blobs.path(desc.digest)
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise StoreError(f"blob {desc.digest} of image {image} is missing from the store (remove the image "
-                         "and load or pull it again)") from None
-    if size != desc.size:
-        raise StoreError(f"blob {desc.digest} of image {image} is {size} bytes, its manifest says {desc.size}")
-    return path
-
-
-class _Hashing:
-    """A file writer that digests what goes through it."""
-
-    def __init__(self, f: BinaryIO) -> None:
-        import hashlib
-
-        self._f = f
-        self.hash = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data: bytes) -> int:
-        self._f.write(data)
-        self.hash.update(data)
-        self.size += len(data)
-        return len(data)
-
-    def flush(self) -> None:
-        self._f.flush()
-
-
 def _compress_file(src: Path, dest: Path, compression: str) -> tuple[str, int]:
+    from rootless.image.derive import HashingWriter
+
     with open(src, "rb") as f, open(dest, "wb") as out:
-        h = _Hashing(out)
+        h = HashingWriter(out)
         if compression == "gzip":
             from rootless.image.compression import gzip_parallel
 
@@ -178,4 +148,5 @@ def _compress_file(src: Path, dest: Path, compression: str) -> tuple[str, int]:
 
             with zstandard.ZstdCompressor(level=3).stream_writer(h, closefd=False) as z:  # type: ignore[arg-type]
                 shutil.copyfileobj(f, z, COPY_CHUNK)
-    return "sha256:" + h.hash.hexdigest(), h.size
+        size = out.tell()
+    return h.digest, size

@@ -87,6 +87,19 @@ class BlobStore:
     def size(self, digest: str) -> int:
         return self.path(digest).stat().st_size
 
+    def referenced(self, digest: str, size: int, image: str) -> tuple[Path, int]:
+        """The file of a blob that `image`'s manifest lists with `size`, and its size: a clear
+        StoreError when the store lost it or holds a different length."""
+        path = self.path(digest)
+        try:
+            found = path.stat().st_size
+        except FileNotFoundError:
+            raise StoreError(f"blob {digest} of image {image} is missing from the store (remove the image "
+                             "and load or pull it again)") from None
+        if found != size:
+            raise StoreError(f"blob {digest} of image {image} is {found} bytes, its manifest says {size}")
+        return path, found
+
     def read(self, digest: str) -> bytes:
         try:
             return self.path(digest).read_bytes()
