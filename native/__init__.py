@@ -30,6 +30,17 @@ RENAME_EXCHANGE = 2
 
 AT_FDCWD = -100
 
+# openat2(2)'s `resolve` flags.
+RESOLVE_NO_XDEV = 0x01
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_BENEATH = 0x08
+RESOLVE_IN_ROOT = 0x10
+# Never leave the directory, never follow a link: how a path a container controls is walked.
+RESOLVE_CONTAINED = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS
+
+CLOSE_RANGE_CLOEXEC = 1 << 2
+
 MNT_FORCE = 1
 MNT_DETACH = 2
 
@@ -108,6 +119,17 @@ def renameat2(old: str, new: str, flags: int = 0, old_dir_fd: int = AT_FDCWD,
     """rename(2) with RENAME_NOREPLACE / RENAME_EXCHANGE, which os.rename cannot ask for."""
     _check(lib.rl_renameat2(old_dir_fd, os.fsencode(old), new_dir_fd, os.fsencode(new), flags),
            old, new)
+
+
+def openat2(dir_fd: int, path: str, flags: int, resolve: int, mode: int = 0) -> int:
+    """openat(2) with openat2's `resolve` restrictions; ENOSYS before Linux 5.6, EXDEV or ELOOP
+    when the path would leave the directory or cross a link it forbids."""
+    return _check(lib.rl_openat2(dir_fd, os.fsencode(path), flags, mode, resolve), path)
+
+
+def close_range(first: int, last: int = 0xFFFFFFFF, flags: int = 0) -> None:
+    """Close (or with CLOSE_RANGE_CLOEXEC, mark close-on-exec) descriptors first..last."""
+    _check(lib.rl_close_range(first, last, flags))
 
 
 def fuse_hooks_enable() -> None:

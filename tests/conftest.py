@@ -13,10 +13,25 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
+# scripts/test's last pass: the tests marked as_root, run as root (root runs rl in single-id
+# mode, where an escape from a container is an escape to root).
+AS_ROOT = os.environ.get("RL_TEST_AS_ROOT") == "1"
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    if os.getuid() == 0:
+    if os.getuid() == 0 and not AS_ROOT:
         pytest.exit("the suite proves rootless operation, so it refuses to run as root: "
                     "run ./scripts/test, which runs it as the unprivileged test users", returncode=4)
+    if AS_ROOT and os.getuid() != 0:
+        pytest.exit("RL_TEST_AS_ROOT=1 is scripts/test's pass as root", returncode=4)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """As root only the as_root tests run; as a user they do not (scripts/test runs them as root)."""
+    keep = [item for item in items if bool(item.get_closest_marker("as_root")) == AS_ROOT]
+    if len(keep) != len(items):
+        config.hook.pytest_deselected(items=[i for i in items if i not in keep])
+        items[:] = keep
 
 
 def test_images_dir() -> Path:
