@@ -12,6 +12,10 @@ class UsageError(RlError):
     """The command line is wrong."""
 
 
+class RuntimeDirError(RlError):
+    """The runtime directory is unsafe to use: another user could steer what rl writes there."""
+
+
 class StoreError(RlError):
     """The image store cannot do what was asked."""
 

@@ -24,7 +24,6 @@ def cmd_version(args: argparse.Namespace) -> int:
 
 def gather_info(args: argparse.Namespace) -> dict[str, Any]:
     from rootless.host import probe
-    from rootless.paths import runtime_dir
     from rootless.runtime.storage import choose_driver
 
     with open_store(args) as store:
@@ -40,7 +39,7 @@ def gather_info(args: argparse.Namespace) -> dict[str, Any]:
     tun = probe.tun()
     return {
         "version": __version__,
-        "store": {"root": root, "runtime": str(runtime_dir()), "images": images, "containers": containers},
+        "store": {"root": root, "runtime": _runtime_state(), "images": images, "containers": containers},
         "idMapping": {"mode": mapping.mode, "description": mapping.describe(), "reason": mapping.reason,
                       "uidMap": [[r.inside, r.outside, r.count] for r in mapping.uids],
                       "gidMap": [[r.inside, r.outside, r.count] for r in mapping.gids]},
@@ -52,6 +51,18 @@ def gather_info(args: argparse.Namespace) -> dict[str, Any]:
         "cgroups": {"usable": (cg := probe.cgroups()).ok, "detail": cg.detail},
         "host": {"kernel": platform.release(), "arch": platform.machine(), "uid": os.getuid()},
     }
+
+
+def _runtime_state() -> str:
+    """The runtime directory, or why rl does without one."""
+    from rootless.errors import RuntimeDirError
+    from rootless.paths import open_runtime_dir, runtime_dir
+
+    try:
+        os.close(open_runtime_dir())
+    except RuntimeDirError as e:
+        return f"none, {e}"
+    return str(runtime_dir())
 
 
 def cmd_info(args: argparse.Namespace) -> int:

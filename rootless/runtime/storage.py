@@ -4,10 +4,11 @@ from __future__ import annotations
 import errno
 import json
 import os
+import stat
 from pathlib import Path
 
 from rootless.errors import UsageError
-from rootless.paths import runtime_dir
+from rootless.paths import open_runtime_dir
 from rootless.store.store import Store
 from rootless.values import valueclass
 
@@ -22,27 +23,72 @@ class DriverChoice:
 
 def kernel_overlay_usable(store: Store) -> tuple[bool, str]:
     """Probed once per kernel and id mode, then remembered in the runtime dir (the probe forks a
-    user namespace and mounts, which would cost every `rl run`)."""
-    cache = runtime_dir() / f"overlay-probe-{os.uname().release}-{store.mapping.mode}.json"
-    try:
-        d = json.loads(cache.read_text())
-        return bool(d["ok"]), str(d["detail"])
-    except (OSError, ValueError, KeyError):
-        pass
-    from rootless.host import probe
+    user namespace and mounts, which would cost every `rl run`). Without a safe runtime dir
+    nothing is remembered: every run probes."""
+    from rootless.errors import RuntimeDirError
 
-    ability = probe.kernel_overlay(store.mapping, store.scratch.dir)
-    xattrs = probe.user_xattrs(store.root)
-    ok = ability.ok and xattrs.ok
-    detail = ability.detail if not ability.ok or xattrs.ok else xattrs.detail
+    name = f"overlay-probe-{os.uname().release}-{store.mapping.mode}.json"
     try:
-        cache.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = cache.with_suffix(f".{os.getpid()}")
-        tmp.write_text(json.dumps({"ok": ok, "detail": detail}))
-        os.rename(tmp, cache)
+        dir_fd = open_runtime_dir()
+    except RuntimeDirError:
+        dir_fd = -1
+    try:
+        known = _read_probe(dir_fd, name) if dir_fd >= 0 else None
+        if known is not None:
+            return known
+        from rootless.host import probe
+
+        ability = probe.kernel_overlay(store.mapping, store.scratch.dir)
+        xattrs = probe.user_xattrs(store.root)
+        ok = ability.ok and xattrs.ok
+        detail = ability.detail if not ability.ok or xattrs.ok else xattrs.detail
+        if dir_fd >= 0:
+            _write_probe(dir_fd, name, ok, detail)
+        return ok, detail
+    finally:
+        if dir_fd >= 0:
+            os.close(dir_fd)
+
+
+_PROBE_MAX = 4096
+
+
+def _read_probe(dir_fd: int, name: str) -> tuple[bool, str] | None:
+    """A remembered probe result, or None for anything that is not one we wrote: a link, a FIFO,
+    a huge file, other JSON, text with control characters (it is printed by `rl info`)."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
     except OSError:
-        pass
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > _PROBE_MAX:
+            return None
+        d = json.loads(os.read(fd, _PROBE_MAX))
+    except (OSError, ValueError):
+        return None
+    finally:
+        os.close(fd)
+    if not isinstance(d, dict):
+        return None
+    ok, detail = d.get("ok"), d.get("detail")
+    if not isinstance(ok, bool) or not isinstance(detail, str) or not detail.isprintable():
+        return None
     return ok, detail
+
+
+def _write_probe(dir_fd: int, name: str, ok: bool, detail: str) -> None:
+    tmp = f".{name}.{os.getpid()}.{os.urandom(4).hex()}"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                     dir_fd=dir_fd)
+        try:
+            os.write(fd, json.dumps({"ok": ok, "detail": detail}).encode())
+        finally:
+            os.close(fd)
+        os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except OSError:
+        pass  # only a cache: the next run probes again
 
 
 def _fuse_ability():  # type: ignore[no-untyped-def]

@@ -2,6 +2,7 @@
 without shutil: its import (with bz2, lzma and fnmatch) would cost every `rl run --rm`."""
 from __future__ import annotations
 
+import errno
 import os
 import stat
 
@@ -15,33 +16,67 @@ def _open_dir_for_removal(parent_fd: int, name: str) -> int:
     return os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
 
 
+class _Level:
+    """A directory on the way down: its name in its parent, who it is, and the subdirectories
+    still to remove (None until it is listed)."""
+
+    __slots__ = ("ident", "name", "pending")
+
+    def __init__(self, name: str, st: os.stat_result) -> None:
+        self.name = name
+        self.ident = (st.st_dev, st.st_ino)
+        self.pending: list[str] | None = None
+
+
+def _ident(fd: int) -> tuple[int, int]:
+    st = os.fstat(fd)
+    return st.st_dev, st.st_ino
+
+
 def rmtree_at(parent_fd: int, name: str) -> None:
     """Remove directory `name` of `parent_fd` and everything in it, granting ourselves u+rwx on
-    the way. Iterative, so depth is bounded by open fds rather than the recursion limit."""
-    # (parent's fd, name, own fd, subdirectories still to remove, None until it is listed)
-    stack: list[tuple[int, str, int, list[str] | None]] = [(parent_fd, name, _open_dir_for_removal(parent_fd, name),
-                                                             None)]
+    the way.
+
+    One descriptor at a time whatever the depth: a layer may hold a path thousands of
+    directories deep, and a descriptor per level ran out at the user's limit of 1024 open files,
+    leaving a tree no one could remove. Going back up opens "..", which must be the directory we
+    came down from (checked by device and inode): a tree that moves while it is removed stops the
+    removal with an error instead of leading it elsewhere.
+    """
+    fd = _open_dir_for_removal(parent_fd, name)
+    levels = [_Level(name, os.fstat(fd))]
     try:
-        while stack:
-            pfd, dname, fd, pending = stack[-1]
-            if pending is None:
-                pending = []
+        while True:
+            level = levels[-1]
+            if level.pending is None:
+                level.pending = []
                 with os.scandir(fd) as it:
                     for e in it:
                         if e.is_dir(follow_symlinks=False):
-                            pending.append(e.name)
+                            level.pending.append(e.name)
                         else:
                             os.unlink(e.name, dir_fd=fd)
-                stack[-1] = (pfd, dname, fd, pending)
-            if pending:
-                child = pending.pop()
-                stack.append((fd, child, _open_dir_for_removal(fd, child), None))
-            else:
-                stack.pop()
+            if level.pending:
+                child = level.pending.pop()
+                child_fd = _open_dir_for_removal(fd, child)
                 os.close(fd)
-                os.rmdir(dname, dir_fd=pfd)
+                fd = child_fd
+                levels.append(_Level(child, os.fstat(fd)))
+                continue
+            levels.pop()
+            if not levels:
+                os.close(fd)
+                fd = -1
+                os.rmdir(name, dir_fd=parent_fd)
+                return
+            up = os.open("..", _DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = up
+            if _ident(fd) != levels[-1].ident:
+                raise OSError(errno.ESTALE, "a directory moved while its tree was removed", level.name)
+            os.rmdir(level.name, dir_fd=fd)
     finally:
-        for _, _, fd, _ in stack:
+        if fd >= 0:
             os.close(fd)
 
 
