@@ -132,6 +132,13 @@ def close_range(first: int, last: int = 0xFFFFFFFF, flags: int = 0) -> None:
     _check(lib.rl_close_range(first, last, flags))
 
 
+def forward_signal(sig: int, pid: int) -> None:
+    """From now on, signal sig is sent on to process pid by a C handler, at once, even while
+    Python blocks in a system call (SA_RESTART resumes it). The last pid given is the target of
+    every signal forwarded so."""
+    _check(lib.rl_forward_signal(sig, pid))
+
+
 def fuse_hooks_enable() -> None:
     """Give the next FUSE session the C request handlers of native/_build.py: read, write, lseek
     (SEEK_DATA/SEEK_HOLE), fallocate and copy_file_range act on the real file whose descriptor

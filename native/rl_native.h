@@ -30,5 +30,6 @@ int rl_fuse_lower_path(uint64_t ino, const char *path);
 int rl_fuse_copied_up(uint64_t ino, const char *upper);
 int rl_openat2(int dirfd, const char *path, uint64_t flags, uint64_t mode, uint64_t resolve);
 int rl_close_range(unsigned int first, unsigned int last, unsigned int flags);
+int rl_forward_signal(int sig, int pid);
 
 #endif

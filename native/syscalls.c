@@ -6,7 +6,9 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdint.h>
 #include <unistd.h>
 #include <linux/capability.h>
@@ -68,4 +70,25 @@ int rl_openat2(int dirfd, const char *path, uint64_t flags, uint64_t mode, uint6
    for CLOSE_RANGE_CLOEXEC. */
 int rl_close_range(unsigned int first, unsigned int last, unsigned int flags) {
     return (int)syscall(SYS_close_range, first, last, flags);
+}
+
+/* Signal forwarding as a C handler: a Python handler runs only when the interpreter next checks
+ * for signals, so one caught just before a blocking waitpid() or read() waited with it. One
+ * target per process, as each forwarder has one child to forward to. */
+static volatile sig_atomic_t forward_target;
+
+static void forward(int sig) {
+    int saved = errno;
+    if (forward_target > 0)
+        kill((pid_t)forward_target, sig);
+    errno = saved;
+}
+
+int rl_forward_signal(int sig, int pid) {
+    struct sigaction sa = {0};
+    forward_target = pid;
+    sa.sa_handler = forward;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    return sigaction(sig, &sa, NULL);
 }

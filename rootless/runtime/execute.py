@@ -136,10 +136,12 @@ def exec_in(c: Container, opts: ExecOptions) -> int:
 
         ours, theirs = pty.socket_pair()
     err_r, err_w = os.pipe()
+    nsinit.hold_signals()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
         code = 125
         try:
+            nsinit.release_signals()
             os.close(err_r)
             terminal = None
             if ours is not None and theirs is not None:
@@ -155,7 +157,8 @@ def exec_in(c: Container, opts: ExecOptions) -> int:
     os.close(err_w)
     if theirs is not None:
         theirs.close()
-    previous = {s: signal.signal(s, lambda sig, _f: nsinit.forward_signal(pid, sig)) for s in nsinit.FORWARDED}
+    previous = nsinit.forward_signals(pid)
+    nsinit.release_signals()
     try:
         failed = nsinit.read_report(err_r)
         if opts.detach and failed is None:
@@ -166,8 +169,7 @@ def exec_in(c: Container, opts: ExecOptions) -> int:
             ours.close()
         code = wait_exit(pid)
     finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
+        nsinit.restore_signals(previous)
     if failed is not None:
         raise failed
     return code
@@ -193,16 +195,18 @@ def _joined_child(c: Container, opts: ExecOptions, env: list[str], err_w: int, t
             os.dup2(null, 0)
             os.close(null)
     join_namespaces(c.ns_pid, ALL_NAMESPACES, c.pid1)
+    nsinit.hold_signals()
     pid = os.fork()
     if pid == 0:
         code = 125
         try:
+            nsinit.release_signals()
             code = _command(c.spec, opts, env, err_w)
         finally:
             os._exit(code)
+    nsinit.forward_signals(pid)
+    nsinit.release_signals()
     os.close(err_w)
-    for sig in nsinit.FORWARDED:
-        signal.signal(sig, lambda s, _f: nsinit.forward_signal(pid, s))
     return wait_exit(pid)
 
 

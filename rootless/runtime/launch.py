@@ -6,13 +6,12 @@ exists), maps its ids, forwards signals to it, and turns the way it ended into t
 from __future__ import annotations
 
 import os
-import signal
 import time
 from pathlib import Path
 
 import native
 from rootless.errors import StartFailed
-from rootless.runtime.nsinit import FORWARDED, forward_signal, read_report
+from rootless.runtime.nsinit import FORWARDED, forward_signals, hold_signals, read_report, release_signals, restore_signals
 from rootless.runtime.spec import ContainerSpec
 from rootless.store.records import ContainerRecord
 from rootless.store.store import Store
@@ -102,21 +101,27 @@ def run_foreground(store: Store, rec: ContainerRecord, spec: ContainerSpec, cdir
         log = log_path(cdir)
     pipes = None if spec.auto_remove or spec.tty else (os.pipe(), os.pipe())
     at = time.time()
-    if spec.tty:
-        from rootless.runtime import pty
+    hold_signals()
+    try:
+        if spec.tty:
+            from rootless.runtime import pty
 
-        ours, theirs = pty.socket_pair()
-        started = start(store.mapping, spec, cdir, theirs.fileno(), theirs.fileno(), theirs.fileno())
-        theirs.close()
-    elif pipes is None:
-        started = start(store.mapping, spec, cdir, stdin_fd)
-    else:
-        started = start(store.mapping, spec, cdir, stdin_fd, pipes[0][1], pipes[1][1])
-        os.close(pipes[0][1])
-        os.close(pipes[1][1])
-    if devnull >= 0:
-        os.close(devnull)
-    previous = {s: signal.signal(s, lambda sig, _f: forward_signal(started.pid, sig)) for s in FORWARDED}
+            ours, theirs = pty.socket_pair()
+            started = start(store.mapping, spec, cdir, theirs.fileno(), theirs.fileno(), theirs.fileno())
+            theirs.close()
+        elif pipes is None:
+            started = start(store.mapping, spec, cdir, stdin_fd)
+        else:
+            started = start(store.mapping, spec, cdir, stdin_fd, pipes[0][1], pipes[1][1])
+            os.close(pipes[0][1])
+            os.close(pipes[1][1])
+        if devnull >= 0:
+            os.close(devnull)
+    except BaseException:
+        release_signals()
+        raise
+    previous = forward_signals(started.pid)
+    release_signals()
     running(store, rec, started, at)
     try:
         failed = started.start_error()
@@ -130,8 +135,7 @@ def run_foreground(store: Store, rec: ContainerRecord, spec: ContainerSpec, cdir
             pump(log, pipes[0][0], pipes[1][0], echo=echo)
         code = wait_exit(started.pid)
     finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
+        restore_signals(previous)
     if failed is not None:
         code = failed.exit_code
     store.update_container(rec.id, status="exited", pid=0, exit_code=code, finished=time.time())

@@ -179,7 +179,8 @@ def test_rm_force_kills_a_running_container(rl: Rl, detached: Callable[..., str]
 def test_run_detached_rm_removes_it_after_exit(rl: Rl, detached: Callable[..., str]) -> None:
     cid = detached("--rm", "busybox", "sleep", "0.3")
     wait_for(lambda: cid[:12] not in rl("ps", "-a").out)
-    assert not (rl.root / "containers" / cid).exists()
+    # The record goes first, then the directory: the supervisor may still be removing it.
+    wait_for(lambda: not (rl.root / "containers" / cid).exists(), timeout=5)
 
 
 def test_start_failure_is_reported_by_run_detached(rl: Rl, busybox: str) -> None:

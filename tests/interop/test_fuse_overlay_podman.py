@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -102,4 +103,9 @@ def test_podman_runs_a_container_on_our_overlay(podman_fuse: tuple[Podman, Path,
     # The changes persist in the container's upper layer: a second start (a new mount) sees them.
     assert podman("start", "--attach", "c1", timeout=120).split() == ["again", "new", "1", "gone"]
     podman("rm", "c1")
+    # The daemon learns of the unmount from its next read of /dev/fuse: it leaves soon after,
+    # not before podman returns.
+    deadline = time.monotonic() + 15
+    while _daemons_under(root) and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert _daemons_under(root) == [], "a daemon outlived its unmount"

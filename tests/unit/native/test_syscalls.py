@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
+import threading
 from pathlib import Path
 
 import pytest
@@ -146,3 +148,36 @@ def test_failure_in_namespace_is_reported_not_hidden() -> None:
 
     with pytest.raises(RlError, match="told you"):
         _in_ns(boom)
+
+
+
+def test_forward_signal_sends_it_on_while_python_cannot_run_its_handlers() -> None:
+    """The forwarder's main thread blocks in a read with the signal masked, so the signal lands
+    on another thread and a Python handler would wait for the read to return (as one caught just
+    before a blocking waitpid did): the C forwarder sends it on at once, and the read carries on."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})  # inherited by the fork
+    try:
+        data_r, data_w = os.pipe()
+        ready_r, ready_w = os.pipe()
+        idle_r, _idle_w = os.pipe()
+        forwarder = os.fork()
+        if forwarder == 0:  # pragma: no cover - runs in the child
+            native.forward_signal(signal.SIGUSR1, os.getppid())
+
+            def catcher() -> None:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGUSR1})
+                os.write(ready_w, b"r")
+                os.read(idle_r, 1)
+
+            threading.Thread(target=catcher, daemon=True).start()
+            os._exit(0 if os.read(data_r, 1) == b"d" else 1)
+        assert os.read(ready_r, 1) == b"r"
+        os.kill(forwarder, signal.SIGUSR1)
+        got = signal.sigtimedwait({signal.SIGUSR1}, 20)
+        os.write(data_w, b"d")
+        assert os.waitpid(forwarder, 0)[1] == 0  # the read resumed and got its byte
+        assert got is not None and got.si_pid == forwarder
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for fd in (data_r, data_w, ready_r, ready_w, idle_r, _idle_w):
+            os.close(fd)
