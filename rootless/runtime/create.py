@@ -103,6 +103,14 @@ def _say(line: str) -> None:
     sys.stderr.write(line + "\n")
 
 
+def _free_name(store: Store, cid: str) -> str:
+    for retry in range(1, 11):
+        name = random_name(retry)
+        if not store.db.execute("SELECT 1 FROM containers WHERE name=?", (name,)).fetchone():
+            return name
+    return f"{random_name()}_{cid[:12]}"
+
+
 def _hosts(hostname: str, network: str) -> str:
     if network == "host":
         try:
@@ -176,10 +184,16 @@ def _create(store: Store, opts: RunOptions) -> tuple[ContainerRecord, ContainerS
         raise UsageError(f"the working directory must be absolute: {spec.cwd}")
     name = opts.name or random_name()
     if store.db.execute("SELECT 1 FROM containers WHERE name=?", (name,)).fetchone():
-        raise NameInUse(f"the container name {name!r} is already in use: remove that container or choose "
-                        "another name")
-    rec = ContainerRecord(cid, name, image.id, opts.image, time.time(), "created", 0, None, 0.0, 0.0,
-                          spec.to_json())
+        if opts.name:
+            raise NameInUse(f"the container name {name!r} is already in use: remove that container or choose "
+                            "another name")
+        name = _free_name(store, cid)
+
+    def record(name: str) -> ContainerRecord:
+        return ContainerRecord(cid, name, image.id, opts.image, time.time(), "created", 0, None, 0.0, 0.0,
+                               spec.to_json())
+
+    rec = record(name)
     cdir = containers_dir(store) / cid
     cdir.parent.mkdir(exist_ok=True, mode=0o700)
     cdir.mkdir(mode=0o700)
@@ -193,7 +207,14 @@ def _create(store: Store, opts: RunOptions) -> tuple[ContainerRecord, ContainerS
             resolv = b""
         (cdir / "resolv.conf").write_bytes(resolv)
         prepare_rootfs(store, driver.name, layers, cdir, keep_id=userns == "keep-id")
-        store.add_container(rec)
+        try:
+            store.add_container(rec)
+        except NameInUse:
+            if opts.name:
+                raise
+            # Another rl picked the same name meanwhile.
+            rec = record(_free_name(store, cid))
+            store.add_container(rec)
     except BaseException:
         store.remove_trees([cdir])
         raise
