@@ -151,33 +151,54 @@ def test_failure_in_namespace_is_reported_not_hidden() -> None:
 
 
 
+def _forward_through_a_blocked_read() -> str:
+    """Runs in a single-threaded child of the test process, so the signal the forwarder sends
+    back cannot land on a thread some earlier test left running in pytest (its default action
+    would end the whole session)."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})  # inherited by the fork
+    data_r, data_w = os.pipe()
+    ready_r, ready_w = os.pipe()
+    idle_r, _idle_w = os.pipe()
+    forwarder = os.fork()
+    if forwarder == 0:
+        native.forward_signal(signal.SIGUSR1, os.getppid())
+
+        def catcher() -> None:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGUSR1})
+            os.write(ready_w, b"r")
+            os.read(idle_r, 1)
+
+        threading.Thread(target=catcher, daemon=True).start()
+        os._exit(0 if os.read(data_r, 1) == b"d" else 1)
+    if os.read(ready_r, 1) != b"r":
+        return "the forwarder never got ready"
+    os.kill(forwarder, signal.SIGUSR1)
+    got = signal.sigtimedwait({signal.SIGUSR1}, 20)
+    os.write(data_w, b"d")
+    if os.waitpid(forwarder, 0)[1] != 0:
+        return "the forwarder's read did not resume"
+    if got is None:
+        return "the signal was not sent on within 20 s"
+    if got.si_pid != forwarder:
+        return f"the signal came from {got.si_pid}, not from the forwarder {forwarder}"
+    return "ok"
+
+
 def test_forward_signal_sends_it_on_while_python_cannot_run_its_handlers() -> None:
     """The forwarder's main thread blocks in a read with the signal masked, so the signal lands
     on another thread and a Python handler would wait for the read to return (as one caught just
     before a blocking waitpid did): the C forwarder sends it on at once, and the read carries on."""
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})  # inherited by the fork
-    try:
-        data_r, data_w = os.pipe()
-        ready_r, ready_w = os.pipe()
-        idle_r, _idle_w = os.pipe()
-        forwarder = os.fork()
-        if forwarder == 0:  # pragma: no cover - runs in the child
-            native.forward_signal(signal.SIGUSR1, os.getppid())
-
-            def catcher() -> None:
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGUSR1})
-                os.write(ready_w, b"r")
-                os.read(idle_r, 1)
-
-            threading.Thread(target=catcher, daemon=True).start()
-            os._exit(0 if os.read(data_r, 1) == b"d" else 1)
-        assert os.read(ready_r, 1) == b"r"
-        os.kill(forwarder, signal.SIGUSR1)
-        got = signal.sigtimedwait({signal.SIGUSR1}, 20)
-        os.write(data_w, b"d")
-        assert os.waitpid(forwarder, 0)[1] == 0  # the read resumed and got its byte
-        assert got is not None and got.si_pid == forwarder
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-        for fd in (data_r, data_w, ready_r, ready_w, idle_r, _idle_w):
-            os.close(fd)
+    verdict_r, verdict_w = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        try:
+            verdict = _forward_through_a_blocked_read()
+        except BaseException as e:  # noqa: BLE001 - reported to the parent, which fails
+            verdict = f"{type(e).__name__}: {e}"
+        os.write(verdict_w, verdict.encode())
+        os._exit(0)
+    os.close(verdict_w)
+    with os.fdopen(verdict_r, "rb") as f:
+        verdict = f.read().decode()
+    os.waitpid(child, 0)
+    assert verdict == "ok"
