@@ -11,8 +11,9 @@ mounts then go through the new mount API (open_tree, mount_setattr, move_mount: 
 which also makes a read-only bind read-only all the way down (MOUNT_ATTR_RDONLY with
 AT_RECURSIVE), and file systems are mounted on /proc/self/fd/N, as crun does.
 
-Measured here: a target costs ~10 µs through openat2, ~25 µs through the walk (one syscall pair
-per component).
+Measured here (a target 5 components deep that exists): 2.2 µs through openat2, 7-8 µs through
+the walk, against 26 µs for the name-based secure_join and make_target this replaces; the mount
+itself (100-300 µs) dwarfs either.
 """
 from __future__ import annotations
 
