@@ -525,7 +525,7 @@ def _mask(name: str, top: int) -> None:
             if stat.S_ISDIR(os.fstat(fd).st_mode):
                 native.mount("tmpfs", mountfd.fd_path(fd), "tmpfs", native.MS_RDONLY | _NOSUID_NODEV_NOEXEC, "size=0")
             else:
-                mountfd.bind("/dev/null", fd, False, recursive=False)
+                mountfd.bind("/dev/null", fd, True, recursive=False)
         finally:
             os.close(fd)
     if name != "proc":

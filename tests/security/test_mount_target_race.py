@@ -20,7 +20,7 @@ import pytest
 
 from tests.conftest import REPO, Rl
 
-STARTS = 50
+STARTS = 100
 
 _RACER = """
 import os, sys
@@ -30,6 +30,11 @@ print("ready", flush=True)
 while True:
     native.renameat2("a", "a.link", native.RENAME_EXCHANGE, fd, fd)
 """
+
+
+def _targets(src: Path, srcfile: Path) -> list[str]:
+    """Mounts to make inside the racing directory: each is a chance for the race per start."""
+    return [a for i in range(4) for a in ("-v", f"{src}:/vol/a/b/c{i}", "-v", f"{srcfile}:/vol/a/b/f{i}")]
 
 
 def _race(rl: Rl, tmp_path: Path) -> None:
@@ -48,8 +53,8 @@ def _race(rl: Rl, tmp_path: Path) -> None:
         assert racer.stdout is not None and racer.stdout.readline() == b"ready\n"
         started = 0
         for i in range(1, STARTS + 1):
-            r = rl("run", "--rm", "-v", "shared:/vol", "-v", f"{src}:/vol/a/b/c",
-                   "-v", f"{tmp_path / 'srcfile'}:/vol/a/b/f", "busybox", "true", check=False)
+            r = rl("run", "--rm", "-v", "shared:/vol", *_targets(src, tmp_path / "srcfile"), "busybox", "true",
+                   check=False)
             started += r.code == 0
             made = sorted(os.listdir(host / "b"))
             assert made == [], f"start {i} of {STARTS} made {made} in the host's {host / 'b'}"
