@@ -32,17 +32,19 @@ def _untouched(host: Path) -> bool:
     {"proc": "HOST"},
     {"proc": "/fakeproc", "fakeproc": None, "fakeproc/sys": None},
     {"proc": "../../../../../../../../HOST"},
+    {"dev": "HOST"},
+    {"sys": "/"},
 ])
 def test_an_image_whose_proc_is_a_symlink_is_refused(rl: Rl, busybox: str, tmp_path: Path,
                                                     hostile_image, extra: dict[str, str | None]) -> None:  # type: ignore[no-untyped-def]
-    """/proc a symlink to the root, to a host path, to a directory the image controls: refused
-    with one line naming /proc, and the host directory is untouched."""
+    """/proc a symlink to the root, to a host path, to a directory the image controls (and /dev,
+    /sys likewise): refused with one line naming it, and the host directory is untouched."""
     host = _host_dir(tmp_path)
     extra = {k: v.replace("HOST", str(host) if v == "HOST" else str(host).lstrip("/")) if v else v
              for k, v in extra.items()}
     hostile_image("trap", extra)
     r = rl("run", "--rm", "trap", "cat", "/proc/self/mountinfo", check=False)
-    assert r.code == 125 and len(r.err.splitlines()) == 1 and "/proc" in r.err, r
+    assert r.code == 125 and len(r.err.splitlines()) == 1 and f"/{next(iter(extra))}" in r.err, r
     assert _untouched(host)
 
 
