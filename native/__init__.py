@@ -41,6 +41,15 @@ RESOLVE_CONTAINED = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINK
 
 CLOSE_RANGE_CLOEXEC = 1 << 2
 
+# The new mount API's flags (linux/mount.h, linux/fcntl.h).
+OPEN_TREE_CLONE = 1
+OPEN_TREE_CLOEXEC = os.O_CLOEXEC
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
+MOVE_MOUNT_F_EMPTY_PATH = 0x04
+MOVE_MOUNT_T_EMPTY_PATH = 0x40
+MOUNT_ATTR_RDONLY = 0x01
+
 MNT_FORCE = 1
 MNT_DETACH = 2
 
@@ -137,6 +146,25 @@ def forward_signal(sig: int, pid: int) -> None:
     Python blocks in a system call (SA_RESTART resumes it). The last pid given is the target of
     every signal forwarded so."""
     _check(lib.rl_forward_signal(sig, pid))
+
+
+def open_tree(dir_fd: int, path: str, flags: int) -> int:
+    """A descriptor of the mount at dir_fd/path; with OPEN_TREE_CLONE, of a detached copy of it
+    (and with AT_RECURSIVE, of the mounts under it too). ENOSYS before Linux 5.2."""
+    return _check(lib.rl_open_tree(dir_fd, os.fsencode(path), flags), path)
+
+
+def move_mount(from_fd: int, to_fd: int) -> None:
+    """Attach the mount tree of from_fd (an open_tree descriptor) on the file or directory to_fd
+    stands for: no path is looked up, so none can be swapped underneath."""
+    _check(lib.rl_move_mount(from_fd, b"", to_fd, b"", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH))
+
+
+def mount_setattr(fd: int, attr_set: int, attr_clr: int = 0, recursive: bool = False) -> None:
+    """Change the attributes (MOUNT_ATTR_*) of the mount fd stands for, and with recursive of
+    every mount under it. ENOSYS before Linux 5.12."""
+    _check(lib.rl_mount_setattr(fd, b"", AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0),
+                                attr_set, attr_clr))
 
 
 def fuse_hooks_enable() -> None:

@@ -31,5 +31,10 @@ int rl_fuse_copied_up(uint64_t ino, const char *upper);
 int rl_openat2(int dirfd, const char *path, uint64_t flags, uint64_t mode, uint64_t resolve);
 int rl_close_range(unsigned int first, unsigned int last, unsigned int flags);
 int rl_forward_signal(int sig, int pid);
+int rl_open_tree(int dirfd, const char *path, unsigned int flags);
+int rl_move_mount(int from_dirfd, const char *from_path, int to_dirfd, const char *to_path,
+                  unsigned int flags);
+int rl_mount_setattr(int dirfd, const char *path, unsigned int flags, uint64_t attr_set,
+                     uint64_t attr_clr);
 
 #endif

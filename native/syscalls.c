@@ -92,3 +92,19 @@ int rl_forward_signal(int sig, int pid) {
     sigemptyset(&sa.sa_mask);
     return sigaction(sig, &sa, NULL);
 }
+
+/* The new mount API (Linux 5.2; mount_setattr 5.12) through raw syscalls: glibc < 2.36 has no
+   wrappers, and its <sys/mount.h> clashes with <linux/mount.h>, so the attribute struct is ours. */
+int rl_open_tree(int dirfd, const char *path, unsigned int flags) {
+    return (int)syscall(SYS_open_tree, dirfd, path, flags);
+}
+int rl_move_mount(int from_dirfd, const char *from_path, int to_dirfd, const char *to_path,
+                  unsigned int flags) {
+    return (int)syscall(SYS_move_mount, from_dirfd, from_path, to_dirfd, to_path, flags);
+}
+struct rl_mount_attr { uint64_t attr_set, attr_clr, propagation, userns_fd; };
+int rl_mount_setattr(int dirfd, const char *path, unsigned int flags, uint64_t attr_set,
+                     uint64_t attr_clr) {
+    struct rl_mount_attr attr = {.attr_set = attr_set, .attr_clr = attr_clr};
+    return (int)syscall(SYS_mount_setattr, dirfd, path, flags, &attr, sizeof attr);
+}

@@ -11,31 +11,32 @@ Everything is imported up front: after pivot_root the host's Python library is o
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
 import signal
+import stat
 import struct
+from collections.abc import Iterator
 
 import native
 from rootless.errors import RlError, StartFailed
 from rootless.runtime import caps as capsmod
-from rootless.runtime import users
-from rootless.runtime.paths import make_target, secure_join
+from rootless.runtime import mountfd, users
 from rootless.runtime.spec import ContainerSpec
 from rootless.userns.enter import read_all
 
-_MS_REMOUNT_KEEP = {  # statvfs flag -> mount flag, for remounts that must keep locked flags
-    1: native.MS_RDONLY, 2: native.MS_NOSUID, 4: native.MS_NODEV, 8: native.MS_NOEXEC,
-    1024: 1024, 2048: 2048, 4096: 1 << 21,
-}
 _NOSUID_NODEV_NOEXEC = native.MS_NOSUID | native.MS_NODEV | native.MS_NOEXEC
 _DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
 FORWARDED = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2,
               signal.SIGWINCH, signal.SIGCONT, signal.SIGALRM)
-_MASKED = ("/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug", "/proc/acpi",
-           "/proc/scsi", "/sys/firmware")
-_READONLY = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+# What Docker and podman hide and make read-only (podman's lists, a superset of Docker's),
+# relative to the proc and sysfs mounts.
+_MASKED = {"proc": ("acpi", "interrupts", "kcore", "keys", "latency_stats", "sched_debug", "scsi",
+                    "timer_list", "timer_stats"),
+           "sys": ("dev/block", "devices/virtual/powercap", "firmware", "fs/selinux")}
+_READONLY = ("asound", "bus", "fs", "irq", "sys", "sysrq-trigger")
 
 
 MOUNT_POINTS = "mountpoints"  # in the container's directory: see _remember_mount_points
@@ -47,19 +48,12 @@ class StartError(Exception):
         self.code = code
 
 
-def _locked_flags(path: str) -> int:
-    f = os.statvfs(path).f_flag
-    return sum(v for k, v in _MS_REMOUNT_KEEP.items() if f & k)
-
-
-def _remount_ro(path: str) -> None:
-    native.mount(None, path, None, native.MS_REMOUNT | native.MS_BIND | native.MS_RDONLY | _locked_flags(path))
-
-
-def _mount_volumes(spec: ContainerSpec, rootfs: str, created: list[str]) -> None:
+def _mount_volumes(spec: ContainerSpec, root_fd: int, created: list[str]) -> None:
     for m in spec.mounts:
+        if m.target.rstrip("/") == "/proc" or m.target.startswith("/proc/"):
+            # pid 1 mounts the kernel's proc there: nothing of the host's may stand in for it.
+            raise StartError(125, f"cannot mount on {m.target}: rl mounts the kernel's /proc there")
         if m.type == "tmpfs":
-            target = make_target(rootfs, m.target, True, created)
             flags = 0
             data = []
             for o in m.options:
@@ -71,22 +65,30 @@ def _mount_volumes(spec: ContainerSpec, rootfs: str, created: list[str]) -> None
                     data.append(o)
             if m.readonly:
                 flags |= native.MS_RDONLY
-            native.mount("tmpfs", target, "tmpfs", flags, ",".join(data) or None)
+            with _target(root_fd, m.target, True, created) as target:
+                native.mount("tmpfs", mountfd.fd_path(target), "tmpfs", flags, ",".join(data) or None)
             continue
-        target = make_target(rootfs, m.target, os.path.isdir(m.source), created)
-        try:
-            native.mount(m.source, target, None, native.MS_BIND | native.MS_REC)
-        except OSError as e:
-            raise StartError(125, f"cannot mount {m.source} on {m.target}: {e.strerror}") from None
-        if m.readonly:
-            _remount_ro(target)
+        with _target(root_fd, m.target, os.path.isdir(m.source), created) as target:
+            try:
+                mountfd.bind(m.source, target, m.readonly)
+            except OSError as e:
+                raise StartError(125, f"cannot mount {m.source} on {m.target}: {e.strerror}") from None
 
 
-def _bind_file(rootfs: str, source: str, target: str, created: list[str]) -> None:
-    path = make_target(rootfs, target, False, created)
-    if os.path.isdir(path):
-        raise StartError(125, f"cannot mount a file on {target}: it is a directory in the image")
-    native.mount(source, path, None, native.MS_BIND)
+@contextlib.contextmanager
+def _target(root_fd: int, target: str, is_dir: bool, created: list[str] | None = None) -> Iterator[int]:
+    fd = mountfd.open_target(root_fd, target, is_dir, created)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _bind_file(root_fd: int, source: str, target: str, created: list[str]) -> None:
+    with _target(root_fd, target, False, created) as fd:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise StartError(125, f"cannot mount a file on {target}: it is a directory in the image")
+        mountfd.bind(source, fd, False, recursive=False)
 
 
 def ns_init(spec: ContainerSpec, cdir: str, rootfs: str, err_fd: int) -> int:
@@ -99,11 +101,15 @@ def ns_init(spec: ContainerSpec, cdir: str, rootfs: str, err_fd: int) -> int:
         native.mount(None, "/", None, native.MS_REC | native.MS_PRIVATE)
         fuse = mount_rootfs(spec, cdir, rootfs)
         created: list[str] = []
-        for d in ("/proc", "/dev", "/sys"):  # mounted on by pid 1; made here to be remembered
-            make_target(rootfs, d, True, created)
-        _mount_volumes(spec, rootfs, created)
-        for name in ("hostname", "hosts", "resolv.conf"):
-            _bind_file(rootfs, os.path.join(cdir, name), f"/etc/{name}", created)
+        root_fd = mountfd.open_root(rootfs)
+        try:
+            for d in ("proc", "dev", "sys"):  # mounted on by pid 1; made here to be remembered
+                os.close(mountfd.real_dir(root_fd, d, created))
+            _mount_volumes(spec, root_fd, created)
+            for name in ("hostname", "hosts", "resolv.conf"):
+                _bind_file(root_fd, os.path.join(cdir, name), f"/etc/{name}", created)
+        finally:
+            os.close(root_fd)
         if created:
             _remember_mount_points(cdir, created)
         flags = native.CLONE_NEWPID | native.CLONE_NEWUTS | native.CLONE_NEWIPC
@@ -318,7 +324,7 @@ def _pid1(spec: ContainerSpec, rootfs: str, err_fd: int) -> int:
         if spec.network == "none":
             _loopback_up()
         if spec.readonly_rootfs:
-            _remount_ro(rootfs)
+            mountfd.remount_ro(rootfs)
         os.chdir(rootfs)
         native.pivot_root(".", ".")
         native.umount2(".", native.MNT_DETACH)
@@ -458,10 +464,23 @@ def _tiny_init(spec: ContainerSpec, env: list[str], err_fd: int) -> int:
 
 
 def _mount_proc_dev_sys(spec: ContainerSpec, rootfs: str) -> None:
-    proc = make_target(rootfs, "/proc", True)
-    native.mount("proc", proc, "proc", _NOSUID_NODEV_NOEXEC)
-    dev = make_target(rootfs, "/dev", True)
-    native.mount("tmpfs", dev, "tmpfs", native.MS_NOSUID, "mode=755,size=65536k")
+    root_fd = mountfd.open_root(rootfs)
+    try:
+        for name in ("proc", "dev", "sys"):
+            point = mountfd.real_dir(root_fd, name)
+            try:
+                _MOUNT_KERNEL_FS[name](spec, point)
+            finally:
+                os.close(point)
+            # Opened again by name from the root: now it is the file system just mounted there.
+            top = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=root_fd)
+            try:
+                _mask(name, top)
+            finally:
+                os.close(top)
+    finally:
+        os.close(root_fd)
+    dev = os.path.join(rootfs, "dev")  # our tmpfs: nothing of the container's is in it yet
     for n in _DEV_NODES:
         p = os.path.join(dev, n)
         os.close(os.open(p, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o666))
@@ -475,23 +494,50 @@ def _mount_proc_dev_sys(spec: ContainerSpec, rootfs: str) -> None:
     native.mount("devpts", os.path.join(dev, "pts"), "devpts", native.MS_NOSUID | native.MS_NOEXEC, pts_opts)
     native.mount("shm", os.path.join(dev, "shm"), "tmpfs", _NOSUID_NODEV_NOEXEC, "mode=1777,size=65536k")
     native.mount("mqueue", os.path.join(dev, "mqueue"), "mqueue", _NOSUID_NODEV_NOEXEC)
-    sys_ = make_target(rootfs, "/sys", True)
-    if spec.network == "none":
-        native.mount("sysfs", sys_, "sysfs", _NOSUID_NODEV_NOEXEC | native.MS_RDONLY)
+
+
+def _mount_proc(spec: ContainerSpec, fd: int) -> None:
+    native.mount("proc", mountfd.fd_path(fd), "proc", _NOSUID_NODEV_NOEXEC)
+
+
+def _mount_dev(spec: ContainerSpec, fd: int) -> None:
+    native.mount("tmpfs", mountfd.fd_path(fd), "tmpfs", native.MS_NOSUID, "mode=755,size=65536k")
+
+
+def _mount_sys(spec: ContainerSpec, fd: int) -> None:
+    if spec.network == "none":  # a network namespace of ours: the kernel lets us mount a sysfs
+        native.mount("sysfs", mountfd.fd_path(fd), "sysfs", _NOSUID_NODEV_NOEXEC | native.MS_RDONLY)
     else:
-        native.mount("/sys", sys_, None, native.MS_BIND | native.MS_REC)
-        _remount_ro(sys_)
-    for p in _MASKED:
-        target = secure_join(rootfs, p)
-        if os.path.isdir(target):
-            native.mount("tmpfs", target, "tmpfs", native.MS_RDONLY | _NOSUID_NODEV_NOEXEC, "size=0")
-        elif os.path.exists(target):
-            native.mount("/dev/null", target, None, native.MS_BIND)
-    for p in _READONLY:
-        target = secure_join(rootfs, p)
-        if os.path.exists(target):
-            native.mount(target, target, None, native.MS_BIND | native.MS_REC)
-            _remount_ro(target)
+        # The host's, read-only all the way down: the cgroup trees mounted under it included.
+        mountfd.bind("/sys", fd, readonly=True)
+
+
+_MOUNT_KERNEL_FS = {"proc": _mount_proc, "dev": _mount_dev, "sys": _mount_sys}
+
+
+def _mask(name: str, top: int) -> None:
+    """Hide and make read-only what Docker does, found beneath the kernel's own mount (top)."""
+    for rel in _MASKED.get(name, ()):
+        fd = mountfd.open_beneath(top, rel)
+        if fd is None:
+            continue
+        try:
+            if stat.S_ISDIR(os.fstat(fd).st_mode):
+                native.mount("tmpfs", mountfd.fd_path(fd), "tmpfs", native.MS_RDONLY | _NOSUID_NODEV_NOEXEC, "size=0")
+            else:
+                mountfd.bind("/dev/null", fd, True, recursive=False)
+        finally:
+            os.close(fd)
+    if name != "proc":
+        return
+    for rel in _READONLY:
+        fd = mountfd.open_beneath(top, rel)
+        if fd is None:
+            continue
+        try:
+            mountfd.bind(fd, fd, readonly=True)
+        finally:
+            os.close(fd)
 
 
 def _loopback_up() -> None:

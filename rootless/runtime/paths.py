@@ -41,26 +41,3 @@ def secure_join(root: str, unsafe: str) -> str:
         resolved.append(p)
     return os.path.join(root, *resolved)
 
-
-def make_target(root: str, target: str, is_dir: bool, created: list[str] | None = None) -> str:
-    """Create a mount point for `target` inside root (parents as directories) and return its path.
-    A mount point that had to be made is appended to `created`, relative to root (not its parents:
-    the container may put files of its own in them)."""
-    path = secure_join(root, target)
-    parent = os.path.dirname(path)
-    rel = os.path.relpath(parent, root)
-    cur = root
-    for comp in [] if rel == "." else rel.split("/"):
-        cur = os.path.join(cur, comp)
-        if not os.path.lexists(cur):
-            os.mkdir(cur, 0o755)
-        elif not os.path.isdir(cur) or os.path.islink(cur):
-            raise RlError(f"cannot mount on {target}: {os.path.relpath(cur, root)} is not a directory")
-    if not os.path.lexists(path):
-        if is_dir:
-            os.mkdir(path, 0o755)
-        else:
-            os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
-        if created is not None:
-            created.append(os.path.relpath(path, root))
-    return path
