@@ -22,7 +22,9 @@ Owners = Literal["real", "xattr"]
 _CHUNK = 1 << 20
 _BLOCK = 512
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+# O_NONBLOCK and O_NOCTTY: a file swapped for a FIFO or a terminal between listing and opening
+# must neither hang the open nor become anyone's terminal (the fstat after it refuses it).
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 # Labels of the host's security policy, not content of the image.
 _HOST_XATTRS = frozenset({"security.selinux"})
 # Whiteout and opaque entries carry no content; fixed attributes keep the tar the same whichever
@@ -69,8 +71,32 @@ def write_tar(src: str | os.PathLike[str], out: BinaryIO | IO[bytes], *, owners:
         w.walk(root_fd)
     finally:
         os.close(root_fd)
-    w.write(bytes(2 * _BLOCK))
-    return TarStats(w.entries, w.size, w.whiteouts, w.opaque_dirs, tuple(w.sockets))
+    return w.end()
+
+
+def write_named(path: str, arcname: str, out: BinaryIO | IO[bytes], *, follow: bool) -> TarStats:
+    """`path` itself and, for a directory, the tree under it, as a tar whose names start with
+    `arcname` (rl cp's stream), ids as they are. The last component of `path` is archived as it
+    is (a symlink as a symlink) unless `follow`, which asks for the directory it leads to."""
+    parent, name = (path, ".") if follow else (os.path.dirname(path) or "/", os.path.basename(path))
+    w = _Writer(out, "real", False, _same, _same, parent)
+    try:
+        parent_fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as e:
+        raise RlError(f"cannot archive {path}: {e.strerror}") from e
+    try:
+        try:
+            sub_fd = w._entry(parent_fd, arcname, _Child(name, os.lstat(name, dir_fd=parent_fd)))
+        except OSError as e:
+            raise RlError(f"cannot archive {path}: {e.strerror or e}") from e
+        if sub_fd is not None:
+            try:
+                w.walk(sub_fd, arcname + "/")
+            finally:
+                os.close(sub_fd)
+    finally:
+        os.close(parent_fd)
+    return w.end()
 
 
 def _same(i: int) -> int:
@@ -117,6 +143,10 @@ class _Writer:
                 view = view[len(view) if n is None else n:]
         self.size += len(data)
 
+    def end(self) -> TarStats:
+        self.write(bytes(2 * _BLOCK))
+        return TarStats(self.entries, self.size, self.whiteouts, self.opaque_dirs, tuple(self.sockets))
+
     def _header(self, ti: tarfile.TarInfo) -> None:
         ti.uname = ti.gname = ""
         if self.clamp_mtime is not None and ti.mtime > self.clamp_mtime:
@@ -127,11 +157,12 @@ class _Writer:
     def _fail(self, path: str, e: OSError) -> RlError:
         return RlError(f"cannot archive {os.path.join(self.src, path)}: {e.strerror or e}")
 
-    def walk(self, root_fd: int) -> None:
-        """Depth first, parents before children, each directory's entries in byte order."""
+    def walk(self, root_fd: int, prefix: str = "") -> None:
+        """Depth first, parents before children, each directory's entries in byte order; names
+        start with `prefix`."""
         stack: list[tuple[int, str, Iterator[_Child]]] = []
         try:
-            stack.append((root_fd, "", iter(self._children(root_fd, "", os.fstat(root_fd).st_mtime_ns))))
+            stack.append((root_fd, prefix, iter(self._children(root_fd, prefix, os.fstat(root_fd).st_mtime_ns))))
             while stack:
                 dfd, prefix, it = stack[-1]
                 child = next(it, None)
@@ -249,6 +280,9 @@ class _Writer:
         if kind == stat.S_IFREG:
             fd = os.open(child.name, _FILE_FLAGS, dir_fd=dfd)
             try:
+                st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != (child.st.st_dev, child.st.st_ino):
+                    raise RlError(f"cannot archive {os.path.join(self.src, path)}: it was replaced while being read")
                 override, ti.pax_headers = self._xattrs(fd, path)
                 ti.uid, ti.gid, ti.mode = self._owner(st, override)
                 ti.size = st.st_size
