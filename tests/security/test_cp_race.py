@@ -1,0 +1,150 @@
+"""Issue 11 finding 2, Docker's CVE-2018-15664: `rl cp` writes through symlinks swapped in.
+
+When the destination of a copy is a directory the container can also write (a volume), a process
+of the container that keeps recreating the names being copied as symlinks got the file they
+point to overwritten: rl checked each name, then opened it by path, following whatever was there
+by then. Both directions were exposed: out of a container, the host side wrote through a symlink
+to a host file; into one, the helper in the container wrote through a symlink to a file of a
+volume. rl cp now makes every entry relative to directory descriptors with O_EXCL|O_NOFOLLOW.
+
+The racing process runs on the host, in the shared directory, where the container's process
+would make the same symlinks through the volume: from the host it races as fast as Python can,
+which makes the old window (about 50 microseconds per file) reliably hit. A variant races from
+inside the container, swapping the copy's source for symlinks and FIFOs.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Rl
+
+FILES = 400
+# Copies until the victim changes (the old code), as many as a slow machine needs for the race
+# to be hit (a few thousand racing files).
+ROUNDS = 8
+MAKE_FILES = f"mkdir -p /build && cd /build && for i in $(seq 1000 {999 + FILES}); do echo owned > f$i; done"
+# Recreates dir/fNNNN as a symlink to TARGET, atomically (rename), name after name, forever.
+_RACER = """
+import os, sys
+d, target, first, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+tmp = os.path.join(d, ".racer")
+while True:
+    for i in range(first, first + n):
+        try:
+            os.symlink(target, tmp)
+        except FileExistsError:
+            pass
+        try:
+            os.rename(tmp, os.path.join(d, f"f{i}"))
+        except OSError:
+            pass
+"""
+WAITING = "trap 'exit 0' TERM; echo ready; while true; do sleep 0.1; done"
+
+
+@contextmanager
+def racing(directory: Path, target: str) -> Iterator[None]:
+    p = subprocess.Popen([sys.executable, "-c", _RACER, str(directory), target, "1000", str(FILES)])
+    try:
+        time.sleep(0.2)
+        yield
+    finally:
+        p.kill()
+        p.wait()
+
+
+def assert_one_line_result(code: int, err: str) -> None:
+    """rl either copied (what it wrote replaced the racer's symlinks) or gave one error line."""
+    assert code in (0, 125), err
+    assert "Traceback" not in err and len(err.strip().splitlines()) <= 1, err
+
+
+@contextmanager
+def running(rl: Rl, name: str, *run_args: str) -> Iterator[None]:
+    p = rl.popen("run", "--name", name, *run_args, "busybox", "sh", "-c", WAITING,
+                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.stdout is not None and p.stderr is not None
+    if p.stdout.readline() != b"ready\n":
+        p.kill()
+        raise AssertionError(f"rl run failed: {p.stderr.read().decode(errors='replace')}")
+    deadline = time.monotonic() + 60
+    while (r := rl("exec", name, "true", check=False)).code != 0:
+        assert time.monotonic() < deadline, f"the container never became enterable: {r.err}"
+        time.sleep(0.05)
+    try:
+        yield
+    finally:
+        p.terminate()
+        p.communicate(timeout=60)
+        rl("rm", "-f", name)
+
+
+def _copy_out_race(rl: Rl, tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    rl("run", "--name", "src", "busybox", "sh", "-c", MAKE_FILES)
+    try:
+        with racing(shared, str(victim)):
+            for _ in range(ROUNDS):
+                r = rl("cp", "src:/build/.", str(shared), check=False)
+                assert_one_line_result(r.code, r.err)
+                assert victim.read_text() == "precious\n", "rl cp wrote through the racer's symlink"
+    finally:
+        rl("rm", "src")
+
+
+def _copy_in_race(rl: Rl, tmp_path: Path) -> None:
+    victims = tmp_path / "victims"
+    victims.mkdir()
+    victim = victims / "victim"
+    victim.write_text("precious\n")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    source = tmp_path / "source"
+    source.mkdir()
+    for i in range(1000, 1000 + FILES):
+        (source / f"f{i}").write_text("owned\n")
+    with running(rl, "dst", "-v", f"{shared}:/dst", "-v", f"{victims}:/vic"):
+        # The symlinks point at the victim as the container sees it.
+        with racing(shared, "/vic/victim"):
+            for _ in range(ROUNDS):
+                r = rl("cp", f"{source}/.", "dst:/dst", check=False)
+                assert_one_line_result(r.code, r.err)
+                assert victim.read_text() == "precious\n", "rl cp wrote through the racer's symlink"
+
+
+def test_cp_out_of_a_container_does_not_write_through_swapped_in_symlinks(rl: Rl, busybox: str,
+                                                                          tmp_path: Path) -> None:
+    """CVE-2018-15664, container -> host: `rl cp CTR:/build/. SHARED` while SHARED/fNNNN keep
+    becoming symlinks to a host file of the user's; that file stays as it was."""
+    _copy_out_race(rl, tmp_path)
+
+
+def test_cp_into_a_container_does_not_write_through_swapped_in_symlinks(rl: Rl, busybox: str,
+                                                                        tmp_path: Path) -> None:
+    """CVE-2018-15664, host -> container: `rl cp SRC/. CTR:/dst` while the container's /dst/fNNNN
+    (a volume) keep becoming symlinks to /vic/victim, a host file in another volume."""
+    _copy_in_race(rl, tmp_path)
+
+
+@pytest.mark.as_root
+def test_root_cp_out_of_a_container_does_not_write_through_swapped_in_symlinks(rl: Rl, busybox: str,
+                                                                               tmp_path: Path) -> None:
+    """CVE-2018-15664 as root, container -> host: the victim is a file of root's."""
+    _copy_out_race(rl, tmp_path)
+
+
+@pytest.mark.as_root
+def test_root_cp_into_a_container_does_not_write_through_swapped_in_symlinks(rl: Rl, busybox: str,
+                                                                             tmp_path: Path) -> None:
+    """CVE-2018-15664 as root, host -> container."""
+    _copy_in_race(rl, tmp_path)
