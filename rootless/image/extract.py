@@ -29,6 +29,7 @@ the container's namespace; the extracting user's, with set-id bits dropped."""
 _CHUNK = 1 << 20
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_FIFO_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_NOFOLLOW | os.O_CLOEXEC
 # Directory fds kept open between entries: tar order is depth-first, so a small LRU saves almost
 # every walk while staying far below the usual 1024-fd limit.
 _MAX_OPEN_DIRS = 128
@@ -369,7 +370,7 @@ class _Extractor:
         except FileExistsError:
             self._replace(pfd, base, key)
             os.symlink(ti.linkname, base, dir_fd=pfd)
-        self._apply_path(pfd, base, _meta(ti), stat.S_IFLNK)
+        self._apply_path(pfd, base, key, _meta(ti), stat.S_IFLNK)
 
     def _fifo(self, pfd: int, base: str, key: str, ti: tarfile.TarInfo) -> None:
         try:
@@ -377,7 +378,7 @@ class _Extractor:
         except FileExistsError:
             self._replace(pfd, base, key)
             os.mkfifo(base, 0o600, dir_fd=pfd)
-        self._apply_path(pfd, base, _meta(ti), stat.S_IFIFO)
+        self._apply_path(pfd, base, key, _meta(ti), stat.S_IFIFO)
 
     def _link(self, entry: str, pkey: str, base: str, key: str, linkname: str) -> None:
         target = _split(linkname, entry, self.noun)
@@ -455,7 +456,7 @@ class _Extractor:
         if meta.mtime_ns is not None:
             os.utime(fd, ns=(meta.mtime_ns, meta.mtime_ns))
 
-    def _apply_path(self, pfd: int, base: str, meta: _Meta, kind: int) -> None:
+    def _apply_path(self, pfd: int, base: str, key: str, meta: _Meta, kind: int) -> None:
         """Attributes of a symlink or fifo: neither can hold user xattrs, so owners that cannot
         be real are lost, and so are the tar's xattrs."""
         self.skipped_xattrs.update(name for name, _ in meta.xattrs)
@@ -467,7 +468,16 @@ class _Extractor:
                     raise
         if kind != stat.S_IFLNK:
             disk_mode = meta.mode | 0o600 if self.owners == "xattr" else _merged_mode(self.owners, meta.mode)
-            os.chmod(base, disk_mode, dir_fd=pfd, follow_symlinks=False)
+            # fchmodat cannot refuse a symlink without /proc (the copy helper has none), and the
+            # name may have been swapped for one: the FIFO itself is opened, which O_NONBLOCK
+            # keeps from waiting for a writer.
+            fd = os.open(base, _FIFO_FLAGS, dir_fd=pfd)
+            try:
+                if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+                    raise LayerError(f"{self.noun} entry {key!r} was replaced while it was unpacked")
+                os.fchmod(fd, disk_mode)
+            finally:
+                os.close(fd)
         if meta.mtime_ns is not None:
             os.utime(base, ns=(meta.mtime_ns, meta.mtime_ns), dir_fd=pfd, follow_symlinks=False)
 

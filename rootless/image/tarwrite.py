@@ -79,7 +79,8 @@ def write_named(path: str, arcname: str, out: BinaryIO | IO[bytes], *, follow: b
     `arcname` (rl cp's stream), ids as they are. The last component of `path` is archived as it
     is (a symlink as a symlink) unless `follow`, which asks for the directory it leads to."""
     parent, name = (path, ".") if follow else (os.path.dirname(path) or "/", os.path.basename(path))
-    w = _Writer(out, "real", False, _same, _same, parent)
+    w = _Writer(out, "real", False, _same, _same, path)
+    w.arcname = arcname
     try:
         parent_fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as e:
@@ -88,7 +89,7 @@ def write_named(path: str, arcname: str, out: BinaryIO | IO[bytes], *, follow: b
         try:
             sub_fd = w._entry(parent_fd, arcname, _Child(name, os.lstat(name, dir_fd=parent_fd)))
         except OSError as e:
-            raise RlError(f"cannot archive {path}: {e.strerror or e}") from e
+            raise w._fail(arcname, e) from e
         if sub_fd is not None:
             try:
                 w.walk(sub_fd, arcname + "/")
@@ -125,6 +126,7 @@ class _Writer:
         self.uid_map = uid_map
         self.gid_map = gid_map
         self.src = src
+        self.arcname = ""  # write_named's name for src, when it is not src's own
         self.links: dict[tuple[int, int], str] = {}  # (dev, ino) -> first name written
         self.entries = 0
         self.size = 0
@@ -155,7 +157,13 @@ class _Writer:
         self.entries += 1
 
     def _fail(self, path: str, e: OSError) -> RlError:
-        return RlError(f"cannot archive {os.path.join(self.src, path)}: {e.strerror or e}")
+        return RlError(f"cannot archive {self.shown(path)}: {e.strerror or e}")
+
+    def shown(self, path: str) -> str:
+        """The file an entry name stands for, for messages."""
+        if self.arcname and (path == self.arcname or path.startswith(self.arcname + "/")):
+            return (self.src.rstrip("/") + path[len(self.arcname):]) or "/"
+        return os.path.join(self.src, path)
 
     def walk(self, root_fd: int, prefix: str = "") -> None:
         """Depth first, parents before children, each directory's entries in byte order; names
@@ -189,8 +197,13 @@ class _Writer:
 
     def _children(self, dfd: int, prefix: str, mtime_ns: int) -> list[_Child]:
         try:
+            found = []
             with os.scandir(dfd) as it:
-                found = [(e.name, e.stat(follow_symlinks=False)) for e in it]
+                for e in it:
+                    try:
+                        found.append((e.name, e.stat(follow_symlinks=False)))
+                    except FileNotFoundError:
+                        pass  # removed since it was listed, as if it had been before
             opaque = self.overlay_upper and upperfmt.is_opaque(dfd)
         except OSError as e:
             raise self._fail(prefix, e) from e
@@ -236,7 +249,7 @@ class _Writer:
                     try:
                         override = upperfmt.decode_override(os.getxattr(fd, name))
                     except ValueError as e:
-                        raise RlError(f"cannot archive {os.path.join(self.src, path)}: {e}") from None
+                        raise RlError(f"cannot archive {self.shown(path)}: {e}") from None
                 continue
             # tarfile writes PAX values with surrogates as raw bytes (hdrcharset=BINARY).
             pax["SCHILY.xattr." + name] = os.getxattr(fd, name).decode("utf-8", "surrogateescape")
@@ -282,7 +295,7 @@ class _Writer:
             try:
                 st = os.fstat(fd)
                 if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != (child.st.st_dev, child.st.st_ino):
-                    raise RlError(f"cannot archive {os.path.join(self.src, path)}: it was replaced while being read")
+                    raise RlError(f"cannot archive {self.shown(path)}: it was replaced while being read")
                 override, ti.pax_headers = self._xattrs(fd, path)
                 ti.uid, ti.gid, ti.mode = self._owner(st, override)
                 ti.size = st.st_size
@@ -308,7 +321,7 @@ class _Writer:
         while left:
             chunk = os.read(fd, min(left, _CHUNK))
             if not chunk:
-                raise RlError(f"cannot archive {os.path.join(self.src, path)}: it shrank while being read")
+                raise RlError(f"cannot archive {self.shown(path)}: it shrank while being read")
             self.write(chunk)
             left -= len(chunk)
         if size % _BLOCK:
