@@ -148,3 +148,63 @@ def test_root_cp_into_a_container_does_not_write_through_swapped_in_symlinks(rl:
                                                                              tmp_path: Path) -> None:
     """CVE-2018-15664 as root, host -> container."""
     _copy_in_race(rl, tmp_path)
+
+
+def _swapping_script(secret: Path) -> str:
+    """The container's pid 1: fills /shared, then keeps swapping each file for a FIFO and for a
+    symlink to the host's secret (by its host path), and back."""
+    names = f"$(seq 1000 {999 + SWAPPED})"
+    return (f"cd /shared && for i in {names}; do echo data > f$i; done; "
+            f"(while true; do for i in {names}; do rm -f f$i; mkfifo f$i; rm -f f$i; ln -s {secret} f$i; "
+            f"rm -f f$i; echo data > f$i; done; done) & "
+            f"{WAITING}")
+
+
+SWAPPED = 100
+
+
+def _fifo_and_symlink_swap(rl: Rl, tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)  # the container's root may be another id than the test's
+    secret = tmp_path / "secret"
+    secret.write_text("SECRET-TOKEN\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    p = rl.popen("run", "--name", "swapper", "-v", f"{shared}:/shared", "busybox", "sh", "-c",
+                 _swapping_script(secret), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.stdout is not None
+    try:
+        assert p.stdout.readline() == b"ready\n"
+        for _ in range(ROUNDS):
+            # Out of the path the container swaps (read in the container), and in from it (read on
+            # the host): either must finish, whatever it meets.
+            r = rl("cp", "swapper:/shared/.", str(out), check=False, timeout=120)
+            assert_one_line_result(r.code, r.err)
+            r = rl("cp", f"{shared}/.", "swapper:/copied", check=False, timeout=120)
+            assert_one_line_result(r.code, r.err)
+        assert "SECRET-TOKEN" not in rl("exec", "swapper", "sh", "-c", "cat /copied/* 2>/dev/null; true").out, \
+            "rl cp read the host file a swapped-in symlink pointed to"
+        assert "SECRET-TOKEN" not in "".join(f.read_text() for f in out.iterdir() if f.is_file() and not f.is_symlink()
+                                             and f.stat().st_size < 100)
+    finally:
+        p.terminate()
+        p.communicate(timeout=60)
+        rl("rm", "-f", "swapper")
+    assert secret.read_text() == "SECRET-TOKEN\n"
+
+
+def test_cp_neither_hangs_on_nor_follows_what_the_container_swaps_into_its_source(
+        rl: Rl, busybox: str, tmp_path: Path) -> None:
+    """CVE-2018-15664 with the racer inside the container: it swaps the files `rl cp` copies for
+    FIFOs (opening one for reading waits for a writer: the old copy hung) and for symlinks to a
+    host file (read by path on the host, the old copy into the container carried it in). Each
+    copy finishes, with the files or one error line, and the secret stays on the host."""
+    _fifo_and_symlink_swap(rl, tmp_path)
+
+
+@pytest.mark.as_root
+def test_root_cp_neither_hangs_on_nor_follows_what_the_container_swaps_into_its_source(
+        rl: Rl, busybox: str, tmp_path: Path) -> None:
+    """The same as root."""
+    _fifo_and_symlink_swap(rl, tmp_path)
