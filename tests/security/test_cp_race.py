@@ -150,42 +150,82 @@ def test_root_cp_into_a_container_does_not_write_through_swapped_in_symlinks(rl:
     _copy_in_race(rl, tmp_path)
 
 
+# The container's racer: swaps DIR/fNNNN, atomically (rename from DIR/../tmp), for a FIFO, a
+# file, a symlink to SECRET and a file again, name after name, forever. Static, for busybox.
+_SWAPPER_C = r"""
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+static void put(const char *tmp, const char *name, int kind, const char *secret) {
+    unlink(tmp);
+    if (kind == 0) {
+        mkfifo(tmp, 0644);
+    } else if (kind == 1) {
+        symlink(secret, tmp);
+    } else {
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0644);
+        if (fd >= 0 && write(fd, "data\n", 5) == 5) close(fd);
+    }
+    rename(tmp, name);
+}
+int main(int argc, char **argv) {
+    char tmp[32], name[32];
+    int first, n;
+    if (argc != 6 || chdir(argv[1]) != 0) return 2;
+    first = atoi(argv[3]);
+    n = atoi(argv[4]);
+    snprintf(tmp, sizeof tmp, "../tmp/%s", argv[5]);
+    for (;;) {
+        for (int i = first; i < first + n; i++) {
+            snprintf(name, sizeof name, "f%d", i);
+            put(tmp, name, 0, argv[2]);
+            put(tmp, name, 2, argv[2]);
+            put(tmp, name, 1, argv[2]);
+            put(tmp, name, 2, argv[2]);
+        }
+    }
+}
+"""
+
+
 def _swapping_script(secret: Path) -> str:
-    """The container's pid 1: fills /shared, then keeps swapping each file, atomically (mv), for
-    a FIFO, a symlink to the host's secret (by its host path) and a file again, in a few loops at
-    once."""
-    names = f"$(seq 1000 {999 + SWAPPED})"
-    swap = ("while true; do for i in " + names + "; do "
-            "mkfifo .p$L$i; mv -f .p$L$i f$i; echo data > .r$L$i; mv -f .r$L$i f$i; "
-            f"ln -s {secret} .s$L$i; mv -f .s$L$i f$i; echo data > .r$L$i; mv -f .r$L$i f$i; done; done")
-    loops = " ".join(f"(L={n}; {swap}) &" for n in range(SWAPPERS))
-    return f"cd /shared && for i in {names}; do echo data > f$i; done; {loops} {WAITING}"
+    """The container's pid 1: fills /shared, then runs SWAPPERS racers on it."""
+    racers = " ".join(f"/tools/swapper /vol/shared {secret} 1000 {SWAPPED} {n} &" for n in range(SWAPPERS))
+    return (f"mkdir /vol/shared /vol/tmp && cd /vol/shared && for i in $(seq 1000 {999 + SWAPPED}); "
+            f"do echo data > f$i; done; {racers} {WAITING}")
 
 
-SWAPPED = 20
+SWAPPED = 10
 # The regular files /copied holds (cat would wait forever on a FIFO).
 _CAT_FILES = 'for f in /copied/* /copied/.[!.]*; do if [ -f "$f" ] && [ ! -L "$f" ]; then cat "$f"; fi; done; true'
-SWAPPERS = 3
-SWAP_ROUNDS = 25
+SWAPPERS = 2
+SWAP_ROUNDS = 15
 
 
 def _fifo_and_symlink_swap(rl: Rl, tmp_path: Path) -> None:
-    shared = tmp_path / "shared"
-    shared.mkdir()
-    shared.chmod(0o777)  # the container's root may be another id than the test's
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    vol.chmod(0o777)  # the container's root may be another id than the test's
+    shared = vol / "shared"
     secret = tmp_path / "secret"
     secret.write_text("SECRET-TOKEN\n")
     out = tmp_path / "out"
     out.mkdir()
-    p = rl.popen("run", "--name", "swapper", "-v", f"{shared}:/shared", "busybox", "sh", "-c",
-                 _swapping_script(secret), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    (tools / "swapper.c").write_text(_SWAPPER_C)
+    subprocess.run(["cc", "-static", "-O2", "-o", str(tools / "swapper"), str(tools / "swapper.c")], check=True)
+    p = rl.popen("run", "--name", "swapper", "-v", f"{vol}:/vol", "-v", f"{tools}:/tools:ro", "busybox",
+                 "sh", "-c", _swapping_script(secret), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert p.stdout is not None
     try:
         assert p.stdout.readline() == b"ready\n"
         for _ in range(SWAP_ROUNDS):
             # Out of the path the container swaps (read in the container), and in from it (read on
             # the host): either must finish, whatever it meets.
-            r = rl("cp", "swapper:/shared/.", str(out), check=False, timeout=60)
+            r = rl("cp", "swapper:/vol/shared/.", str(out), check=False, timeout=60)
             assert_one_line_result(r.code, r.err)
             r = rl("cp", f"{shared}/.", "swapper:/copied", check=False, timeout=60)
             assert_one_line_result(r.code, r.err)
