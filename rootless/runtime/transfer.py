@@ -327,6 +327,16 @@ def copy_in(store: Store, c: Container, src: str, dest: str, keep_owners: bool) 
     helper.result()
 
 
+def copy_in_archive(store: Store, c: Container, in_fd: int, dest: str, keep_owners: bool) -> None:
+    """A tar stream (`rl cp - CONTAINER:DEST`) -> the existing directory dest; as copy_in, what
+    lands belongs to the container's root (-a: the ids in the tar). The helper reads in_fd."""
+    dest = _container_path(dest)
+    info = _call(store, c, "live", probe, dest)
+    if not info.is_dir:
+        raise RlError(f"the destination {dest} must be an existing directory to extract a tar stream into")
+    _start(store, c, "live", tar_in, (dest, in_fd, "keep" if keep_owners else "root")).result()
+
+
 def _container_path(path: str) -> str:
     """Container paths are relative to its root, as in Docker."""
     return path if path.startswith("/") else "/" + path
