@@ -254,7 +254,8 @@ class _Extractor:
             fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
         except FileNotFoundError:
             if not create:
-                raise LayerError(f"{self.noun} entry {entry!r} refers to {key!r}, which is not in this {self.noun}") from None
+                raise LayerError(f"{self.noun} entry {entry!r} refers to {key!r}, "
+                                 f"which is not in this {self.noun}") from None
             os.mkdir(name, 0o700, dir_fd=parent_fd)
             self.dirs[key] = _IMPLICIT_DIR
             fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)

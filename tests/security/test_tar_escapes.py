@@ -57,8 +57,8 @@ def hostile(case: str, outside: str, up: str) -> Members:
         "symlink_to_dir_then_new_file": lambda: [_special("sd", tarfile.SYMTYPE, outside), _file("sd/new")],
         "device": lambda: [_special("dev", tarfile.CHRTYPE)],
         "long_name": lambda: [_file("d/" * 2100 + "f")],
-        "directory_replaced_by_symlink": lambda: [_special("d", tarfile.DIRTYPE), _special("d", tarfile.SYMTYPE, outside),
-                                                  _file("d/victim")],
+        "directory_replaced_by_symlink": lambda: [_special("d", tarfile.DIRTYPE),
+                                                  _special("d", tarfile.SYMTYPE, outside), _file("d/victim")],
     }[case]()
 
 
