@@ -42,6 +42,10 @@ class LayerEscape(LayerError):
     """A layer entry that would land outside the layer directory."""
 
 
+class ArchiveCorrupt(LayerError):
+    """A layer or archive that is damaged or cut short (from a writer that stopped, say)."""
+
+
 class ArchiveError(RlError):
     """An image archive that is truncated, corrupt, or of an unknown format."""
 

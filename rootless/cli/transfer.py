@@ -20,19 +20,21 @@ def _split(arg: str) -> tuple[str | None, str]:
 
 def cmd_cp(args: argparse.Namespace) -> int:
     from rootless.runtime.execute import find_container
-    from rootless.runtime.transfer import copy_in, copy_out
+    from rootless.runtime.transfer import copy_in, copy_in_archive, copy_out
 
     src_ctr, src = _split(args.source)
     dest_ctr, dest = _split(args.dest)
     if (src_ctr is None) == (dest_ctr is None):
         raise UsageError("rl cp copies between a container and the host: give CONTAINER:PATH on exactly one side")
-    if (src if src_ctr is None else dest) == "-":
-        raise UsageError("rl cp does not read or write tar streams on stdin/stdout (-) yet: give a path")
+    if src_ctr is not None and dest == "-":
+        raise UsageError("rl cp does not write tar streams to stdout (-) yet: give a path")
     if not (src if src_ctr else dest):
         raise UsageError("the container path is empty: use CONTAINER:/path")
     with open_store(args) as store:
         c = find_container(store, src_ctr or dest_ctr or "")
-        if src_ctr is not None:
+        if src == "-" and src_ctr is None:
+            copy_in_archive(store, c, sys.stdin.fileno(), dest, args.archive)
+        elif src_ctr is not None:
             copy_out(store, c, src, os.path.abspath(dest) + ("/" if dest.endswith("/") else ""))
         else:
             copy_in(store, c, os.path.abspath(src) + ("/." if src.endswith("/.") else ""), dest, args.archive)

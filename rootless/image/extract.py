@@ -1,8 +1,11 @@
-"""Secure, exact extraction of one OCI layer tar into one overlay lower directory.
+"""Secure, exact extraction of one OCI layer tar into one overlay lower directory, and of an
+`rl cp` stream into an existing directory.
 
-Every name is resolved one component at a time from a directory fd with O_NOFOLLOW, so no entry
-can reach outside the target, however hostile the tar; the result is in the overlay upper format
-of `fuse_overlay.upperfmt` (whiteouts, opaque directories, owners in xattrs in single-id mode).
+Every name is resolved one component at a time from a directory fd with O_NOFOLLOW and every
+entry is made with O_EXCL (or mkdir, mkfifo, symlink, link, which never follow), so no entry can
+reach outside the target, however hostile the tar or whoever swaps files in the target meanwhile.
+A layer comes out in the overlay upper format of `fuse_overlay.upperfmt` (whiteouts, opaque
+directories, owners in xattrs in single-id mode).
 """
 from __future__ import annotations
 
@@ -14,15 +17,19 @@ from collections import OrderedDict
 from typing import IO, BinaryIO, Literal, Self, cast
 
 from fuse_overlay import upperfmt
-from rootless.errors import LayerError, LayerEscape
+from rootless.errors import ArchiveCorrupt, LayerError, LayerEscape
 from rootless.store.trees import rmtree_at
 from rootless.values import valueclass
 
 Owners = Literal["real", "xattr"]
+MergeOwners = Literal["real", "root", "self"]
+"""Owners of what `extract_into` makes: the tar's ids; the extracting process's, which is root of
+the container's namespace; the extracting user's, with set-id bits dropped."""
 
 _CHUNK = 1 << 20
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_FIFO_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_NOFOLLOW | os.O_CLOEXEC
 # Directory fds kept open between entries: tar order is depth-first, so a small LRU saves almost
 # every walk while staying far below the usual 1024-fd limit.
 _MAX_OPEN_DIRS = 128
@@ -88,8 +95,8 @@ class _StrictTarInfo(tarfile.TarInfo):
 _TAR_ERRORS = (tarfile.TarError, EOFError, ValueError, OverflowError, _Corrupt)
 
 
-def _corrupt(e: BaseException) -> LayerError:
-    return LayerError(f"the layer is corrupt or truncated: {e or type(e).__name__}")
+def _corrupt(e: BaseException, noun: str = "layer") -> LayerError:
+    return ArchiveCorrupt(f"the {noun} is corrupt or truncated: {e or type(e).__name__}")
 
 
 def extract_layer(stream: BinaryIO | IO[bytes], dest: str | os.PathLike[str], *,
@@ -109,39 +116,57 @@ def extract_layer(stream: BinaryIO | IO[bytes], dest: str | os.PathLike[str], *,
         with os.scandir(root_fd) as it:
             if next(it, None) is not None:
                 raise LayerError(f"cannot unpack a layer into {os.fspath(dest)}: the directory is not empty")
-        reader = _ForwardReader(stream)
-        try:
-            tf = tarfile.open(fileobj=cast(IO[bytes], reader), mode="r:", tarinfo=_StrictTarInfo,
-                              encoding="utf-8", errors="surrogateescape")
-        except _TAR_ERRORS as e:
-            raise _corrupt(e) from None
-        while True:
-            try:
-                ti = tf.next()
-            except _TAR_ERRORS as e:
-                raise _corrupt(e) from None
-            if ti is None:
-                break
-            # Members are read once; keeping them all would cost ~1 KB per entry.
-            tf.members.clear()  # type: ignore[attr-defined]  # the list TarFile.next() appends to
-            ex.add(tf, reader, ti)
-        ex.finish()
+        _feed(stream, ex)
     finally:
         ex.close()
     return ex.result()
 
 
-def _split(name: str, entry: str) -> list[str]:
+def extract_into(stream: BinaryIO | IO[bytes], dest_fd: int, *, owners: MergeOwners) -> None:
+    """Unpack the tar `stream` into the existing directory `dest_fd`, merged with what is there,
+    as `rl cp` does: a directory over a directory merges, a file replaces what is in its way
+    (never a directory, never written through). Names are plain names (no whiteouts), xattrs and
+    the entry for the destination itself are ignored, and device nodes are refused. `dest_fd`
+    stays open. Raises LayerEscape for entries aiming outside, LayerError for anything else.
+    """
+    ex = _Extractor(os.dup(dest_fd), owners, merge=True)
+    try:
+        _feed(stream, ex)
+    finally:
+        ex.close()
+
+
+def _feed(stream: BinaryIO | IO[bytes], ex: _Extractor) -> None:
+    reader = _ForwardReader(stream)
+    try:
+        tf = tarfile.open(fileobj=cast(IO[bytes], reader), mode="r:", tarinfo=_StrictTarInfo,
+                          encoding="utf-8", errors="surrogateescape")
+    except _TAR_ERRORS as e:
+        raise _corrupt(e, ex.noun) from None
+    while True:
+        try:
+            ti = tf.next()
+        except _TAR_ERRORS as e:
+            raise _corrupt(e, ex.noun) from None
+        if ti is None:
+            break
+        # Members are read once; keeping them all would cost ~1 KB per entry.
+        tf.members.clear()  # type: ignore[attr-defined]  # the list TarFile.next() appends to
+        ex.add(tf, reader, ti)
+    ex.finish()
+
+
+def _split(name: str, entry: str, noun: str = "layer") -> list[str]:
     """The components of a tar name inside the layer: `/` and `.` dropped, `..` applied."""
     if len(name) > _MAX_NAME_BYTES // 4 and len(name.encode("utf-8", "surrogateescape")) > _MAX_NAME_BYTES:
-        raise LayerError(f"layer entry {entry[:80]!r}...: the name is longer than {_MAX_NAME_BYTES} bytes")
+        raise LayerError(f"{noun} entry {entry[:80]!r}...: the name is longer than {_MAX_NAME_BYTES} bytes")
     parts: list[str] = []
     for c in name.split("/"):
         if c == "" or c == ".":
             continue
         if c == "..":
             if not parts:
-                raise LayerEscape(f"layer entry {entry!r} points outside the layer")
+                raise LayerEscape(f"{noun} entry {entry!r} points outside the {noun}")
             parts.pop()
         else:
             parts.append(c)
@@ -168,9 +193,13 @@ def _why(e: BaseException) -> str:
 
 
 class _Extractor:
-    def __init__(self, root_fd: int, owners: Owners) -> None:
+    def __init__(self, root_fd: int, owners: Owners | MergeOwners, *, merge: bool = False) -> None:
         self.root_fd = root_fd
         self.owners = owners
+        # Merging (rl cp) into a directory that holds more than the tar: no whiteouts, and no
+        # owners or modes kept in xattrs (the destination is not a layer).
+        self.merge = merge
+        self.noun = "archive" if merge else "layer"
         self.fds: OrderedDict[str, int] = OrderedDict()  # "a/b" -> fd of that directory
         # Directory attributes wait until the end: creating children changes mtimes, and a
         # mode like 000 would lock us out of the rest of the layer.
@@ -225,7 +254,8 @@ class _Extractor:
             fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
         except FileNotFoundError:
             if not create:
-                raise LayerError(f"layer entry {entry!r} refers to {key!r}, which is not in this layer") from None
+                raise LayerError(f"{self.noun} entry {entry!r} refers to {key!r}, "
+                                 f"which is not in this {self.noun}") from None
             os.mkdir(name, 0o700, dir_fd=parent_fd)
             self.dirs[key] = _IMPLICIT_DIR
             fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
@@ -233,7 +263,7 @@ class _Extractor:
             if e.errno not in (errno.ENOTDIR, errno.ELOOP):
                 raise
             what = "a symlink" if stat.S_ISLNK(os.lstat(name, dir_fd=parent_fd).st_mode) else "not a directory"
-            raise LayerEscape(f"layer entry {entry!r} goes through {key!r}, which is {what}") from None
+            raise LayerEscape(f"{self.noun} entry {entry!r} goes through {key!r}, which is {what}") from None
         self.fds[key] = fd
         if len(self.fds) > _MAX_OPEN_DIRS:
             # The oldest is never `parent_fd`'s only user: callers use just the fd returned.
@@ -245,24 +275,27 @@ class _Extractor:
     def add(self, tf: tarfile.TarFile, reader: _ForwardReader, ti: tarfile.TarInfo) -> None:
         self.entries += 1
         entry = ti.name
-        parts = _split(entry, entry)
+        parts = _split(entry, entry, self.noun)
         if not parts:
             if not ti.isdir():
-                raise LayerError(f"layer entry {entry!r} replaces the layer root with a non-directory")
-            self.root_meta = _meta(ti)
+                raise LayerError(f"{self.noun} entry {entry!r} replaces the {self.noun} root with a non-directory")
+            if not self.merge:  # the destination of a copy keeps its own attributes
+                self.root_meta = _meta(ti)
             return
         base = parts[-1]
         for c in parts[:-1]:
-            if c.startswith(upperfmt.WHITEOUT_PREFIX):
+            if c.startswith(upperfmt.WHITEOUT_PREFIX) and not self.merge:
                 if c.startswith(upperfmt.AUFS_META_PREFIX):
                     return  # inside aufs bookkeeping (.wh..wh.plnk/...), which is not content
-                raise LayerError(f"layer entry {entry!r} lies under a whiteout")
+                raise LayerError(f"{self.noun} entry {entry!r} lies under a whiteout")
         key = "/".join(parts)
         pkey = key[:len(key) - len(base) - 1] if len(parts) > 1 else ""
         try:
-            if base.startswith(upperfmt.WHITEOUT_PREFIX):
+            if base.startswith(upperfmt.WHITEOUT_PREFIX) and not self.merge:
                 self._whiteout(entry, pkey, base)
             elif ti.ischr() or ti.isblk():
+                if self.merge:
+                    raise LayerError(f"refusing the {self.noun} entry {entry!r}: it is a device node")
                 self.devices.append(key)
             elif ti.islnk():
                 self._link(entry, pkey, base, key, ti.linkname)
@@ -278,7 +311,7 @@ class _Extractor:
                     # Regular, contiguous, sparse, and (as POSIX says) unknown types.
                     self._file(pfd, base, key, tf, reader, ti)
         except (OSError, ValueError, OverflowError) as e:
-            raise LayerError(f"cannot unpack layer entry {entry!r}: {_why(e)}") from e
+            raise LayerError(f"cannot unpack {self.noun} entry {entry!r}: {_why(e)}") from e
 
     def _replace(self, pfd: int, base: str, key: str) -> None:
         """Remove what an earlier entry of this layer put at `key`, a whole tree if a directory."""
@@ -286,6 +319,8 @@ class _Extractor:
         if not stat.S_ISDIR(st.st_mode):
             os.unlink(base, dir_fd=pfd)
             return
+        if self.merge:
+            raise LayerError(f"cannot overwrite the directory {key} with a non-directory")
         rmtree_at(pfd, base)
         prefix = key + "/"
         for k in [k for k in self.fds if k == key or k.startswith(prefix)]:
@@ -324,7 +359,7 @@ class _Extractor:
                     reader.seek(ti.offset_data)
                     _copy(reader, fd, ti.size)
             except _TAR_ERRORS as e:
-                raise _corrupt(e) from None
+                raise _corrupt(e, self.noun) from None
             self._apply_fd(fd, _meta(ti), stat.S_IFREG)
         finally:
             os.close(fd)
@@ -336,7 +371,7 @@ class _Extractor:
         except FileExistsError:
             self._replace(pfd, base, key)
             os.symlink(ti.linkname, base, dir_fd=pfd)
-        self._apply_path(pfd, base, _meta(ti), stat.S_IFLNK)
+        self._apply_path(pfd, base, key, _meta(ti), stat.S_IFLNK)
 
     def _fifo(self, pfd: int, base: str, key: str, ti: tarfile.TarInfo) -> None:
         try:
@@ -344,13 +379,13 @@ class _Extractor:
         except FileExistsError:
             self._replace(pfd, base, key)
             os.mkfifo(base, 0o600, dir_fd=pfd)
-        self._apply_path(pfd, base, _meta(ti), stat.S_IFIFO)
+        self._apply_path(pfd, base, key, _meta(ti), stat.S_IFIFO)
 
     def _link(self, entry: str, pkey: str, base: str, key: str, linkname: str) -> None:
-        target = _split(linkname, entry)
+        target = _split(linkname, entry, self.noun)
         tkey = "/".join(target)
         if not target or tkey == key:
-            raise LayerError(f"layer entry {entry!r} is a hard link to {linkname!r}, which cannot be linked")
+            raise LayerError(f"{self.noun} entry {entry!r} is a hard link to {linkname!r}, which cannot be linked")
         tbase = target[-1]
         # Walking to the link's own parent may evict the target's directory from the cache.
         tpfd = os.dup(self._dir(tkey[:len(tkey) - len(tbase) - 1] if len(target) > 1 else "", entry,
@@ -359,10 +394,10 @@ class _Extractor:
             try:
                 tst = os.lstat(tbase, dir_fd=tpfd)
             except FileNotFoundError:
-                raise LayerError(f"layer entry {entry!r} is a hard link to {linkname!r}, "
-                                 "which is not in this layer") from None
+                raise LayerError(f"{self.noun} entry {entry!r} is a hard link to {linkname!r}, "
+                                 f"which is not in this {self.noun}") from None
             if stat.S_ISDIR(tst.st_mode):
-                raise LayerError(f"layer entry {entry!r} is a hard link to the directory {linkname!r}")
+                raise LayerError(f"{self.noun} entry {entry!r} is a hard link to the directory {linkname!r}")
             pfd = self._dir(pkey, entry, create=True)
             try:
                 os.link(tbase, base, src_dir_fd=tpfd, dst_dir_fd=pfd, follow_symlinks=False)
@@ -381,7 +416,7 @@ class _Extractor:
             return
         target = upperfmt.whiteout_target(base)
         if target is None:
-            raise LayerError(f"layer entry {entry!r} is not a valid whiteout")
+            raise LayerError(f"{self.noun} entry {entry!r} is not a valid whiteout")
         self._dir(pkey, entry, create=True)
         self.whiteouts[(pkey, target)] = None
 
@@ -401,11 +436,14 @@ class _Extractor:
                 except OSError as e:
                     if e.errno != errno.EINVAL:
                         raise
-                    override = True  # the id is outside the namespace's mapped range
-        else:
+                    # The id is outside the namespace's mapped range: a copy keeps ours.
+                    override = not self.merge
+        elif self.owners == "xattr":
             disk_mode = mode | (0o700 if kind == stat.S_IFDIR else 0o600)
             override = meta.uid != 0 or meta.gid != 0 or disk_mode != mode
-        for name, value in meta.xattrs:
+        else:
+            disk_mode = _merged_mode(self.owners, mode)
+        for name, value in () if self.merge else meta.xattrs:
             try:
                 os.setxattr(fd, name, value)
             except (OSError, ValueError) as e:
@@ -419,7 +457,7 @@ class _Extractor:
         if meta.mtime_ns is not None:
             os.utime(fd, ns=(meta.mtime_ns, meta.mtime_ns))
 
-    def _apply_path(self, pfd: int, base: str, meta: _Meta, kind: int) -> None:
+    def _apply_path(self, pfd: int, base: str, key: str, meta: _Meta, kind: int) -> None:
         """Attributes of a symlink or fifo: neither can hold user xattrs, so owners that cannot
         be real are lost, and so are the tar's xattrs."""
         self.skipped_xattrs.update(name for name, _ in meta.xattrs)
@@ -430,8 +468,17 @@ class _Extractor:
                 if e.errno != errno.EINVAL:
                     raise
         if kind != stat.S_IFLNK:
-            disk_mode = meta.mode if self.owners == "real" else meta.mode | 0o600
-            os.chmod(base, disk_mode, dir_fd=pfd, follow_symlinks=False)
+            disk_mode = meta.mode | 0o600 if self.owners == "xattr" else _merged_mode(self.owners, meta.mode)
+            # fchmodat cannot refuse a symlink without /proc (the copy helper has none), and the
+            # name may have been swapped for one: the FIFO itself is opened, which O_NONBLOCK
+            # keeps from waiting for a writer.
+            fd = os.open(base, _FIFO_FLAGS, dir_fd=pfd)
+            try:
+                if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+                    raise LayerError(f"{self.noun} entry {key!r} was replaced while it was unpacked")
+                os.fchmod(fd, disk_mode)
+            finally:
+                os.close(fd)
         if meta.mtime_ns is not None:
             os.utime(base, ns=(meta.mtime_ns, meta.mtime_ns), dir_fd=pfd, follow_symlinks=False)
 
@@ -459,7 +506,13 @@ class _Extractor:
                 os.setxattr(self.root_fd, upperfmt.OVERRIDE_XATTR,
                             upperfmt.encode_override(root.uid, root.gid, stat.S_IFDIR | root.mode))
         except (OSError, ValueError, OverflowError) as e:
-            raise LayerError(f"cannot finish unpacking the layer: {_why(e)}") from e
+            raise LayerError(f"cannot finish unpacking the {self.noun}: {_why(e)}") from e
+
+
+def _merged_mode(owners: Owners | MergeOwners, mode: int) -> int:
+    """A set-id bit on a file that becomes the extracting user's would run the archive's code
+    as that user (or as root): it is kept only with owners the archive's author had."""
+    return mode & ~(stat.S_ISUID | stat.S_ISGID) if owners == "self" else mode
 
 
 class _ForwardReader:

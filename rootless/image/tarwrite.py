@@ -22,7 +22,9 @@ Owners = Literal["real", "xattr"]
 _CHUNK = 1 << 20
 _BLOCK = 512
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+# O_NONBLOCK and O_NOCTTY: a file swapped for a FIFO or a terminal between listing and opening
+# must neither hang the open nor become anyone's terminal (the fstat after it refuses it).
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 # Labels of the host's security policy, not content of the image.
 _HOST_XATTRS = frozenset({"security.selinux"})
 # Whiteout and opaque entries carry no content; fixed attributes keep the tar the same whichever
@@ -69,8 +71,33 @@ def write_tar(src: str | os.PathLike[str], out: BinaryIO | IO[bytes], *, owners:
         w.walk(root_fd)
     finally:
         os.close(root_fd)
-    w.write(bytes(2 * _BLOCK))
-    return TarStats(w.entries, w.size, w.whiteouts, w.opaque_dirs, tuple(w.sockets))
+    return w.end()
+
+
+def write_named(path: str, arcname: str, out: BinaryIO | IO[bytes], *, follow: bool) -> TarStats:
+    """`path` itself and, for a directory, the tree under it, as a tar whose names start with
+    `arcname` (rl cp's stream), ids as they are. The last component of `path` is archived as it
+    is (a symlink as a symlink) unless `follow`, which asks for the directory it leads to."""
+    parent, name = (path, ".") if follow else (os.path.dirname(path) or "/", os.path.basename(path))
+    w = _Writer(out, "real", False, _same, _same, path)
+    w.arcname = arcname
+    try:
+        parent_fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as e:
+        raise RlError(f"cannot archive {path}: {e.strerror}") from e
+    try:
+        try:
+            sub_fd = w._entry(parent_fd, arcname, _Child(name, os.lstat(name, dir_fd=parent_fd)))
+        except OSError as e:
+            raise w._fail(arcname, e) from e
+        if sub_fd is not None:
+            try:
+                w.walk(sub_fd, arcname + "/")
+            finally:
+                os.close(sub_fd)
+    finally:
+        os.close(parent_fd)
+    return w.end()
 
 
 def _same(i: int) -> int:
@@ -99,6 +126,7 @@ class _Writer:
         self.uid_map = uid_map
         self.gid_map = gid_map
         self.src = src
+        self.arcname = ""  # write_named's name for src, when it is not src's own
         self.links: dict[tuple[int, int], str] = {}  # (dev, ino) -> first name written
         self.entries = 0
         self.size = 0
@@ -117,6 +145,10 @@ class _Writer:
                 view = view[len(view) if n is None else n:]
         self.size += len(data)
 
+    def end(self) -> TarStats:
+        self.write(bytes(2 * _BLOCK))
+        return TarStats(self.entries, self.size, self.whiteouts, self.opaque_dirs, tuple(self.sockets))
+
     def _header(self, ti: tarfile.TarInfo) -> None:
         ti.uname = ti.gname = ""
         if self.clamp_mtime is not None and ti.mtime > self.clamp_mtime:
@@ -125,13 +157,20 @@ class _Writer:
         self.entries += 1
 
     def _fail(self, path: str, e: OSError) -> RlError:
-        return RlError(f"cannot archive {os.path.join(self.src, path)}: {e.strerror or e}")
+        return RlError(f"cannot archive {self.shown(path)}: {e.strerror or e}")
 
-    def walk(self, root_fd: int) -> None:
-        """Depth first, parents before children, each directory's entries in byte order."""
+    def shown(self, path: str) -> str:
+        """The file an entry name stands for, for messages."""
+        if self.arcname and (path == self.arcname or path.startswith(self.arcname + "/")):
+            return (self.src.rstrip("/") + path[len(self.arcname):]) or "/"
+        return os.path.join(self.src, path)
+
+    def walk(self, root_fd: int, prefix: str = "") -> None:
+        """Depth first, parents before children, each directory's entries in byte order; names
+        start with `prefix`."""
         stack: list[tuple[int, str, Iterator[_Child]]] = []
         try:
-            stack.append((root_fd, "", iter(self._children(root_fd, "", os.fstat(root_fd).st_mtime_ns))))
+            stack.append((root_fd, prefix, iter(self._children(root_fd, prefix, os.fstat(root_fd).st_mtime_ns))))
             while stack:
                 dfd, prefix, it = stack[-1]
                 child = next(it, None)
@@ -158,8 +197,13 @@ class _Writer:
 
     def _children(self, dfd: int, prefix: str, mtime_ns: int) -> list[_Child]:
         try:
+            found = []
             with os.scandir(dfd) as it:
-                found = [(e.name, e.stat(follow_symlinks=False)) for e in it]
+                for e in it:
+                    try:
+                        found.append((e.name, e.stat(follow_symlinks=False)))
+                    except FileNotFoundError:
+                        pass  # removed since it was listed, as if it had been before
             opaque = self.overlay_upper and upperfmt.is_opaque(dfd)
         except OSError as e:
             raise self._fail(prefix, e) from e
@@ -205,7 +249,7 @@ class _Writer:
                     try:
                         override = upperfmt.decode_override(os.getxattr(fd, name))
                     except ValueError as e:
-                        raise RlError(f"cannot archive {os.path.join(self.src, path)}: {e}") from None
+                        raise RlError(f"cannot archive {self.shown(path)}: {e}") from None
                 continue
             # tarfile writes PAX values with surrogates as raw bytes (hdrcharset=BINARY).
             pax["SCHILY.xattr." + name] = os.getxattr(fd, name).decode("utf-8", "surrogateescape")
@@ -249,6 +293,9 @@ class _Writer:
         if kind == stat.S_IFREG:
             fd = os.open(child.name, _FILE_FLAGS, dir_fd=dfd)
             try:
+                st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != (child.st.st_dev, child.st.st_ino):
+                    raise RlError(f"cannot archive {self.shown(path)}: it was replaced while being read")
                 override, ti.pax_headers = self._xattrs(fd, path)
                 ti.uid, ti.gid, ti.mode = self._owner(st, override)
                 ti.size = st.st_size
@@ -274,7 +321,7 @@ class _Writer:
         while left:
             chunk = os.read(fd, min(left, _CHUNK))
             if not chunk:
-                raise RlError(f"cannot archive {os.path.join(self.src, path)}: it shrank while being read")
+                raise RlError(f"cannot archive {self.shown(path)}: it shrank while being read")
             self.write(chunk)
             left -= len(chunk)
         if size % _BLOCK:

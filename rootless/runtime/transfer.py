@@ -15,24 +15,24 @@ which Docker leaves out of an export.
 """
 from __future__ import annotations
 
-import copy
 import os
 import pickle
 import signal
 import stat
-import tarfile
+import sys
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
 import native
-from rootless.errors import RlError
+from rootless.errors import ArchiveCorrupt, RlError
 from rootless.image import oci
 from rootless.image.changes import apply_change
 from rootless.image.derive import HashingWriter, derive
+from rootless.image.extract import MergeOwners, extract_into
 from rootless.image.reference import parse
-from rootless.image.tarwrite import write_tar
+from rootless.image.tarwrite import write_named, write_tar
 from rootless.runtime import nsinit
 from rootless.runtime.execute import Container, join_namespaces
 from rootless.store.store import Store
@@ -104,74 +104,40 @@ def source_kind(path: str) -> bool:
 
 
 def tar_out(src: str, plan: CopyPlan, out_fd: int) -> None:
-    """Write src as a tar stream of names relative to plan.dest_dir; closes out_fd."""
-    with open(out_fd, "wb") as f, tarfile.open(fileobj=f, mode="w|", format=tarfile.PAX_FORMAT) as tf:
-        root = src
-        if src.endswith(("/", "/.")):
-            # SRC/ and SRC/. name the directory a symlink points to (resolved in our root).
-            root = os.path.realpath(src.removesuffix("/.") or "/")
-        if plan.name is not None:
-            tf.add(root, arcname=plan.name)
-            return
-        for name in sorted(os.listdir(root)):
-            tf.add(os.path.join(root, name), arcname=name)
+    """Write src as a tar stream of names relative to plan.dest_dir; closes out_fd.
+
+    Read from directory descriptors, never following a symlink below src: the other side (a
+    container, or a volume it shares with the host) may swap files while they are read.
+    """
+    with open(out_fd, "wb") as f:
+        # SRC/ and SRC/. name the directory a symlink points to (resolved in our root).
+        follow = src.endswith(("/", "/."))
+        root = src.removesuffix("/.") or "/"
+        if plan.name is None:
+            write_tar(root, f, owners="real", overlay_upper=False)  # type: ignore[arg-type]
+        else:
+            write_named(root, plan.name, f, follow=follow)  # type: ignore[arg-type]
 
 
 def tar_in(dest_dir: str, in_fd: int, owner: Owner) -> None:
     """Extract the tar stream on in_fd into dest_dir; closes in_fd.
 
-    A name never goes through a symlink below dest_dir, whatever the stream holds (on the host
-    the stream comes from a container). Directories get their final modes last, as extractall
-    does, so a read-only directory can still be filled.
+    Every entry is made relative to directory descriptors, with O_EXCL and O_NOFOLLOW: on the
+    host the stream and the destination may both be the container's (a shared volume), and what
+    it swaps in meanwhile is replaced or refused, never written through.
     """
-    dirs: list[tuple[tarfile.TarInfo, str]] = []
-    with open(in_fd, "rb") as f, tarfile.open(fileobj=f, mode="r|") as tf:
-        for m in tf:
-            target = _safe_target(dest_dir, m.name)
-            if m.islnk():
-                _safe_target(dest_dir, m.linkname)
-            if owner == "root":
-                m.uid = m.gid = 0
-            _clear(target, m.isdir())
-            if m.isdir():
-                dirs.append((m, target))
-                tf.extract(_writable_dir(m), dest_dir, set_attrs=True, numeric_owner=True)
-            else:
-                tf.extract(m, dest_dir, numeric_owner=True)
-        for m, target in reversed(dirs):
-            if os.geteuid() == 0:
-                tf.chown(m, target, True)
-            tf.utime(m, target)
-            tf.chmod(m, target)
+    with open(in_fd, "rb") as f:
+        try:
+            dest_fd = os.open(dest_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as e:
+            raise RlError(f"cannot copy into {dest_dir}: {e.strerror}") from None
+        try:
+            extract_into(f, dest_fd, owners=_EXTRACT_OWNERS[owner])
+        finally:
+            os.close(dest_fd)
 
 
-def _writable_dir(m: tarfile.TarInfo) -> tarfile.TarInfo:
-    d = copy.copy(m)
-    d.mode = 0o700
-    return d
-
-
-def _safe_target(dest_dir: str, name: str) -> str:
-    parts = [p for p in name.split("/") if p not in ("", ".")]
-    if name.startswith("/") or ".." in parts:
-        raise RlError(f"refusing the archive entry {name!r}: it leaves the destination")
-    cur = dest_dir
-    for p in parts[:-1]:
-        cur = os.path.join(cur, p)
-        if os.path.islink(cur):
-            raise RlError(f"refusing to write through the symbolic link {cur}")
-    return os.path.join(dest_dir, *parts)
-
-
-def _clear(target: str, is_dir: bool) -> None:
-    """Make room for an entry: a non-directory in the way is replaced (never written through)."""
-    if not os.path.lexists(target):
-        return
-    if os.path.isdir(target) and not os.path.islink(target):
-        if not is_dir:
-            raise RlError(f"cannot overwrite the directory {target} with a non-directory")
-        return
-    os.unlink(target)
+_EXTRACT_OWNERS: dict[Owner, MergeOwners] = {"root": "root", "keep": "real", "self": "self"}
 
 
 # ---- the container-side helper -------------------------------------------------------------
@@ -221,16 +187,19 @@ def _start(store: Store, c: Container, view: View, fn: Callable[..., Any], args:
         for fd in child_closes:
             os.close(fd)
         native.prctl(native.PR_SET_PDEATHSIG, signal.SIGKILL)
-        # Names are never looked up: tarfile's pwd/grp would load the container's NSS modules.
-        tarfile.pwd = tarfile.grp = None  # type: ignore[attr-defined]
         fuse = None
         try:
             if joined:
                 _join(c)
             else:
                 fuse = _enter_rootfs(c, view, snapshot_mount, fuse_scratch)
+            # From here on the file system is the container's: an import Python makes lazily
+            # would run the container's code (CVE-2019-14271, where docker cp loaded its NSS
+            # modules), so only built-in modules and those loaded already are left to import.
+            sys.path.clear()
+            sys.path_importer_cache.clear()
             payload: tuple[str, Any] = ("ok", fn(*args))
-        except (OSError, RlError, tarfile.TarError, nsinit.StartError) as e:
+        except (OSError, RlError, nsinit.StartError) as e:
             payload = ("error", nsinit.describe(e))
         finally:
             if fuse is not None:
@@ -324,13 +293,13 @@ def copy_out(store: Store, c: Container, src: str, dest: str) -> None:
     os.close(w)
     try:
         tar_in(plan.dest_dir, r, "self")
-    except (OSError, RlError, tarfile.TarError) as e:
+    except (OSError, RlError) as e:
         try:
             helper.result()
         except RlError as helper_error:
             # A stream cut short is the helper's failure, told better by its own message; any
             # other error is ours, and the helper only saw the pipe close.
-            if isinstance(e, tarfile.TarError):
+            if isinstance(e, ArchiveCorrupt):
                 raise helper_error from None
         raise RlError(f"cannot copy {src} out of {c.rec.name}: {nsinit.describe(e)}") from None
     helper.result()
@@ -356,6 +325,16 @@ def copy_in(store: Store, c: Container, src: str, dest: str, keep_owners: bool) 
             pass  # it only saw the stream cut short: ours is the error to tell
         raise
     helper.result()
+
+
+def copy_in_archive(store: Store, c: Container, in_fd: int, dest: str, keep_owners: bool) -> None:
+    """A tar stream (`rl cp - CONTAINER:DEST`) -> the existing directory dest; as copy_in, what
+    lands belongs to the container's root (-a: the ids in the tar). The helper reads in_fd."""
+    dest = _container_path(dest)
+    info = _call(store, c, "live", probe, dest)
+    if not info.is_dir:
+        raise RlError(f"the destination {dest} must be an existing directory to extract a tar stream into")
+    _start(store, c, "live", tar_in, (dest, in_fd, "keep" if keep_owners else "root")).result()
 
 
 def _container_path(path: str) -> str:
