@@ -2,16 +2,18 @@
 
 Layer 0 is the upper directory (absent in a read-only overlay), layers 1.. are the lower
 directories, topmost first. Paths inside the overlay are `""` for the root and `"/a/b"` below it,
-so the real path of an entry in a layer is `roots[layer] + path`.
+and `roots[layer]` is the descriptor of a layer's directory, below which `fuse_overlay.beneath`
+resolves them.
 """
 from __future__ import annotations
 
 import errno
 import os
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from fuse_overlay import upperfmt
+from fuse_overlay import beneath, upperfmt
 
 
 @dataclass(frozen=True)
@@ -30,19 +32,19 @@ class Found:
 _MISSING = (errno.ENOENT, errno.ENOTDIR)
 
 
-def lstat_or_none(path: str) -> os.stat_result | None:
+def lstat_or_none(root: int, path: str) -> os.stat_result | None:
     try:
-        return os.lstat(path)
+        return beneath.lstat(root, path)
     except OSError as e:
         if e.errno in _MISSING:
             return None
         raise
 
 
-def has_fallback_whiteout(real_dir: str, name: str) -> bool:
-    """True when `real_dir` holds `.wh.NAME`, the whiteout of NAME where mknod was refused."""
+def has_fallback_whiteout(root: int, dir_path: str, name: str) -> bool:
+    """True when `dir_path` holds `.wh.NAME`, the whiteout of NAME where mknod was refused."""
     try:
-        os.lstat(real_dir + "/" + upperfmt.WHITEOUT_PREFIX + name)
+        beneath.lstat(root, dir_path + "/" + upperfmt.WHITEOUT_PREFIX + name)
     except OSError as e:
         # A name too long for the prefix cannot have a fallback whiteout.
         if e.errno in (*_MISSING, errno.ENAMETOOLONG):
@@ -51,12 +53,14 @@ def has_fallback_whiteout(real_dir: str, name: str) -> bool:
     return True
 
 
-def dir_is_opaque(path: str) -> bool:
+def dir_is_opaque(root: int, path: str) -> bool:
     """True when a directory hides the directories of the same name in the layers below it."""
-    return upperfmt.is_opaque(path) or lstat_or_none(path + "/" + upperfmt.OPAQUE_MARKER) is not None
+    with beneath.opened(root, path, beneath.DIR_PATH) as fd:
+        return (upperfmt.is_opaque(beneath.proc(fd), follow_symlinks=True)
+                or lstat_or_none(fd, "/" + upperfmt.OPAQUE_MARKER) is not None)
 
 
-def resolve(roots: list[str], parent_layers: tuple[int, ...], path: str) -> Found | None:
+def resolve(roots: Sequence[int], parent_layers: tuple[int, ...], path: str) -> Found | None:
     """The entry at `path` (whose parent directory is merged from `parent_layers`), or None when
     no layer has it or a whiteout hides it."""
     name = path.rpartition("/")[2]
@@ -66,10 +70,9 @@ def resolve(roots: list[str], parent_layers: tuple[int, ...], path: str) -> Foun
     top: os.stat_result | None = None
     layers: list[int] = []
     for layer in parent_layers:
-        real = roots[layer] + path
-        st = lstat_or_none(real)
+        st = lstat_or_none(roots[layer], path)
         if st is None:
-            if has_fallback_whiteout(roots[layer] + path[: len(path) - len(name) - 1], name):
+            if has_fallback_whiteout(roots[layer], path[: len(path) - len(name) - 1], name):
                 break
             continue
         if upperfmt.is_whiteout(st):
@@ -81,21 +84,22 @@ def resolve(roots: list[str], parent_layers: tuple[int, ...], path: str) -> Foun
         if top is None:
             top = st
         layers.append(layer)
-        if len(parent_layers) > 1 and dir_is_opaque(real):
+        if len(parent_layers) > 1 and dir_is_opaque(roots[layer], path):
             break
     if top is None:
         return None
     return Found(tuple(layers), top)
 
 
-def list_names(roots: list[str], dir_layers: tuple[int, ...], path: str) -> list[str]:
+def list_names(roots: Sequence[int], dir_layers: tuple[int, ...], path: str) -> list[str]:
     """The visible names of a merged directory, upper layer's first, each once."""
     seen: set[str] = set()
     hidden: set[str] = set()
     names: list[str] = []
     for layer in dir_layers:
         hidden_here: list[str] = []
-        with os.scandir(roots[layer] + path) as entries:
+        with beneath.opened(roots[layer], path, os.O_RDONLY | os.O_DIRECTORY) as fd, \
+                os.scandir(fd) as entries:
             for entry in entries:
                 name = entry.name
                 if name.startswith(upperfmt.WHITEOUT_PREFIX):
@@ -121,7 +125,7 @@ def _maybe_device(entry: os.DirEntry[str]) -> bool:
                 or entry.is_symlink())
 
 
-def has_lower(roots: list[str], parent_layers: tuple[int, ...], path: str) -> bool:
+def has_lower(roots: Sequence[int], parent_layers: tuple[int, ...], path: str) -> bool:
     """True when a lower layer shows an entry at `path`: removing or renaming it away then needs a
     whiteout in the upper layer."""
     lowers = tuple(layer for layer in parent_layers if layer > 0)
