@@ -32,63 +32,86 @@ class Found:
 _MISSING = (errno.ENOENT, errno.ENOTDIR)
 
 
-def lstat_or_none(root: int, path: str) -> os.stat_result | None:
+def stat_in(dir_fd: int, name: str) -> os.stat_result | None:
+    """The lstat of `name` in directory `dir_fd`, None when there is none: a single name, so
+    there is nothing to follow."""
+    if name in ("", ".", "..") or "/" in name:
+        return None
     try:
-        return beneath.lstat(root, path)
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
     except OSError as e:
         if e.errno in _MISSING:
             return None
         raise
 
 
-def has_fallback_whiteout(root: int, dir_path: str, name: str) -> bool:
-    """True when `dir_path` holds `.wh.NAME`, the whiteout of NAME where mknod was refused."""
+def has_fallback_whiteout(dir_fd: int, name: str) -> bool:
+    """True when directory `dir_fd` holds `.wh.NAME`, the whiteout of NAME where mknod was
+    refused."""
     try:
-        beneath.lstat(root, dir_path + "/" + upperfmt.WHITEOUT_PREFIX + name)
+        return stat_in(dir_fd, upperfmt.WHITEOUT_PREFIX + name) is not None
     except OSError as e:
         # A name too long for the prefix cannot have a fallback whiteout.
-        if e.errno in (*_MISSING, errno.ENAMETOOLONG):
+        if e.errno == errno.ENAMETOOLONG:
             return False
         raise
-    return True
 
 
-def dir_is_opaque(root: int, path: str) -> bool:
-    """True when a directory hides the directories of the same name in the layers below it."""
-    with beneath.opened(root, path, beneath.DIR_PATH) as fd:
-        return (upperfmt.is_opaque(beneath.proc(fd), follow_symlinks=True)
-                or lstat_or_none(fd, "/" + upperfmt.OPAQUE_MARKER) is not None)
+def dir_is_opaque(dir_fd: int) -> bool:
+    """True when a directory (`dir_fd`) hides the directories of the same name in the layers
+    below it."""
+    return (upperfmt.is_opaque(beneath.proc(dir_fd), follow_symlinks=True)
+            or stat_in(dir_fd, upperfmt.OPAQUE_MARKER) is not None)
 
 
 def resolve(roots: Sequence[int], parent_layers: tuple[int, ...], path: str) -> Found | None:
     """The entry at `path` (whose parent directory is merged from `parent_layers`), or None when
     no layer has it or a whiteout hides it."""
-    name = path.rpartition("/")[2]
+    parent, _, name = path.rpartition("/")
     if name.startswith(upperfmt.WHITEOUT_PREFIX):
         # Whiteout files and opaque markers are bookkeeping, never visible entries.
         return None
     top: os.stat_result | None = None
     layers: list[int] = []
     for layer in parent_layers:
-        st = lstat_or_none(roots[layer], path)
-        if st is None:
-            if has_fallback_whiteout(roots[layer], path[: len(path) - len(name) - 1], name):
+        try:
+            dir_fd = (beneath.open_in(roots[layer], parent, beneath.DIR_PATH) if parent
+                      else roots[layer])
+        except OSError as e:
+            if e.errno in _MISSING:
+                continue
+            raise
+        try:
+            st = stat_in(dir_fd, name)
+            if st is None:
+                if has_fallback_whiteout(dir_fd, name):
+                    break
+                continue
+            if upperfmt.is_whiteout(st):
                 break
-            continue
-        if upperfmt.is_whiteout(st):
-            break
-        if not stat.S_ISDIR(st.st_mode):
+            if not stat.S_ISDIR(st.st_mode):
+                if top is None:
+                    return Found((layer,), st)
+                break
             if top is None:
-                return Found((layer,), st)
-            break
-        if top is None:
-            top = st
-        layers.append(layer)
-        if len(parent_layers) > 1 and dir_is_opaque(roots[layer], path):
-            break
+                top = st
+            layers.append(layer)
+            if len(parent_layers) > 1 and _child_is_opaque(dir_fd, name):
+                break
+        finally:
+            if dir_fd != roots[layer]:
+                os.close(dir_fd)
     if top is None:
         return None
     return Found(tuple(layers), top)
+
+
+def _child_is_opaque(dir_fd: int, name: str) -> bool:
+    fd = os.open(name, beneath.DIR_PATH | os.O_NOFOLLOW, dir_fd=dir_fd)
+    try:
+        return dir_is_opaque(fd)
+    finally:
+        os.close(fd)
 
 
 def list_names(roots: Sequence[int], dir_layers: tuple[int, ...], path: str) -> list[str]:

@@ -144,7 +144,7 @@ class Overlay(pyfuse3.Operations):
 
     def _merge_root(self, layers: tuple[int, ...]) -> tuple[int, ...]:
         for i, layer in enumerate(layers):
-            if len(layers) > 1 and merge.dir_is_opaque(self.roots[layer], ""):
+            if len(layers) > 1 and merge.dir_is_opaque(self.roots[layer]):
                 return layers[: i + 1]
         return layers
 
@@ -161,9 +161,10 @@ class Overlay(pyfuse3.Operations):
     @contextmanager
     def _opened(self, node: Node, flags: int = beneath.ANY_PATH) -> Iterator[int]:
         """A descriptor of the real file of `node` (by default O_PATH): the one kept for a
-        deleted node (reopened for other flags), else a walk below its layer. ENOENT for a
-        deleted node nothing holds any more."""
-        if not node.deleted:
+        deleted upper node (reopened for other flags), else a walk below its layer, which for
+        a deleted lower node still leads to it (the lower layers never change). ENOENT for a
+        deleted upper node nothing holds any more."""
+        if not node.deleted or (node.fd is None and node.layer > 0):
             with beneath.opened(self.roots[node.layer], node.path(), flags) as fd:
                 yield fd
         elif node.fd is None:
@@ -187,16 +188,12 @@ class Overlay(pyfuse3.Operations):
             yield fd
 
     def _keep(self, dir_fd: int, name: str, node: Node) -> int | None:
-        """A descriptor of `name`, about to lose its last name, while the kernel can still
-        reach `node` through an open file or a working directory."""
-        if node.lookups <= 0 and not node.handles:
+        """A descriptor of upper entry `name`, about to lose its last name, while the kernel
+        can still reach `node` through an open file or a working directory (a file the
+        container holds by an O_PATH descriptor only then answers ENOENT)."""
+        if not (node.handles or (node.is_dir and node.lookups > 0)):
             return None
         return os.open(name, beneath.ANY_PATH, dir_fd=dir_fd)
-
-    def _keep_lower(self, node: Node, layer: int, path: str) -> int | None:
-        """`_keep` of a lower entry that a whiteout is about to hide."""
-        with beneath.parent(self.roots[layer], path) as (dir_fd, name):
-            return self._keep(dir_fd, name, node)
 
     def _remove(self, dir_fd: int, name: str, node: Node, last: bool,
                 remove: Callable[..., None]) -> int | None:
@@ -304,10 +301,9 @@ class Overlay(pyfuse3.Operations):
         assert node.parent is not None and self.work_fd is not None
         if node.deleted:
             # No name leads to it: its copy gets none either, as on the kernel overlay.
-            if node.fd is None:
-                raise _err(errno.ENOENT)
-            orphan = copyup.copy_orphan(node.fd, self.work_fd, self.config.xattr_permissions,
-                                        data)
+            with self._opened(node) as src:
+                orphan = copyup.copy_orphan(src, self.work_fd, self.config.xattr_permissions,
+                                            data)
             node.close()
             node.fd = orphan
             st = os.fstat(orphan)
@@ -354,11 +350,11 @@ class Overlay(pyfuse3.Operations):
         self._copy_up(parent)
         with self._upper_dir(parent) as dir_fd:
             removed = False
-            st = merge.lstat_or_none(dir_fd, "/" + name)
+            st = merge.stat_in(dir_fd, name)
             if st is not None and upperfmt.is_whiteout(st):
                 os.unlink(name, dir_fd=dir_fd)
                 removed = True
-            if merge.has_fallback_whiteout(dir_fd, "", name):
+            if merge.has_fallback_whiteout(dir_fd, name):
                 os.unlink(upperfmt.WHITEOUT_PREFIX + name, dir_fd=dir_fd)
                 removed = True
             yield dir_fd, removed
@@ -571,8 +567,6 @@ class Overlay(pyfuse3.Operations):
                 kept = self._remove(dir_fd, fname, node, last, os.unlink)
         else:
             last = found.st.st_nlink <= 1 or node.links <= {(parent.ino, fname)}
-            if last:
-                kept = self._keep_lower(node, found.layers[0], path)
         if needs_whiteout:
             self._whiteout(parent, fname)
         self.inodes.unlinked(node, parent, fname, last, kept)
@@ -650,9 +644,8 @@ class Overlay(pyfuse3.Operations):
                 self._creating(new_parent, new) as (new_dir, over_whiteout):
             if dst is not None and dst.is_dir and dst.layers[0] == 0:
                 self._clear_dir(new_dir, new)
-            if dst_node is not None and dst_node is not src_node and last:
-                kept = (self._keep(new_dir, new, dst_node) if dst.layers[0] == 0 else
-                        self._keep_lower(dst_node, dst.layers[0], new_path))
+            if dst_node is not None and dst_node is not src_node and last and dst.layers[0] == 0:
+                kept = self._keep(new_dir, new, dst_node)
             try:
                 os.rename(old, new, src_dir_fd=old_dir, dst_dir_fd=new_dir)
             except BaseException:
@@ -672,7 +665,7 @@ class Overlay(pyfuse3.Operations):
 
     def _open_fd(self, node: Node, flags: int) -> int:
         flags &= _OPEN_FLAGS
-        if node.deleted:
+        if node.deleted and node.layer == 0:
             if node.fd is None:
                 raise _err(errno.ENOENT)
             kept = beneath.proc(node.fd)
