@@ -150,6 +150,7 @@ def serve(config: Config, report: Callable[[str | None], None]) -> int:
         pyfuse3.close(unmount=True)
         raise
     pyfuse3.close(unmount=stopped_by_signal)
+    ops.close()
     return 0
 
 

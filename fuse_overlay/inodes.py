@@ -6,6 +6,7 @@ when it moves to the upper layer, and hard links in the upper layer share one no
 """
 from __future__ import annotations
 
+import os
 import stat
 from typing import Any
 
@@ -18,9 +19,10 @@ Key = tuple[int, int, int]
 
 class Node:
     """One inode. `parent`/`name` is its primary name (any of them for a hard-linked file);
-    `layers` is (layer,) for a non-directory and the merged layers of a directory."""
+    `layers` is (layer,) for a non-directory and the merged layers of a directory. Once
+    `deleted`, `parent`/`name` are stale: the real file is reached through `fd` only."""
 
-    __slots__ = ("attrs", "deleted", "handles", "ino", "is_dir", "key", "layers", "links",
+    __slots__ = ("attrs", "deleted", "fd", "handles", "ino", "is_dir", "key", "layers", "links",
                  "lookups", "name", "parent")
 
     def __init__(self, ino: int, parent: Node | None, name: str, is_dir: bool,
@@ -37,6 +39,8 @@ class Node:
         self.handles: set[int] = set()
         self.key = key
         self.deleted = False
+        # An O_PATH descriptor of the real file of a deleted node the kernel can still reach.
+        self.fd: int | None = None
         # The reply attributes of a lower entry, built once (`fuse_overlay.ops` keeps it).
         self.attrs: Any = None
 
@@ -51,6 +55,11 @@ class Node:
 
     def child_path(self, name: str) -> str:
         return self.path() + "/" + name
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
 
 class Inodes:
@@ -76,11 +85,14 @@ class Inodes:
         node = self.nodes.get(ino)
         is_dir = stat.S_ISDIR(found.st.st_mode)
         if node is None or node.is_dir != is_dir:
+            if node is not None:
+                node.close()
             node = Node(ino, parent, name, is_dir, found.layers, key)
             self.nodes[ino] = node
             return node
         node.layers = found.layers
         node.deleted = False
+        node.close()
         if is_dir or node.parent is None:
             node.parent, node.name = parent, name
         if not is_dir:
@@ -97,15 +109,21 @@ class Inodes:
         self._ino_of[key] = node.ino
         node.key = key
 
-    def unlinked(self, node: Node, parent: Node, name: str, last: bool) -> None:
-        """`parent/name` no longer leads to `node`; `last` when no name leads to it any more."""
+    def unlinked(self, node: Node, parent: Node, name: str, last: bool,
+                 fd: int | None = None) -> None:
+        """`parent/name` no longer leads to `node`; `last` when no name leads to it any more,
+        and `fd` then the descriptor it keeps of its real file (closed with the node)."""
         node.links.discard((parent.ino, name))
         if not last:
+            if fd is not None:
+                os.close(fd)
             if node.parent is parent and node.name == name and node.links:
                 pino, pname = next(iter(node.links))
                 node.parent, node.name = self.nodes.get(pino, parent), pname
             return
         node.deleted = True
+        node.close()
+        node.fd = fd
         if node.key is not None:
             # The filesystem may give the real inode number to a new file.
             self._ino_of.pop(node.key, None)
@@ -131,3 +149,4 @@ class Inodes:
         if (node.lookups <= 0 and not node.handles and (not node.is_dir or node.deleted)
                 and self.nodes.get(node.ino) is node):
             del self.nodes[node.ino]
+            node.close()

@@ -2,7 +2,9 @@
 kernel's view) and copyup.
 
 Handlers run on the trio thread and call the real filesystem synchronously: every syscall here is
-on the layers, never on our own mount, so nothing can wait on us.
+on the layers, never on our own mount, so nothing can wait on us. Every name in the layers is the
+container's, so the layers are reached through descriptors (`fuse_overlay.beneath`), and a
+deleted node through the descriptor kept when its last name went (`Node.fd`).
 """
 from __future__ import annotations
 
@@ -12,14 +14,15 @@ import functools
 import os
 import stat
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import pyfuse3
 
 import native
-from fuse_overlay import copyup, merge, upperfmt
+from fuse_overlay import beneath, copyup, merge, upperfmt
 from fuse_overlay.inodes import Inodes, Node
 from fuse_overlay.options import Config
 
@@ -32,6 +35,10 @@ SHORT_TIMEOUT = 1.0
 _NOT_THERE = (errno.ENOENT, errno.ENOTDIR)
 _CAPS_XATTR = "security.capability"
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND
+# The flags of an open the kernel passes on that open(2) of the real file takes: openat2
+# refuses the others (an exec's __FMODE_EXEC) where open(2) ignored them.
+_OPEN_FLAGS = (os.O_ACCMODE | os.O_TRUNC | os.O_APPEND | os.O_NONBLOCK | os.O_DSYNC | os.O_SYNC
+               | os.O_DIRECT | os.O_NOATIME | os.O_LARGEFILE | os.O_NOCTTY)
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
@@ -58,16 +65,16 @@ def _err(code: int) -> pyfuse3.FUSEError:
     return pyfuse3.FUSEError(code)
 
 
-def _open_for_writeback(path: str, flags: int, mode: int) -> int:
-    """open(2) as the writeback cache needs it: the kernel reads pages of files opened for
-    writing only, and it places appends itself."""
+def _open_for_writeback(opener: Callable[[int], int], flags: int) -> int:
+    """open(2) (by `opener`, given the flags) as the writeback cache needs it: the kernel reads
+    pages of files opened for writing only, and it places appends itself."""
     flags = (flags & ~(os.O_APPEND | os.O_NOCTTY)) | os.O_CLOEXEC
     if flags & os.O_ACCMODE == os.O_WRONLY:
         try:
-            return os.open(path, (flags & ~os.O_ACCMODE) | os.O_RDWR, mode)
+            return opener((flags & ~os.O_ACCMODE) | os.O_RDWR)
         except PermissionError:
             pass  # a write-only file of ours (mode 0200) on the host: no page reads then
-    return os.open(path, flags, mode)
+    return opener(flags)
 
 
 @dataclass
@@ -119,10 +126,11 @@ class Overlay(pyfuse3.Operations):
         super().__init__()
         self.config = config
         self.upper = config.upperdir
-        # roots[0] is the upper layer; a read-only overlay has none, and layer 0 is never used.
-        self.roots: list[str] = [os.path.abspath(config.upperdir or "/nonexistent")]
-        self.roots += [os.path.abspath(d) for d in config.lowerdirs]
-        self.workdir = workdir
+        # Descriptors of the layers' directories: roots[0] is the upper layer; a read-only
+        # overlay has none (-1), and layer 0 is never used.
+        self.roots: list[int] = [beneath.open_root(config.upperdir) if config.upperdir else -1]
+        self.roots += [beneath.open_root(d) for d in config.lowerdirs]
+        self.work_fd = beneath.open_root(workdir) if workdir is not None else None
         root_layers = tuple(range(0 if self.upper else 1, len(self.roots)))
         self.inodes = Inodes(self._merge_root(root_layers))
         native.fuse_flag(self.inodes.root.ino, native.FUSE_CACHE_DIR, self.inodes.root.layer > 0)
@@ -140,13 +148,65 @@ class Overlay(pyfuse3.Operations):
                 return layers[: i + 1]
         return layers
 
+    def close(self) -> None:
+        """Close the descriptors of the layers and of deleted nodes (at unmount)."""
+        for fd in {*self.roots, self.work_fd}:
+            if fd is not None and fd >= 0:
+                os.close(fd)
+        for node in self.inodes.nodes.values():
+            node.close()
+
     # -- helpers ---------------------------------------------------------------------------
 
-    def _real(self, node: Node) -> str:
-        return self.roots[node.layer] + node.path()
+    @contextmanager
+    def _opened(self, node: Node, flags: int = beneath.ANY_PATH) -> Iterator[int]:
+        """A descriptor of the real file of `node` (by default O_PATH): the one kept for a
+        deleted upper node (reopened for other flags), else a walk below its layer, which for
+        a deleted lower node still leads to it (the lower layers never change). ENOENT for a
+        deleted upper node nothing holds any more."""
+        if not node.deleted or (node.fd is None and node.layer > 0):
+            with beneath.opened(self.roots[node.layer], node.path(), flags) as fd:
+                yield fd
+        elif node.fd is None:
+            raise _err(errno.ENOENT)
+        elif flags == beneath.ANY_PATH:
+            yield node.fd
+        else:
+            fd = os.open(beneath.proc(node.fd), flags | os.O_CLOEXEC)
+            try:
+                yield fd
+            finally:
+                os.close(fd)
 
-    def _upper(self, path: str) -> str:
-        return self.roots[0] + path
+    @contextmanager
+    def _upper_dir(self, node: Node) -> Iterator[int]:
+        """A descriptor of directory `node` in the upper layer, for the *at calls on its
+        entries."""
+        if node.deleted:
+            raise _err(errno.ENOENT)
+        with beneath.opened(self.roots[0], node.path(), beneath.DIR_PATH) as fd:
+            yield fd
+
+    def _keep(self, dir_fd: int, name: str, node: Node) -> int | None:
+        """A descriptor of upper entry `name`, about to lose its last name, while the kernel
+        can still reach `node` through an open file or a working directory (a file the
+        container holds by an O_PATH descriptor only then answers ENOENT)."""
+        if not (node.handles or (node.is_dir and node.lookups > 0)):
+            return None
+        return os.open(name, beneath.ANY_PATH, dir_fd=dir_fd)
+
+    def _remove(self, dir_fd: int, name: str, node: Node, last: bool,
+                remove: Callable[..., None]) -> int | None:
+        """`remove` (os.unlink, os.rmdir) `name`; the descriptor `_keep` gives when it was
+        the last name of `node`."""
+        kept = self._keep(dir_fd, name, node) if last else None
+        try:
+            remove(name, dir_fd=dir_fd)
+        except BaseException:
+            if kept is not None:
+                os.close(kept)
+            raise
+        return kept
 
     def _writable(self) -> None:
         if self.upper is None:
@@ -170,13 +230,14 @@ class Overlay(pyfuse3.Operations):
     def _stat(self, node: Node) -> os.stat_result:
         if node.deleted and node.handles:
             return os.fstat(next(iter(node.handles)))
-        return os.lstat(self._real(node))
+        with self._opened(node) as fd:
+            return os.fstat(fd)
 
-    def _override(self, path: str, st: os.stat_result) -> upperfmt.OverrideStat | None:
+    def _override(self, fd: int, st: os.stat_result) -> upperfmt.OverrideStat | None:
         if stat.S_ISLNK(st.st_mode):
             return None
         try:
-            return upperfmt.decode_override(os.getxattr(path, upperfmt.OVERRIDE_XATTR))
+            return upperfmt.decode_override(os.getxattr(beneath.proc(fd), upperfmt.OVERRIDE_XATTR))
         except OSError as e:
             if e.errno in (errno.ENODATA, errno.ENOTSUP, errno.EOPNOTSUPP, *_NOT_THERE):
                 return None
@@ -193,7 +254,8 @@ class Overlay(pyfuse3.Operations):
         e.generation = 0
         mode, uid, gid, rdev = st.st_mode, st.st_uid, st.st_gid, st.st_rdev
         if self.config.xattr_permissions and not node.deleted:
-            ov = self._override(self._real(node), st)
+            with self._opened(node) as fd:
+                ov = self._override(fd, st)
             if ov is not None:
                 uid, gid = ov.uid, ov.gid
                 kind = ov.file_type if ov.file_type in (stat.S_IFCHR, stat.S_IFBLK) else 0
@@ -221,7 +283,7 @@ class Overlay(pyfuse3.Operations):
             node.attrs = e
             native.fuse_cache_attr(node.ino, st, mode, uid, gid, rdev, LONG_TIMEOUT)
             if stat.S_ISREG(st.st_mode):
-                native.fuse_lower_path(node.ino, self._real(node))
+                native.fuse_lower_path(node.ino, self.roots[node.layer], node.path())
         return e
 
     def _entry(self, node: Node, st: os.stat_result) -> pyfuse3.EntryAttributes:
@@ -236,11 +298,20 @@ class Overlay(pyfuse3.Operations):
         self._writable()
         if node.layer == 0:
             return
-        assert node.parent is not None and self.workdir is not None
-        self._copy_up(node.parent)
-        path = node.path()
-        st = copyup.copy_up(self.roots[node.layer] + path, self._upper(path), self.workdir,
-                            self.config.xattr_permissions, data)
+        assert node.parent is not None and self.work_fd is not None
+        if node.deleted:
+            # No name leads to it: its copy gets none either, as on the kernel overlay.
+            with self._opened(node) as src:
+                orphan = copyup.copy_orphan(src, self.work_fd, self.config.xattr_permissions,
+                                            data)
+            node.close()
+            node.fd = orphan
+            st = os.fstat(orphan)
+        else:
+            self._copy_up(node.parent)
+            path = node.path()
+            st = copyup.copy_up(self.roots[node.layer], path, self.roots[0], path, self.work_fd,
+                                self.config.xattr_permissions, data)
         native.fuse_forget_attr(node.ino)
         if node.is_dir:
             native.fuse_flag(node.ino, native.FUSE_CACHE_DIR, False)
@@ -252,15 +323,15 @@ class Overlay(pyfuse3.Operations):
             except OSError as e:
                 if e.errno != errno.ENOENT:  # the kernel no longer caches it
                     raise
-        node.layers = (0, *node.layers) if node.is_dir else (0,)
-        self.inodes.register(node, 0, st.st_dev, st.st_ino)
-        for fd in node.handles:
+        node.layers = (0, *node.layers) if node.is_dir and not node.deleted else (0,)
+        if not node.deleted:
+            self.inodes.register(node, 0, st.st_dev, st.st_ino)
+        if stat.S_ISREG(st.st_mode):
             # Readers opened on the lower file must see what writers now change in the upper one.
-            new = os.open(self._upper(path), os.O_RDONLY | os.O_CLOEXEC)
-            os.dup2(new, fd)
-            os.close(new)
-        if not node.is_dir:
-            native.fuse_copied_up(node.ino, self._upper(path))
+            with self._opened(node, os.O_RDONLY) as new:
+                for fd in node.handles:
+                    os.dup2(new, fd)
+                native.fuse_copied_up(node.ino, new)
         self._split_lower_links(node)
 
     def _split_lower_links(self, node: Node) -> None:
@@ -272,59 +343,67 @@ class Overlay(pyfuse3.Operations):
                 node.links.discard((pino, name))
                 pyfuse3.invalidate_entry_async(pino, os.fsencode(name), ignore_enoent=True)
 
-    def _prepare_create(self, parent: Node, name: str) -> bool:
-        """Get `parent` into the upper layer and clear a whiteout at `name`; True if there was
-        one (a directory made there must then hide the lower ones)."""
+    @contextmanager
+    def _creating(self, parent: Node, name: str) -> Iterator[tuple[int, bool]]:
+        """Get `parent` into the upper layer and clear a whiteout at `name`: its descriptor,
+        and True if there was one (a directory made there must then hide the lower ones)."""
         self._copy_up(parent)
-        path = self._upper(parent.child_path(name))
-        removed = False
-        st = merge.lstat_or_none(path)
-        if st is not None and upperfmt.is_whiteout(st):
-            os.unlink(path)
-            removed = True
-        if merge.has_fallback_whiteout(self._upper(parent.path()), name):
-            os.unlink(self._upper(parent.path()) + "/" + upperfmt.WHITEOUT_PREFIX + name)
-            removed = True
-        return removed
+        with self._upper_dir(parent) as dir_fd:
+            removed = False
+            st = merge.stat_in(dir_fd, name)
+            if st is not None and upperfmt.is_whiteout(st):
+                os.unlink(name, dir_fd=dir_fd)
+                removed = True
+            if merge.has_fallback_whiteout(dir_fd, name):
+                os.unlink(upperfmt.WHITEOUT_PREFIX + name, dir_fd=dir_fd)
+                removed = True
+            yield dir_fd, removed
 
-    def _set_owner(self, path: str, ctx: pyfuse3.RequestContext, mode: int,
+    def _set_owner(self, dir_fd: int, name: str, ctx: pyfuse3.RequestContext, mode: int,
                    is_link: bool = False) -> None:
         """Give a new entry the caller's ids, as a local filesystem would."""
         if (ctx.uid, ctx.gid) == (self.uid, self.gid):
             return  # the real filesystem already did, set-group-ID directories included
-        st = os.lstat(path)
-        gid = st.st_gid if stat.S_ISGID & os.stat(os.path.dirname(path)).st_mode else ctx.gid
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        gid = st.st_gid if stat.S_ISGID & os.fstat(dir_fd).st_mode else ctx.gid
         if (st.st_uid, st.st_gid) == (ctx.uid, gid):
             return
         try:
-            os.chown(path, ctx.uid, gid, follow_symlinks=False)
+            os.chown(name, ctx.uid, gid, dir_fd=dir_fd, follow_symlinks=False)
         except OSError as e:
             if e.errno not in (errno.EPERM, errno.EINVAL):
                 raise
             if self.config.xattr_permissions and not is_link:
-                os.setxattr(path, upperfmt.OVERRIDE_XATTR,
-                            upperfmt.encode_override(ctx.uid, gid, mode))
+                self._set_override(dir_fd, name, upperfmt.encode_override(ctx.uid, gid, mode))
 
-    def _made(self, parent: Node, name: str) -> pyfuse3.EntryAttributes:
-        path = parent.child_path(name)
-        st = os.lstat(self._upper(path))
+    @staticmethod
+    def _set_override(dir_fd: int, name: str, value: bytes) -> None:
+        with beneath.opened(dir_fd, "/" + name) as fd:
+            os.setxattr(beneath.proc(fd), upperfmt.OVERRIDE_XATTR, value)
+
+    def _made(self, parent: Node, dir_fd: int, name: str) -> pyfuse3.EntryAttributes:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
         layers = (0,)
         node = self._node(parent, name, merge.Found(layers, st))
         return self._entry(node, st)
 
     def _whiteout(self, parent: Node, name: str) -> None:
-        fd = os.open(self._upper(parent.path()) or "/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
+        with self._upper_dir(parent) as fd:
             upperfmt.make_whiteout(fd, name)
-        finally:
-            os.close(fd)
 
-    def _clear_dir(self, path: str) -> None:
+    @staticmethod
+    def _set_opaque(dir_fd: int, name: str) -> None:
+        with beneath.opened(dir_fd, "/" + name, beneath.DIR_PATH) as fd:
+            upperfmt.set_opaque(beneath.proc(fd), follow_symlinks=True)
+
+    @staticmethod
+    def _clear_dir(dir_fd: int, name: str) -> None:
         """Remove the whiteouts and markers left in an upper directory that shows as empty."""
-        with os.scandir(path) as entries:
-            names = [e.name for e in entries]
-        for name in names:
-            os.unlink(path + "/" + name)
+        with beneath.opened(dir_fd, "/" + name, os.O_RDONLY | os.O_DIRECTORY) as fd:
+            with os.scandir(fd) as entries:
+                names = [e.name for e in entries]
+            for entry in names:
+                os.unlink(entry, dir_fd=fd)
 
     # -- lookup and attributes -------------------------------------------------------------
 
@@ -361,35 +440,36 @@ class Overlay(pyfuse3.Operations):
         node = self.inodes.get(inode)
         changes = (fields.update_size or fields.update_mode or fields.update_uid
                    or fields.update_gid or fields.update_atime or fields.update_mtime)
-        if changes and not node.deleted:
+        if changes:
             self._copy_up(node, data=not (fields.update_size and attr.st_size == 0))
-        target: str | int = self._real(node)
-        if node.deleted or (fh is not None and fh in self.files):
-            target = fh if fh is not None and fh in self.files else next(iter(node.handles))
-        st = self._stat(node)
-        is_link = stat.S_ISLNK(st.st_mode)
-        if fields.update_size:
-            os.truncate(target, attr.st_size)
-        if fields.update_mode or fields.update_uid or fields.update_gid:
-            self._set_perms(node, target, st, attr, fields, is_link)
-        if fields.update_atime or fields.update_mtime:
-            atime = attr.st_atime_ns if fields.update_atime else st.st_atime_ns
-            mtime = attr.st_mtime_ns if fields.update_mtime else st.st_mtime_ns
-            if isinstance(target, int):
+        with self._opened(node) as fd:
+            # Through the descriptor's /proc path: it reaches this very file, and a symlink
+            # itself rather than its target.
+            target = beneath.proc(fd)
+            st = os.fstat(fd)
+            is_link = stat.S_ISLNK(st.st_mode)
+            if fields.update_size:
+                if fh is not None and fh in self.files:
+                    os.truncate(fh, attr.st_size)
+                else:
+                    os.truncate(target, attr.st_size)
+            if fields.update_mode or fields.update_uid or fields.update_gid:
+                self._set_perms(fd, st, attr, fields, is_link)
+            if fields.update_atime or fields.update_mtime:
+                atime = attr.st_atime_ns if fields.update_atime else st.st_atime_ns
+                mtime = attr.st_mtime_ns if fields.update_mtime else st.st_mtime_ns
                 os.utime(target, ns=(atime, mtime))
-            else:
-                os.utime(target, ns=(atime, mtime), follow_symlinks=False)
-        return self._attrs(node, self._stat(node))
+            return self._attrs(node, os.fstat(fd))
 
-    def _set_perms(self, node: Node, target: str | int, st: os.stat_result,
-                   attr: pyfuse3.EntryAttributes, fields: pyfuse3.SetattrFields,
-                   is_link: bool) -> None:
+    def _set_perms(self, fd: int, st: os.stat_result, attr: pyfuse3.EntryAttributes,
+                   fields: pyfuse3.SetattrFields, is_link: bool) -> None:
+        target = beneath.proc(fd)
         uid = attr.st_uid if fields.update_uid else -1
         gid = attr.st_gid if fields.update_gid else -1
         if self.config.xattr_permissions and not is_link:
             # Single-id mode: one host id holds the files of every owner, so the owner and mode
             # live in the xattr, and the real file stays usable by the daemon.
-            ov = self._override(self._real(node), st) if isinstance(target, str) else None
+            ov = self._override(fd, st)
             cur_uid, cur_gid = (ov.uid, ov.gid) if ov else (st.st_uid, st.st_gid)
             cur_mode = ov.mode if ov and ov.file_type else st.st_mode
             if ov and not ov.file_type:
@@ -403,16 +483,14 @@ class Overlay(pyfuse3.Operations):
             os.setxattr(target, upperfmt.OVERRIDE_XATTR, value)
             return
         if uid >= 0 or gid >= 0:
-            if isinstance(target, int):
-                os.chown(target, uid, gid)
-            else:
-                os.chown(target, uid, gid, follow_symlinks=False)
+            os.chown(target, uid, gid)
         if fields.update_mode and not is_link:
             os.chmod(target, stat.S_IMODE(attr.st_mode))
 
     @_fuse_errors
     async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
-        return os.fsencode(os.readlink(self._real(self.inodes.get(inode))))
+        with self._opened(self.inodes.get(inode)) as fd:
+            return os.fsencode(os.readlink("", dir_fd=fd))
 
     # -- making and removing names ---------------------------------------------------------
 
@@ -421,46 +499,43 @@ class Overlay(pyfuse3.Operations):
                     ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         parent, fname = self.inodes.get(parent_inode), os.fsdecode(name)
         self._writable()
-        self._prepare_create(parent, fname)
-        path = self._upper(parent.child_path(fname))
-        kind = stat.S_IFMT(mode)
-        if kind in (stat.S_IFCHR, stat.S_IFBLK) and self.config.xattr_permissions:
-            try:
-                os.mknod(path, mode, rdev)
-            except PermissionError:
-                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
-                                 stat.S_IMODE(mode) | 0o600))
-                os.setxattr(path, upperfmt.OVERRIDE_XATTR,
-                            upperfmt.encode_override(ctx.uid, ctx.gid, mode, rdev))
-                return self._made(parent, fname)
-        else:
-            os.mknod(path, mode, rdev)
-        self._set_owner(path, ctx, mode)
-        return self._made(parent, fname)
+        with self._creating(parent, fname) as (dir_fd, _):
+            kind = stat.S_IFMT(mode)
+            if kind in (stat.S_IFCHR, stat.S_IFBLK) and self.config.xattr_permissions:
+                try:
+                    os.mknod(fname, mode, rdev, dir_fd=dir_fd)
+                except PermissionError:
+                    os.close(os.open(fname, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                                     stat.S_IMODE(mode) | 0o600, dir_fd=dir_fd))
+                    self._set_override(dir_fd, fname,
+                                       upperfmt.encode_override(ctx.uid, ctx.gid, mode, rdev))
+                    return self._made(parent, dir_fd, fname)
+            else:
+                os.mknod(fname, mode, rdev, dir_fd=dir_fd)
+            self._set_owner(dir_fd, fname, ctx, mode)
+            return self._made(parent, dir_fd, fname)
 
     @_fuse_errors
     async def mkdir(self, parent_inode: int, name: bytes, mode: int,
                     ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         parent, fname = self.inodes.get(parent_inode), os.fsdecode(name)
         self._writable()
-        over_whiteout = self._prepare_create(parent, fname)
-        path = self._upper(parent.child_path(fname))
-        os.mkdir(path, stat.S_IMODE(mode))
-        if over_whiteout:
-            upperfmt.set_opaque(path)
-        self._set_owner(path, ctx, stat.S_IFDIR | stat.S_IMODE(mode))
-        return self._made(parent, fname)
+        with self._creating(parent, fname) as (dir_fd, over_whiteout):
+            os.mkdir(fname, stat.S_IMODE(mode), dir_fd=dir_fd)
+            if over_whiteout:
+                self._set_opaque(dir_fd, fname)
+            self._set_owner(dir_fd, fname, ctx, stat.S_IFDIR | stat.S_IMODE(mode))
+            return self._made(parent, dir_fd, fname)
 
     @_fuse_errors
     async def symlink(self, parent_inode: int, name: bytes, target: bytes,
                       ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         parent, fname = self.inodes.get(parent_inode), os.fsdecode(name)
         self._writable()
-        self._prepare_create(parent, fname)
-        path = self._upper(parent.child_path(fname))
-        os.symlink(target, os.fsencode(path))
-        self._set_owner(path, ctx, stat.S_IFLNK | 0o777, is_link=True)
-        return self._made(parent, fname)
+        with self._creating(parent, fname) as (dir_fd, _):
+            os.symlink(target, name, dir_fd=dir_fd)
+            self._set_owner(dir_fd, fname, ctx, stat.S_IFLNK | 0o777, is_link=True)
+            return self._made(parent, dir_fd, fname)
 
     @_fuse_errors
     async def link(self, inode: int, new_parent_inode: int, new_name: bytes,
@@ -468,9 +543,12 @@ class Overlay(pyfuse3.Operations):
         node = self.inodes.get(inode)
         parent, fname = self.inodes.get(new_parent_inode), os.fsdecode(new_name)
         self._copy_up(node)
-        self._prepare_create(parent, fname)
-        os.link(self._real(node), self._upper(parent.child_path(fname)), follow_symlinks=False)
-        return self._made(parent, fname)
+        if node.deleted:
+            raise _err(errno.ENOENT)  # as link(2) of a file with no name left
+        with beneath.parent(self.roots[0], node.path()) as (src_dir, src_name), \
+                self._creating(parent, fname) as (dir_fd, _):
+            os.link(src_name, fname, src_dir_fd=src_dir, dst_dir_fd=dir_fd, follow_symlinks=False)
+            return self._made(parent, dir_fd, fname)
 
     @_fuse_errors
     async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
@@ -482,14 +560,16 @@ class Overlay(pyfuse3.Operations):
         path = parent.child_path(fname)
         needs_whiteout = merge.has_lower(self.roots, parent.layers, path)
         self._copy_up(parent)
+        kept = None
         if found.layers[0] == 0:
-            os.unlink(self._upper(path))
             last = found.st.st_nlink <= 1
+            with self._upper_dir(parent) as dir_fd:
+                kept = self._remove(dir_fd, fname, node, last, os.unlink)
         else:
             last = found.st.st_nlink <= 1 or node.links <= {(parent.ino, fname)}
         if needs_whiteout:
             self._whiteout(parent, fname)
-        self.inodes.unlinked(node, parent, fname, last)
+        self.inodes.unlinked(node, parent, fname, last, kept)
         self._cookies.forget(parent.ino, fname)
 
     @_fuse_errors
@@ -504,12 +584,14 @@ class Overlay(pyfuse3.Operations):
             raise _err(errno.ENOTEMPTY)
         needs_whiteout = merge.has_lower(self.roots, parent.layers, path)
         self._copy_up(parent)
+        kept = None
         if found.layers[0] == 0:
-            self._clear_dir(self._upper(path))
-            os.rmdir(self._upper(path))
+            with self._upper_dir(parent) as dir_fd:
+                self._clear_dir(dir_fd, fname)
+                kept = self._remove(dir_fd, fname, node, True, os.rmdir)
         if needs_whiteout:
             self._whiteout(parent, fname)
-        self.inodes.unlinked(node, parent, fname, True)
+        self.inodes.unlinked(node, parent, fname, True, kept)
         self._cookies.forget(parent.ino, fname)
         self._cookies.forget_dir(node.ino)
 
@@ -547,34 +629,50 @@ class Overlay(pyfuse3.Operations):
         if exchange:
             assert dst_node is not None
             self._copy_up(dst_node)
-            native.renameat2(self._upper(old_path), self._upper(new_path), native.RENAME_EXCHANGE)
-            if src.is_dir and new_lower:
-                upperfmt.set_opaque(self._upper(new_path))
-            if dst_node.is_dir and old_lower:
-                upperfmt.set_opaque(self._upper(old_path))
+            with self._upper_dir(old_parent) as old_dir, self._upper_dir(new_parent) as new_dir:
+                native.renameat2(old, new, native.RENAME_EXCHANGE, old_dir, new_dir)
+                if src.is_dir and new_lower:
+                    self._set_opaque(new_dir, new)
+                if dst_node.is_dir and old_lower:
+                    self._set_opaque(old_dir, old)
             self.inodes.renamed(src_node, old_parent, old, new_parent, new)
             self.inodes.renamed(dst_node, new_parent, new, old_parent, old)
             return
-        over_whiteout = False
-        if dst is None:
-            over_whiteout = self._prepare_create(new_parent, new)
-        elif dst.is_dir and dst.layers[0] == 0:
-            self._clear_dir(self._upper(new_path))
         last = dst is not None and (dst.is_dir or dst.layers[0] > 0 or dst.st.st_nlink <= 1)
-        os.rename(self._upper(old_path), self._upper(new_path))
-        if src.is_dir and (new_lower or over_whiteout):
-            upperfmt.set_opaque(self._upper(new_path))
+        kept = None
+        with self._upper_dir(old_parent) as old_dir, \
+                self._creating(new_parent, new) as (new_dir, over_whiteout):
+            if dst is not None and dst.is_dir and dst.layers[0] == 0:
+                self._clear_dir(new_dir, new)
+            if dst_node is not None and dst_node is not src_node and last and dst.layers[0] == 0:
+                kept = self._keep(new_dir, new, dst_node)
+            try:
+                os.rename(old, new, src_dir_fd=old_dir, dst_dir_fd=new_dir)
+            except BaseException:
+                if kept is not None:
+                    os.close(kept)
+                raise
+            if src.is_dir and (new_lower or over_whiteout):
+                self._set_opaque(new_dir, new)
         if old_lower:
             self._whiteout(old_parent, old)
         if dst_node is not None and dst_node is not src_node:
-            self.inodes.unlinked(dst_node, new_parent, new, last)
+            self.inodes.unlinked(dst_node, new_parent, new, last, kept)
         self.inodes.renamed(src_node, old_parent, old, new_parent, new)
         self._cookies.forget(old_parent.ino, old)
 
     # -- files -----------------------------------------------------------------------------
 
     def _open_fd(self, node: Node, flags: int) -> int:
-        fd = _open_for_writeback(self._real(node), flags & ~(os.O_CREAT | os.O_EXCL), 0)
+        flags &= _OPEN_FLAGS
+        if node.deleted and node.layer == 0:
+            if node.fd is None:
+                raise _err(errno.ENOENT)
+            kept = beneath.proc(node.fd)
+            fd = _open_for_writeback(lambda f: os.open(kept, f), flags)
+        else:
+            root, path = self.roots[node.layer], node.path()
+            fd = _open_for_writeback(lambda f: beneath.open_in(root, path, f), flags)
         node.handles.add(fd)
         self.files[fd] = node
         return fd
@@ -594,15 +692,16 @@ class Overlay(pyfuse3.Operations):
                      ctx: pyfuse3.RequestContext) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
         parent, fname = self.inodes.get(parent_inode), os.fsdecode(name)
         self._writable()
-        self._prepare_create(parent, fname)
-        path = self._upper(parent.child_path(fname))
-        fd = _open_for_writeback(path, flags | os.O_CREAT | os.O_EXCL, stat.S_IMODE(mode))
-        try:
-            self._set_owner(path, ctx, mode)
-            attrs = self._made(parent, fname)
-        except BaseException:
-            os.close(fd)
-            raise
+        with self._creating(parent, fname) as (dir_fd, _):
+            fd = _open_for_writeback(
+                lambda f: os.open(fname, f | os.O_NOFOLLOW, stat.S_IMODE(mode), dir_fd=dir_fd),
+                (flags & _OPEN_FLAGS) | os.O_CREAT | os.O_EXCL)
+            try:
+                self._set_owner(dir_fd, fname, ctx, mode)
+                attrs = self._made(parent, dir_fd, fname)
+            except BaseException:
+                os.close(fd)
+                raise
         node = self.inodes.get(attrs.st_ino)
         node.handles.add(fd)
         self.files[fd] = node
@@ -722,25 +821,29 @@ class Overlay(pyfuse3.Operations):
             # The overlay's own bookkeeping: neither visible nor writable through the mount.
             raise _err(errno.EOPNOTSUPP) from None
 
-    def _xattr_target(self, node: Node) -> tuple[str, bool]:
-        return self._real(node), not stat.S_ISLNK(self._stat(node).st_mode)
+    @contextmanager
+    def _xattr_target(self, node: Node) -> Iterator[str]:
+        """The path for the xattr calls on `node`: its descriptor's, which a symlink's
+        xattrs are read through too (see beneath.proc)."""
+        with self._opened(node) as fd:
+            yield beneath.proc(fd)
 
     @_fuse_errors
     async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
         xname = self._stored_xattr(name)
-        path, follow = self._xattr_target(self.inodes.get(inode))
-        try:
-            return os.getxattr(path, xname, follow_symlinks=follow)
-        except OSError as e:
-            if e.errno == errno.ENODATA and xname == _CAPS_XATTR:
-                native.fuse_flag(inode, native.FUSE_NO_CAPS, True)
-            raise
+        with self._xattr_target(self.inodes.get(inode)) as path:
+            try:
+                return os.getxattr(path, xname)
+            except OSError as e:
+                if e.errno == errno.ENODATA and xname == _CAPS_XATTR:
+                    native.fuse_flag(inode, native.FUSE_NO_CAPS, True)
+                raise
 
     @_fuse_errors
     async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> list[bytes]:
-        path, follow = self._xattr_target(self.inodes.get(inode))
-        shown = (upperfmt.unescape_xattr(n) for n in os.listxattr(path, follow_symlinks=follow))
-        return [os.fsencode(n) for n in shown if n is not None]
+        with self._xattr_target(self.inodes.get(inode)) as path:
+            shown = (upperfmt.unescape_xattr(n) for n in os.listxattr(path))
+            return [os.fsencode(n) for n in shown if n is not None]
 
     @_fuse_errors
     async def setxattr(self, inode: int, name: bytes, value: bytes,
@@ -748,17 +851,17 @@ class Overlay(pyfuse3.Operations):
         xname = self._stored_xattr(name)
         node = self.inodes.get(inode)
         self._copy_up(node)
-        path, follow = self._xattr_target(node)
         if xname == _CAPS_XATTR:
             native.fuse_flag(inode, native.FUSE_NO_CAPS, False)
-        os.setxattr(path, xname, value, follow_symlinks=follow)
+        with self._xattr_target(node) as path:
+            os.setxattr(path, xname, value)
 
     @_fuse_errors
     async def removexattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
         xname = self._stored_xattr(name)
         node = self.inodes.get(inode)
-        path, follow = self._xattr_target(node)
-        os.getxattr(path, xname, follow_symlinks=follow)  # ENODATA before any copy-up
+        with self._xattr_target(node) as path:
+            os.getxattr(path, xname)  # ENODATA before any copy-up
         self._copy_up(node)
-        path, follow = self._xattr_target(node)
-        os.removexattr(path, xname, follow_symlinks=follow)
+        with self._xattr_target(node) as path:
+            os.removexattr(path, xname)

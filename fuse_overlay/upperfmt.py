@@ -195,22 +195,23 @@ def make_whiteout(dir_fd: int, name: str) -> str:
     return fallback
 
 
-def set_opaque(path_or_fd: str | os.PathLike[str] | int) -> None:
-    """Mark a directory opaque: the directories of lower layers with its name are hidden."""
+def set_opaque(path_or_fd: str | os.PathLike[str] | int, follow_symlinks: bool = False) -> None:
+    """Mark a directory opaque: the directories of lower layers with its name are hidden.
+    `follow_symlinks` for a /proc/self/fd path (`fuse_overlay.beneath.proc`)."""
     if isinstance(path_or_fd, int):
         os.setxattr(path_or_fd, OPAQUE_XATTR, b"y")
     else:
-        os.setxattr(path_or_fd, OPAQUE_XATTR, b"y", follow_symlinks=False)
+        os.setxattr(path_or_fd, OPAQUE_XATTR, b"y", follow_symlinks=follow_symlinks)
 
 
-def is_opaque(path_or_fd: str | os.PathLike[str] | int) -> bool:
+def is_opaque(path_or_fd: str | os.PathLike[str] | int, follow_symlinks: bool = False) -> bool:
     """True if a directory carries any of the opaque xattrs that overlays write, set to `y`."""
     for name in OPAQUE_XATTRS_READ:
         try:
             if isinstance(path_or_fd, int):
                 value = os.getxattr(path_or_fd, name)
             else:
-                value = os.getxattr(path_or_fd, name, follow_symlinks=False)
+                value = os.getxattr(path_or_fd, name, follow_symlinks=follow_symlinks)
         except OSError as e:
             # trusted.* is unreadable without privilege; a missing xattr is ENODATA.
             if e.errno in (errno.ENODATA, errno.EPERM, errno.EACCES, errno.ENOTSUP, errno.EOPNOTSUPP):

@@ -204,12 +204,14 @@ def fuse_forget_attr(ino: int) -> None:
     lib.rl_fuse_forget_attr(ino)
 
 
-def fuse_lower_path(ino: int, path: str) -> None:
-    """Let the FUSE hooks open and close lower file `ino` for reading themselves, at `path`."""
-    if lib.rl_fuse_lower_path(ino, os.fsencode(path)) < 0:
+def fuse_lower_path(ino: int, root_fd: int, path: str) -> None:
+    """Let the FUSE hooks open and close lower file `ino` for reading themselves, at `path`
+    below the layer directory `root_fd` (which must stay open), never through a symlink."""
+    if lib.rl_fuse_lower_path(ino, root_fd, os.fsencode(path.lstrip("/"))) < 0:
         raise MemoryError("no memory for the FUSE lower paths")
 
 
-def fuse_copied_up(ino: int, upper: str) -> None:
-    """Lower file `ino` now lives at `upper`: the descriptors the hooks opened read it there."""
-    _check(lib.rl_fuse_copied_up(ino, os.fsencode(upper)), upper)
+def fuse_copied_up(ino: int, upper_fd: int) -> None:
+    """Lower file `ino` now lives in the upper file open for reading as `upper_fd`: the
+    descriptors the hooks opened read it from now on."""
+    _check(lib.rl_fuse_copied_up(ino, upper_fd))

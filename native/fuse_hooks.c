@@ -27,6 +27,7 @@
 #include <unistd.h>
 #include <fuse_lowlevel.h>
 #include <linux/fuse.h>
+#include <linux/openat2.h>
 
 #include "rl_native.h"
 
@@ -172,9 +173,12 @@ void rl_fuse_forget_attr(uint64_t ino) {
 }
 
 /* Read-only opens of files that only lower layers hold: opened and closed here. The overlay
-   gives the path (rl_fuse_lower_path); a copy-up moves the open descriptors to the upper
-   file (rl_fuse_copied_up), as it does for the ones Python opened. */
+   gives the layer's descriptor and the path below it (rl_fuse_lower_path), walked as the
+   overlay walks it (openat2 RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
+   a copy-up moves the open descriptors to the upper file (rl_fuse_copied_up), as it does for
+   the ones Python opened. */
 struct rl_lower {
+    int root;
     char *path;
     int *fds;
     int nfds, cap;
@@ -229,9 +233,11 @@ static void rl_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
         l->fds = grown;
         l->cap = cap;
     }
-    fd = open(l->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    fd = rl_openat2(l->root, l->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW, 0,
+                    RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
     if (fd < 0) {
-        rl_reply_err(req, errno);
+        /* Out of the layer or through a symlink: nothing there, as the overlay answers. */
+        rl_reply_err(req, errno == EXDEV ? ENOENT : errno);
         return;
     }
     l->fds[l->nfds++] = fd;
@@ -259,7 +265,7 @@ static void rl_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     rl_reply_err(req, 0);
 }
 
-int rl_fuse_lower_path(uint64_t ino, const char *path) {
+int rl_fuse_lower_path(uint64_t ino, int root, const char *path) {
     struct rl_lower *l = rl_lower_of(ino, 1);
     char *copy = strdup(path);
     if (!l || !copy) {
@@ -267,11 +273,13 @@ int rl_fuse_lower_path(uint64_t ino, const char *path) {
         return -1;
     }
     free(l->path);
+    l->root = root;
     l->path = copy;
     return 0;
 }
 
-int rl_fuse_copied_up(uint64_t ino, const char *upper) {
+/* The descriptors opened here read `upper` (the overlay's, open for reading) from now on. */
+int rl_fuse_copied_up(uint64_t ino, int upper) {
     struct rl_lower *l = rl_lower_of(ino, 0);
     int i;
     if (!l)
@@ -279,14 +287,8 @@ int rl_fuse_copied_up(uint64_t ino, const char *upper) {
     free(l->path);
     l->path = NULL;
     for (i = 0; i < l->nfds; i++) {
-        int fd = open(upper, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-        if (fd < 0)
+        if (dup3(upper, l->fds[i], O_CLOEXEC) < 0)
             return -1;
-        if (dup2(fd, l->fds[i]) < 0) {
-            close(fd);
-            return -1;
-        }
-        close(fd);
     }
     return 0;
 }

@@ -26,8 +26,8 @@ int rl_fuse_cache_attr(uint64_t ino, uint32_t mode, uint64_t nlink, uint32_t uid
                        int64_t blksize, int64_t atime_ns, int64_t mtime_ns,
                        int64_t ctime_ns, double timeout);
 void rl_fuse_forget_attr(uint64_t ino);
-int rl_fuse_lower_path(uint64_t ino, const char *path);
-int rl_fuse_copied_up(uint64_t ino, const char *upper);
+int rl_fuse_lower_path(uint64_t ino, int root, const char *path);
+int rl_fuse_copied_up(uint64_t ino, int upper);
 int rl_openat2(int dirfd, const char *path, uint64_t flags, uint64_t mode, uint64_t resolve);
 int rl_close_range(unsigned int first, unsigned int last, unsigned int flags);
 int rl_forward_signal(int sig, int pid);
