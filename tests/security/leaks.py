@@ -6,7 +6,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import Result, Rl
+
+# Each attack as the user and, where root's use of rl is exposed, as root (single-id: the
+# container's root is the host's).
+AS_USER_AND_ROOT = ["user", pytest.param("root", marks=pytest.mark.as_root)]
 
 # What a shell leaves open: a directory the user had at hand (the brief's `exec 7<$HOME`) and a
 # high number of the kind bash keeps for itself.
@@ -51,28 +57,30 @@ def assert_victim_unchanged(directory: Path) -> None:
     assert sorted(os.listdir(directory)) == ["victim"], "the container made files in the host's directory"
 
 
-# Run inside a container with CAP_SYS_PTRACE: stops every process of rl's (the host's Python,
-# whose comm is python*) it sees in /proc, tries what CVE-2019-5736 and finding 7 did through it,
-# writes what worked to /watch.log, and lets it go. Builtins only in the scan: it must be quick
+# Run inside a container with CAP_SYS_PTRACE (`sh -c WATCHER sh [LOG]`): stops every process of
+# rl's (the host's Python, whose comm is python*) it sees in /proc, tries what CVE-2019-5736 and
+# finding 7 did through it, writes what worked to LOG (/watch.log), and lets it go. Builtins only in the scan: it must be quick
 # to catch a joining process between its fork and its exec.
 WATCHER = r"""
-: > /watch.log
+log=${1:-/watch.log}
+: > $log
 while :; do
   for d in /proc/[0-9]*; do
     p=${d#/proc/}
     read -r comm < $d/comm 2>/dev/null || continue
     case "$comm" in python*) ;; *) continue;; esac
     kill -STOP $p 2>/dev/null || continue
-    # The stop lands when the process next leaves the kernel (maybe from its exec): wait for it.
-    state=
-    while [ "$state" != T ] && read -r _pid _comm state _rest < $d/stat 2>/dev/null; do :; done
+    # The stop lands when the process next leaves the kernel (maybe from its exec): wait for it
+    # (a while: pid 1 ignores the stop, as any signal its namespace sends it without a handler).
+    state= n=0
+    while [ "$state" != T ] && [ $((n += 1)) -lt 500 ] && read -r _pid _comm state _rest < $d/stat 2>/dev/null; do :; done
     read -r comm < $d/comm 2>/dev/null
     case "$comm" in python*) ;; *) kill -CONT $p; continue;; esac
-    echo "caught $p" >> /watch.log
-    grep -q RL_SECRET $d/environ 2>/dev/null && echo "environ $p" >> /watch.log
-    readlink $d/exe >/dev/null 2>&1 && echo "exe-link $p" >> /watch.log
-    (: >> $d/exe) 2>/dev/null && echo "exe-writable $p" >> /watch.log
-    ls $d/fd/ >/dev/null 2>&1 && echo "fd-list $p" >> /watch.log
+    echo "caught $p" >> $log
+    grep -q RL_SECRET $d/environ 2>/dev/null && echo "environ $p" >> $log
+    readlink $d/exe >/dev/null 2>&1 && echo "exe-link $p" >> $log
+    (: >> $d/exe) 2>/dev/null && echo "exe-writable $p" >> $log
+    for f in $d/fd/*; do readlink $f >/dev/null 2>&1 && echo "fd-link $p ${f##*/}" >> $log; done
     kill -CONT $p
   done
 done

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Rl
-from tests.security.leaks import (STRAY_FDS, assert_victim_unchanged, errors, fd_numbers, rl_with_fds, strays,
+from tests.security.leaks import (AS_USER_AND_ROOT, STRAY_FDS, assert_victim_unchanged, errors, fd_numbers, rl_with_fds, strays,
                                   victim_dir)
 
 # The last command of `sh -c` replaces the shell: `true` keeps $$ the shell's, not ls's own.
@@ -41,7 +41,8 @@ def box(rl: Rl, busybox: str) -> Iterator[str]:
 
 
 @pytest.mark.parametrize("mode", [("--rm",), (), ("--init",)], ids=["rm", "logged", "init"])
-def test_run_in_the_foreground_gets_no_stray_descriptor(rl: Rl, busybox: str, tmp_path: Path,
+@pytest.mark.parametrize("who", AS_USER_AND_ROOT)
+def test_run_in_the_foreground_gets_no_stray_descriptor(rl: Rl, busybox: str, tmp_path: Path, who: str,
                                                         mode: tuple[str, ...]) -> None:
     host = victim_dir(tmp_path)
     r = rl_with_fds(rl, strays(host), "run", *mode, "busybox", "sh", "-c", ATTACK)
@@ -84,7 +85,8 @@ def test_run_with_a_terminal_gets_no_stray_descriptor(rl: Rl, busybox: str, tmp_
     assert _fds_after_marker(shown.decode(errors="replace").replace("\r", "")) == {0, 1, 2}, shown
 
 
-def test_exec_gets_no_stray_descriptor(rl: Rl, box: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("who", AS_USER_AND_ROOT)
+def test_exec_gets_no_stray_descriptor(rl: Rl, box: str, tmp_path: Path, who: str) -> None:
     host = victim_dir(tmp_path)
     for detach in ((), ("-d",)):
         r = rl_with_fds(rl, strays(host), "exec", *detach, box, "sh", "-c", f"exec > /exec-fds; {ATTACK}")
@@ -145,7 +147,8 @@ def _escapes(tmp_path: Path) -> list[str]:
 PROBE = "touch escape-probe; pwd"
 
 
-def test_cve_2024_21626_working_directory_through_a_descriptor(rl: Rl, box: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("who", AS_USER_AND_ROOT)
+def test_cve_2024_21626_working_directory_through_a_descriptor(rl: Rl, box: str, tmp_path: Path, who: str) -> None:
     """-w /proc/self/fd/N for every N rl or its caller may hold: fail with one line or stay inside."""
     host = victim_dir(tmp_path)
     for n in range(3, 24):
