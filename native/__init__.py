@@ -167,6 +167,12 @@ def mount_setattr(fd: int, attr_set: int, attr_clr: int = 0, recursive: bool = F
                                 attr_set, attr_clr))
 
 
+def zero_memory(address: int, size: int) -> None:
+    """Overwrite size bytes of our own memory at address with zeros (the environment block that
+    /proc/PID/environ shows: see rootless.runtime.handoff)."""
+    ffi.memmove(ffi.cast("char *", address), bytes(size), size)
+
+
 def fuse_hooks_enable() -> None:
     """Give the next FUSE session the C request handlers of native/_build.py: read, write, lseek
     (SEEK_DATA/SEEK_HOLE), fallocate and copy_file_range act on the real file whose descriptor

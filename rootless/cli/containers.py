@@ -43,12 +43,16 @@ def _run_options(args: argparse.Namespace) -> "RunOptions":  # noqa: F821
 
 def cmd_run(args: argparse.Namespace) -> int:
     from rootless.runtime.create import create_container
+    from rootless.runtime.handoff import check_preserved
     from rootless.runtime.launch import remove_container, run_foreground
+    from rootless.values import replace
 
+    check_preserved(args.preserve_fds)
     opts = _run_options(args)
     with open_store(args) as store:
         _warn_single_id_once(store)
         rec, spec, cdir = create_container(store, opts)
+        spec = replace(spec, preserve_fds=args.preserve_fds)  # for this start only, not the record
         if args.detach:
             from rootless.runtime.supervisor import launch_detached
 

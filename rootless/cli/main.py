@@ -221,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env-file", action="append", default=[])
     p.add_argument("-w", "--workdir")
     p.add_argument("-u", "--user")
+    p.add_argument("--preserve-fds", type=_fd_count, default=0, metavar="N", help=_PRESERVE_FDS_HELP)
     p.add_argument("--help", action="help", help="show this help message and exit")
     p.add_argument("container", metavar="CONTAINER")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND [ARG...]")
@@ -307,6 +308,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_PRESERVE_FDS_HELP = "pass descriptors 3 to 3+N-1 to the command (no other descriptor goes through)"
+
+
+def _fd_count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"not a number of descriptors: {text!r}")
+    return int(text)
+
+
 def _run_options(p: argparse.ArgumentParser) -> None:
     a = p.add_argument
     a("--rm", action="store_true", help="remove the container when it exits")
@@ -318,6 +328,7 @@ def _run_options(p: argparse.ArgumentParser) -> None:
     a("--env-file", action="append", default=[], help="read environment variables from a file")
     a("-w", "--workdir", help="working directory inside the container")
     a("-u", "--user", help="user[:group] to run as (name or number)")
+    a("--preserve-fds", type=_fd_count, default=0, metavar="N", help=_PRESERVE_FDS_HELP)
     a("--group-add", action="append", default=[], help="another group for the user")
     a("-h", "--hostname", help="the container's host name")
     a("--entrypoint", help="override the image's entrypoint")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import native
 from rootless.errors import RlError
-from rootless.runtime import nsinit, users
+from rootless.runtime import handoff, nsinit, users
 from rootless.runtime.launch import wait_exit
 from rootless.runtime.nsinit import StartError
 from rootless.runtime.spec import ContainerSpec
@@ -64,6 +64,7 @@ class ExecOptions:
     interactive: bool = False
     tty: bool = False
     detach: bool = False
+    preserve_fds: int = 0  # the caller's descriptors 3..3+N-1 go to the command
 
 
 def find_container(store: Store, ref: str) -> Container:
@@ -178,6 +179,7 @@ def exec_in(c: Container, opts: ExecOptions) -> int:
 def _joined_child(c: Container, opts: ExecOptions, env: list[str], err_w: int, terminal: int | None) -> int:
     """terminal: with -t, our end of the socket pair, which becomes our stdio until the command
     takes its terminal."""
+    handoff.not_dumpable()  # and so is the child that enters the container's pid namespace
     if opts.detach:
         # Outlives `rl exec`: its own session, no terminal, stdio to /dev/null.
         os.setsid()
@@ -213,6 +215,7 @@ def _joined_child(c: Container, opts: ExecOptions, env: list[str], err_w: int, t
 def _command(spec: ContainerSpec, opts: ExecOptions, env: list[str], err_w: int) -> int:
     """In every namespace of the container, its root as ours: become the user and exec."""
     try:
+        handoff.shed_host_descriptors(opts.preserve_fds, err_w)
         if opts.tty:
             # Its own session, so that the terminal can become its controlling one.
             os.setsid()
@@ -221,10 +224,7 @@ def _command(spec: ContainerSpec, opts: ExecOptions, env: list[str], err_w: int)
         if not any(e.startswith("HOME=") for e in env):
             env = [*env, f"HOME={user.home}"]
         cwd = opts.workdir or spec.cwd
-        try:
-            os.chdir(cwd)
-        except OSError as e:
-            raise StartError(126, f"cannot use the working directory {cwd}: {e.strerror}") from None
+        handoff.enter_workdir(cwd, 126, create=False)
         nsinit.become(spec, user)
         if not opts.detach:
             # Changing credentials cleared the parent-death signal: set it again for the new user.

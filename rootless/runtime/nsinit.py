@@ -23,7 +23,7 @@ from collections.abc import Iterator
 import native
 from rootless.errors import RlError, StartFailed
 from rootless.runtime import caps as capsmod
-from rootless.runtime import mountfd, users
+from rootless.runtime import handoff, mountfd, users
 from rootless.runtime.spec import ContainerSpec
 from rootless.userns.enter import read_all
 
@@ -277,7 +277,7 @@ def report(fd: int, code: int, message: str) -> None:
 
 def report_failure(fd: int, e: StartError | OSError | RlError) -> int:
     """report() an exception with its exit code (125 unless it is a StartError's); returns it."""
-    code = e.code if isinstance(e, StartError) else 125
+    code = e.code if isinstance(e, StartError) else e.exit_code if isinstance(e, StartFailed) else 125
     report(fd, code, str(e) if isinstance(e, StartError) else describe(e))
     return code
 
@@ -308,6 +308,8 @@ def describe(e: BaseException) -> str:
 def _pid1(spec: ContainerSpec, rootfs: str, err_fd: int) -> int:
     try:
         native.prctl(native.PR_SET_PDEATHSIG, signal.SIGKILL)
+        handoff.not_dumpable()
+        handoff.shed_host_descriptors(spec.preserve_fds, err_fd)
         if spec.tty or spec.network == "none":
             # Loaded now, from the host's library: after pivot_root it is out of reach. Only
             # these uses need it, and its import costs every other start ~1.5 ms.
@@ -335,17 +337,15 @@ def _pid1(spec: ContainerSpec, rootfs: str, err_fd: int) -> int:
         env = list(spec.env)
         if not any(e.startswith("HOME=") for e in env):
             env.append(f"HOME={user.home}")
-        try:
-            os.makedirs(spec.cwd, exist_ok=True)
-            os.chdir(spec.cwd)
-        except OSError as e:
-            raise StartError(125, f"cannot use the working directory {spec.cwd}: {e.strerror}") from None
+        handoff.enter_workdir(spec.cwd, 125, create=True)
         become(spec, user)
-        # Changing credentials cleared the parent-death signal, and the dumpable flag that lets
-        # the container's owner open /proc/PID/ns (rl exec) when pid 1 is rl's --init, which
-        # never execs: set both again.
+        # Changing credentials cleared the parent-death signal: set it again. rl's --init never
+        # execs, and the container's owner opens its /proc/PID/ns (rl exec): it becomes dumpable,
+        # without the host's environment; any other pid 1 stays not dumpable until its exec.
         native.prctl(native.PR_SET_PDEATHSIG, signal.SIGKILL)
-        native.prctl(native.PR_SET_DUMPABLE, 1)
+        if spec.init:
+            handoff.forget_host_environment()
+            native.prctl(native.PR_SET_DUMPABLE, 1)
         if spec.tty:
             take_terminal()
         if spec.init:
@@ -390,11 +390,7 @@ def take_terminal() -> None:
 
 
 def read_text(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.read()
-    except OSError:
-        return None
+    return handoff.read_account_file(path)
 
 
 def become(spec: ContainerSpec, user: users.ResolvedUser) -> None:

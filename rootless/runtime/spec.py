@@ -47,6 +47,9 @@ class ContainerSpec:
     passwd_entry: str = ""
     group_entry: str = ""
     labels: dict[str, str] = field(default_factory=dict)
+    # --preserve-fds N: the descriptors 3..3+N-1 of the `rl run` that starts it. Never in the
+    # record: `rl start` later holds other files at those numbers.
+    preserve_fds: int = 0
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

@@ -96,7 +96,7 @@ def _supervise(root: Path, mapping: IdMapping, rec: ContainerRecord, spec: Conta
     null = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(null, fd)
-    os.closerange(3, report.fd)
+    os.closerange(3 + spec.preserve_fds, report.fd)
     os.closerange(report.fd + 1, os.sysconf("SC_OPEN_MAX"))
     at = time.time()
     if spec.tty:
