@@ -30,5 +30,14 @@ int rl_fuse_lower_path(uint64_t ino, const char *path);
 int rl_fuse_copied_up(uint64_t ino, const char *upper);
 int rl_openat2(int dirfd, const char *path, uint64_t flags, uint64_t mode, uint64_t resolve);
 int rl_close_range(unsigned int first, unsigned int last, unsigned int flags);
+void *rl_seccomp_new(uint32_t default_action);
+void rl_seccomp_release(void *ctx);
+int rl_seccomp_arch_add(void *ctx, const char *name);
+int rl_seccomp_syscall(const char *name);
+int rl_seccomp_rule(void *ctx, uint32_t action, int syscall_nr, unsigned int count,
+                    const uint32_t *index, const uint32_t *op, const uint64_t *a,
+                    const uint64_t *b);
+int rl_seccomp_export(void *ctx, int fd);
+int rl_seccomp_install(const void *program, size_t size);
 
 #endif
