@@ -13,6 +13,7 @@ prints the errno it got; it is built here with gcc -static and bind-mounted into
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -168,3 +169,29 @@ def test_podman_and_rl_agree_under_the_same_profile(rl: Rl, busybox: str, busybo
         ours = _probe(rl, probe_dir, "--security-opt", f"seccomp={profile}")
         assert len(ours) > 40
         assert ours == theirs, profile
+
+
+def test_the_compiled_filter_cache_is_untrusted_input(rl: Rl, busybox: str, tmp_path: Path) -> None:
+    """The compiled programs rl remembers in the runtime directory (the rule of finding 3): a
+    cache entry that is a FIFO, a symlink to a victim file or a truncated program is not used
+    (no hang, the victim is neither read into a filter nor written), and the container still
+    runs under the whole default filter."""
+    xdg = tmp_path / "xdg"
+    xdg.mkdir(mode=0o700)
+    env = {"XDG_RUNTIME_DIR": str(xdg)}
+    rl("run", "--rm", "busybox", "true", env=env, timeout=120)
+    [entry] = (xdg / "rl").glob("seccomp-*.bpf")
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"\x06\x00\x00\x00\x00\x00\xff\x7f")  # one instruction: return ALLOW
+    for plant in ("fifo", "symlink", "truncated"):
+        entry.unlink()
+        if plant == "fifo":
+            os.mkfifo(entry)
+        elif plant == "symlink":
+            entry.symlink_to(victim)
+        else:
+            entry.write_bytes(b"\x06\x00\x00\x00\x00\x00\xff")
+        status = rl("run", "--rm", "busybox", "sh", "-c", "grep Seccomp: /proc/self/status; "
+                    "unshare -U true 2>&1 || echo refused", env=env, check=False, timeout=120)
+        assert status.code == 0 and "Seccomp:\t2" in status.out and "refused" in status.out, plant
+    assert victim.read_bytes() == b"\x06\x00\x00\x00\x00\x00\xff\x7f"
