@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 from native._native import ffi, lib
 
@@ -221,3 +222,40 @@ def fuse_copied_up(ino: int, upper_fd: int) -> None:
     """Lower file `ino` now lives in the upper file open for reading as `upper_fd`: the
     descriptors the hooks opened read it from now on."""
     _check(lib.rl_fuse_copied_up(ino, upper_fd))
+
+
+def seccomp_syscall(name: str) -> int:
+    """libseccomp's number for a syscall name on this architecture: negative for one that exists
+    only elsewhere (a rule for it is left out where it does not exist), -1 for an unknown name."""
+    return int(lib.rl_seccomp_syscall(name.encode()))
+
+
+def seccomp_compile(default_action: int, arches: Sequence[str],
+                    rules: Sequence[tuple[int, int, Sequence[tuple[int, int, int, int]]]]) -> bytes:
+    """libseccomp's BPF program for a filter: `rules` are (action, syscall number, conditions),
+    each condition (argument index, comparison, value, second value) as in seccomp.h."""
+    ctx = lib.rl_seccomp_new(default_action)
+    if ctx == ffi.NULL:
+        raise OSError(ffi.errno, os.strerror(ffi.errno), "seccomp_init")
+    try:
+        for arch in arches:
+            _check(lib.rl_seccomp_arch_add(ctx, arch.encode()), arch)
+        for action, nr, conds in rules:
+            n = len(conds)
+            _check(lib.rl_seccomp_rule(ctx, action, nr, n, [c[0] for c in conds], [c[1] for c in conds],
+                                       [c[2] for c in conds], [c[3] for c in conds]))
+        fd = os.memfd_create("seccomp", os.MFD_CLOEXEC)
+        try:
+            _check(lib.rl_seccomp_export(ctx, fd))
+            size = os.lseek(fd, 0, os.SEEK_CUR)
+            return os.pread(fd, size, 0)
+        finally:
+            os.close(fd)
+    finally:
+        lib.rl_seccomp_release(ctx)
+
+
+def seccomp_install(program: bytes) -> None:
+    """Load a BPF program (seccomp_compile's) as the calling thread's seccomp filter: it needs
+    no_new_privs or CAP_SYS_ADMIN in the thread's user namespace."""
+    _check(lib.rl_seccomp_install(program, len(program)))

@@ -10,11 +10,13 @@ from cffi import FFI
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 # Relative to the project, where setuptools runs the build: it refuses absolute source paths.
-_SOURCES = ["native/syscalls.c", "native/fuse_hooks.c"]
+_SOURCES = ["native/syscalls.c", "native/fuse_hooks.c", "native/seccomp.c"]
 _FUSE_INCLUDE = "/usr/include/fuse3"
 
 if not os.path.exists(os.path.join(_FUSE_INCLUDE, "fuse_lowlevel.h")):
     raise SystemExit("native: libfuse3's header is missing: install the Debian package libfuse3-dev")
+if not os.path.exists("/usr/include/seccomp.h"):
+    raise SystemExit("native: libseccomp's header is missing: install the Debian package libseccomp-dev")
 
 _FLAGS = ["-Wall", "-Wextra", "-Werror"]
 if os.environ.get("RL_NATIVE_SANITIZE"):
@@ -31,7 +33,7 @@ ffibuilder.set_source(
     '#include "rl_native.h"',
     sources=_SOURCES,
     include_dirs=["native", _FUSE_INCLUDE],
-    libraries=["dl"],
+    libraries=["dl", "seccomp"],
     extra_compile_args=_FLAGS,
     extra_link_args=["-fsanitize=address,undefined"] if os.environ.get("RL_NATIVE_SANITIZE") else [],
 )

@@ -36,5 +36,14 @@ int rl_move_mount(int from_dirfd, const char *from_path, int to_dirfd, const cha
                   unsigned int flags);
 int rl_mount_setattr(int dirfd, const char *path, unsigned int flags, uint64_t attr_set,
                      uint64_t attr_clr);
+void *rl_seccomp_new(uint32_t default_action);
+void rl_seccomp_release(void *ctx);
+int rl_seccomp_arch_add(void *ctx, const char *name);
+int rl_seccomp_syscall(const char *name);
+int rl_seccomp_rule(void *ctx, uint32_t action, int syscall_nr, unsigned int count,
+                    const uint32_t *index, const uint32_t *op, const uint64_t *a,
+                    const uint64_t *b);
+int rl_seccomp_export(void *ctx, int fd);
+int rl_seccomp_install(const void *program, size_t size);
 
 #endif

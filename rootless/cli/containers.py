@@ -24,17 +24,22 @@ def _run_options(args: argparse.Namespace) -> "RunOptions":  # noqa: F821
             raise UsageError(f"--{flag.replace('_', '-')} needs cgroup v2 delegation, which this host does not "
                              f"give: {detail}")
     no_new_privs = False
+    seccomp = ""
     for opt in args.security_opt:
         if opt in ("no-new-privileges", "no-new-privileges:true", "no-new-privileges=true"):
             no_new_privs = True
+        elif opt.startswith(("seccomp=", "seccomp:")) and opt[8:]:
+            seccomp = opt[8:]
         elif opt not in ("no-new-privileges:false", "no-new-privileges=false"):
-            raise UsageError(f"--security-opt {opt} is not supported: only no-new-privileges")
+            raise UsageError(f"--security-opt {opt} is not supported: only no-new-privileges and "
+                             "seccomp=unconfined|PROFILE.json")
     return RunOptions(
         image=args.image, command=tuple(args.command), name=args.name, entrypoint=args.entrypoint,
         env=tuple(args.env), env_files=tuple(args.env_file), workdir=args.workdir, user=args.user,
         hostname=args.hostname, volumes=tuple(args.volume), mounts=tuple(args.mount), tmpfs=tuple(args.tmpfs),
         network=args.network, read_only=args.read_only, init=args.init, group_add=tuple(args.group_add),
-        cap_add=tuple(args.cap_add), cap_drop=tuple(args.cap_drop), no_new_privs=no_new_privs, tty=args.tty,
+        cap_add=tuple(args.cap_add), cap_drop=tuple(args.cap_drop), no_new_privs=no_new_privs, seccomp=seccomp,
+        tty=args.tty,
         interactive=args.interactive, auto_remove=args.rm, stop_signal=args.stop_signal,
         stop_timeout=args.stop_timeout, storage_driver=args.storage_driver, userns=args.userns,
         pull=check_policy(args.pull),

@@ -344,7 +344,7 @@ def _run_options(p: argparse.ArgumentParser) -> None:
     a("-p", "--publish", action="append", default=[], help="not supported yet: use --network host")
     a("--cap-add", action="append", default=[], help="add a capability (inside the user namespace)")
     a("--cap-drop", action="append", default=[], help="drop a capability")
-    a("--security-opt", action="append", default=[], help="no-new-privileges")
+    a("--security-opt", action="append", default=[], help="no-new-privileges, seccomp=unconfined|PROFILE.json")
     a("--stop-signal", help="signal to stop the container (default: the image's, else SIGTERM)")
     a("--stop-timeout", type=int, help="seconds to wait before killing on stop")
     a("--memory", "-m", help=argparse.SUPPRESS)

@@ -37,6 +37,7 @@ class RunOptions:
     cap_add: tuple[str, ...] = ()
     cap_drop: tuple[str, ...] = ()
     no_new_privs: bool = False
+    seccomp: str = ""  # --security-opt seccomp=: unconfined or a profile's path; "" for rl's default
     tty: bool = False
     interactive: bool = False
     auto_remove: bool = False
@@ -129,7 +130,7 @@ def create_container(store: Store, opts: RunOptions) -> tuple[ContainerRecord, C
 
 
 def _create(store: Store, opts: RunOptions) -> tuple[ContainerRecord, ContainerSpec, Path]:
-    from rootless.runtime import caps, options
+    from rootless.runtime import caps, options, seccomp
     from rootless.runtime.storage import choose_driver, keep_id_layers, prepare_rootfs
     from rootless.userns import keepid
 
@@ -148,6 +149,8 @@ def _create(store: Store, opts: RunOptions) -> tuple[ContainerRecord, ContainerS
     userns = keepid.check_mode(opts.userns)
     driver = choose_driver(store, opts.storage_driver, userns)
     user = opts.user if opts.user is not None else (config.get("User") or "")
+    kept_caps = caps.resolve_caps(opts.cap_add, opts.cap_drop)
+    seccomp_filter = seccomp.filter_for(opts.seccomp, kept_caps)
     passwd_entry = group_entry = ""
     if userns == "keep-id":
         uid, gid = os.getuid(), os.getgid()
@@ -165,8 +168,9 @@ def _create(store: Store, opts: RunOptions) -> tuple[ContainerRecord, ContainerS
         network=opts.network,
         mounts=_resolve_mounts(store, opts, layers),
         group_add=opts.group_add,
-        caps=tuple(sorted(caps.resolve_caps(opts.cap_add, opts.cap_drop))),
+        caps=tuple(sorted(kept_caps)),
         no_new_privs=opts.no_new_privs,
+        seccomp=seccomp_filter,
         readonly_rootfs=opts.read_only,
         init=opts.init,
         tty=opts.tty,

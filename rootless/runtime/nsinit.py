@@ -398,6 +398,8 @@ def become(spec: ContainerSpec, user: users.ResolvedUser) -> None:
         raise StartError(125, "--group-add needs a subordinate id range (single-id mode: see 'rl info')")
     if spec.no_new_privs:
         native.prctl(native.PR_SET_NO_NEW_PRIVS, 1)
+    if spec.seccomp:
+        _install_seccomp(spec.seccomp)
     try:
         # Groups from /etc/group are skipped in single-id mode, as runc does where setgroups is denied.
         # The primary group is listed as a supplementary one too, as Docker and podman do.
@@ -409,6 +411,17 @@ def become(spec: ContainerSpec, user: users.ResolvedUser) -> None:
                                   + ("without a subordinate id range only root (0) exists inside"
                                      if spec.single_id else "it is outside the subordinate id range")) from None
         raise
+
+
+def _install_seccomp(program: str) -> None:
+    """Loaded while we still hold CAP_SYS_ADMIN in the user namespace, as runc does without
+    no_new_privs: after the capabilities are dropped the kernel refuses a filter unless
+    no_new_privs is set, which would disarm the image's setuid programs. What runs between here
+    and exec (capset, setgroups, setres[ug]id, prctl, exec) is on every usable profile's list."""
+    try:
+        native.seccomp_install(bytes.fromhex(program))
+    except OSError as e:
+        raise StartError(125, f"cannot load the seccomp filter: {e.strerror}") from None
 
 
 def exec_command(args: tuple[str, ...], env: list[str], err_fd: int) -> None:

@@ -31,6 +31,7 @@ class ContainerSpec:
     group_add: tuple[str, ...] = ()
     caps: tuple[int, ...] = ()
     no_new_privs: bool = False
+    seccomp: str = ""  # the BPF program (hex) the container runs under, "" for none: see runtime/seccomp.py
     readonly_rootfs: bool = False
     init: bool = False
     tty: bool = False

@@ -4,9 +4,9 @@ from __future__ import annotations
 import errno
 import json
 import os
-import stat
 from pathlib import Path
 
+from rootless import runcache
 from rootless.errors import UsageError
 from rootless.paths import open_runtime_dir
 from rootless.store.store import Store
@@ -56,19 +56,11 @@ _PROBE_MAX = 4096
 def _read_probe(dir_fd: int, name: str) -> tuple[bool, str] | None:
     """A remembered probe result, or None for anything that is not one we wrote: a link, a FIFO,
     a huge file, other JSON, text with control characters (it is printed by `rl info`)."""
+    raw = runcache.read(dir_fd, name, _PROBE_MAX)
     try:
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
-    except OSError:
+        d = json.loads(raw) if raw is not None else None
+    except ValueError:
         return None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > _PROBE_MAX:
-            return None
-        d = json.loads(os.read(fd, _PROBE_MAX))
-    except (OSError, ValueError):
-        return None
-    finally:
-        os.close(fd)
     if not isinstance(d, dict):
         return None
     ok, detail = d.get("ok"), d.get("detail")
@@ -78,17 +70,7 @@ def _read_probe(dir_fd: int, name: str) -> tuple[bool, str] | None:
 
 
 def _write_probe(dir_fd: int, name: str, ok: bool, detail: str) -> None:
-    tmp = f".{name}.{os.getpid()}.{os.urandom(4).hex()}"
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
-                     dir_fd=dir_fd)
-        try:
-            os.write(fd, json.dumps({"ok": ok, "detail": detail}).encode())
-        finally:
-            os.close(fd)
-        os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-    except OSError:
-        pass  # only a cache: the next run probes again
+    runcache.write(dir_fd, name, json.dumps({"ok": ok, "detail": detail}).encode())
 
 
 def _fuse_ability():  # type: ignore[no-untyped-def]
