@@ -96,7 +96,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
                 r = refresh(store, r)
             except ContainerNotFound:
                 continue  # removed (--rm) while we looked
-            if args.all or r.status == "running":
+            if (args.all or r.status == "running") and not ContainerSpec.from_json(r.spec).build_step:
                 recs.append(r)
     recs.reverse()
     if args.quiet:

@@ -41,6 +41,7 @@ class RunOptions:
     interactive: bool = False
     auto_remove: bool = False
     volatile: bool = False  # the writable layer is thrown away at exit even without auto_remove
+    build_step: bool = False
     stop_signal: str | None = None
     stop_timeout: int | None = None
     storage_driver: str | None = None
@@ -164,6 +165,7 @@ def _create(store: Store, opts: RunOptions) -> tuple[ContainerRecord, ContainerS
         tty=opts.tty,
         stdin=opts.interactive,
         auto_remove=opts.auto_remove,
+        build_step=opts.build_step,
         volatile=opts.auto_remove or opts.volatile,
         stop_signal=stop_signal,
         stop_timeout=opts.stop_timeout if opts.stop_timeout is not None else 10,
@@ -178,8 +180,16 @@ def _create(store: Store, opts: RunOptions) -> tuple[ContainerRecord, ContainerS
     if store.db.execute("SELECT 1 FROM containers WHERE name=?", (name,)).fetchone():
         raise NameInUse(f"the container name {name!r} is already in use: remove that container or choose "
                         "another name")
-    rec = ContainerRecord(cid, name, image.id, opts.image, time.time(), "created", 0, None, 0.0, 0.0,
-                          spec.to_json())
+    # A container that goes with its rl (--rm, a build step) names that rl as its owner until a
+    # supervisor takes over: if rl is killed before, the next command finds the owner gone.
+    owner, owner_start = 0, 0
+    if spec.goes_with_its_rl:
+        from rootless.runtime.launch import start_ticks
+
+        owner = os.getpid()
+        owner_start = start_ticks(owner)
+    rec = ContainerRecord(cid, name, image.id, opts.image, time.time(), "created", owner, None, 0.0, 0.0,
+                          spec.to_json(), owner_start)
     cdir = containers_dir(store) / cid
     cdir.parent.mkdir(exist_ok=True, mode=0o700)
     cdir.mkdir(mode=0o700)

@@ -134,10 +134,16 @@ def run_foreground(store: Store, rec: ContainerRecord, spec: ContainerSpec, cdir
             signal.signal(s, h)
     if failed is not None:
         code = failed.exit_code
-    store.update_container(rec.id, status="exited", pid=0, exit_code=code, finished=time.time())
+    store.update_container(rec.id, status="exited", pid=owner_after_exit(spec), exit_code=code, finished=time.time())
     if failed is not None:
         raise failed
     return code
+
+
+def owner_after_exit(spec: ContainerSpec) -> int:
+    """The pid an exited record names: ours while we are still to remove it (--rm, a build
+    step), so that if we are killed first the next rl command does; else none."""
+    return os.getpid() if spec.goes_with_its_rl else 0
 
 
 def remove_container(store: Store, rec: ContainerRecord, anonymous_volumes: bool) -> None:

@@ -124,7 +124,8 @@ def _supervise(root: Path, mapping: IdMapping, rec: ContainerRecord, spec: Conta
     code = launch.wait_exit(started.pid)
     if failed is not None:
         code = failed.exit_code
-    store.update_container(rec.id, status="exited", pid=0, exit_code=code, finished=time.time())
+    store.update_container(rec.id, status="exited", pid=launch.owner_after_exit(spec), exit_code=code,
+                           finished=time.time())
     if spec.auto_remove:
         launch.remove_container(store, rec, anonymous_volumes=True)
     store.close()
@@ -138,19 +139,42 @@ def alive(pid: int, ticks: int) -> bool:
     return pid > 0 and ticks > 0 and launch.start_ticks(pid) == ticks
 
 
+def owner_gone(rec: ContainerRecord) -> bool:
+    """The process the record names is gone: a supervisor that died without recording the exit,
+    or the rl of a container that goes with it (only those name one while created or exited)."""
+    return rec.pid != 0 and not alive(rec.pid, rec.pid_start)
+
+
 def refresh(store: Store, rec: ContainerRecord) -> ContainerRecord:
     """The record as it really is: a running one whose supervisor is gone is marked exited, after
-    killing whatever of the container is left. Raises ContainerNotFound if it was removed meanwhile
-    (--rm)."""
-    if rec.status != "running" or alive(rec.pid, rec.pid_start):
+    killing whatever of the container is left, or removed if it goes with its rl. Raises
+    ContainerNotFound if it was removed (--rm, a build step)."""
+    if not owner_gone(rec):
         return rec
     _kill_leftovers(store, rec)
     # Only if nobody changed it meanwhile: a supervisor that just finished has written the real code.
+    unchanged = "WHERE id=? AND status=? AND pid=? AND pid_start=?"
+    key = (rec.id, rec.status, rec.pid, rec.pid_start)
+    if ContainerSpec.from_json(rec.spec).goes_with_its_rl:
+        with dbmod.transaction(store.db):
+            removed = store.db.execute(f"DELETE FROM containers {unchanged}", key).rowcount
+        if removed:
+            launch.remove_container(store, rec, anonymous_volumes=True)
+        raise ContainerNotFound(rec.id)
     with dbmod.transaction(store.db):
-        store.db.execute("UPDATE containers SET status='exited', pid=0, exit_code=?, finished=? "
-                         "WHERE id=? AND status='running' AND pid=? AND pid_start=?",
-                         (KILLED, time.time(), rec.id, rec.pid, rec.pid_start))
+        store.db.execute(f"UPDATE containers SET status='exited', pid=0, exit_code=?, finished=? {unchanged}",
+                         (KILLED, time.time(), *key))
     return store.container(rec.id)
+
+
+def reap(store: Store) -> None:
+    """Bring every record up to date, so that what killed rl processes left goes now: before a
+    command that counts containers as users of images (rmi, prune, build, system check)."""
+    for rec in store.containers():
+        try:
+            refresh(store, rec)
+        except ContainerNotFound:
+            pass
 
 
 def _kill_leftovers(store: Store, rec: ContainerRecord) -> None:

@@ -370,6 +370,13 @@ class Store:
                 self.db.execute("DELETE FROM images WHERE id=?", (i,))
         return ids
 
+    def used_blobs(self) -> set[str]:
+        """Every blob an image lists: configs, manifests, layers."""
+        used = {r[0] for r in self.db.execute("SELECT blob_digest FROM image_layers")}
+        for r in self.db.execute("SELECT id, manifest_digest FROM images"):
+            used.update(r)
+        return used
+
     def gc(self) -> GcStats:
         """Remove layers and blobs that no image uses, and scratch left by dead processes."""
         with store_lock(self.root, exclusive=True):
@@ -381,9 +388,7 @@ class Store:
                 known_layers = {r[0]: r[1] for r in self.db.execute("SELECT chain_id, size FROM layers")}
                 dead_layers = [c for c in known_layers if c not in used_layers]
                 self.db.executemany("DELETE FROM layers WHERE chain_id=?", [(c,) for c in dead_layers])
-                used_blobs = {r[0] for r in self.db.execute("SELECT blob_digest FROM image_layers")}
-                for r in self.db.execute("SELECT id, manifest_digest FROM images"):
-                    used_blobs.update(r)
+                used_blobs = self.used_blobs()
             freed = sum(known_layers[c] for c in dead_layers)
             on_disk = set(self.layers.on_disk())
             doomed = [c for c in on_disk if c not in used_layers]
