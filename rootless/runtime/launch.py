@@ -151,8 +151,9 @@ def remove_container(store: Store, rec: ContainerRecord, anonymous_volumes: bool
     also the anonymous volumes no other container uses. Named volumes always stay."""
     from rootless.runtime.create import containers_dir
 
-    store.remove_container(rec.id)
-    store.remove_trees([containers_dir(store) / rec.id])
+    with store.adding():  # a directory without its record is a leftover to the collector
+        store.remove_container(rec.id)
+        store.remove_trees([containers_dir(store) / rec.id])
     anonymous = [m.volume for m in ContainerSpec.from_json(rec.spec).mounts
                  if anonymous_volumes and m.anonymous and m.volume]
     if anonymous:

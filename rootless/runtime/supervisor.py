@@ -175,6 +175,7 @@ def reap(store: Store) -> None:
             refresh(store, rec)
         except ContainerNotFound:
             pass
+    store.remove_orphan_container_dirs()
 
 
 def _kill_leftovers(store: Store, rec: ContainerRecord) -> None:

@@ -236,15 +236,11 @@ def _images(store: Store, bad_blobs: set[str]) -> list[Problem]:
 
 def _container_dirs(store: Store) -> list[Problem]:
     out: list[Problem] = []
-    known = {r[0] for r in store.db.execute("SELECT id FROM containers")}
-    cdirs = store.root / "containers"
-    try:
-        names = set(os.listdir(cdirs))
-    except FileNotFoundError:
-        names = set()
-    for name in sorted(names - known):
-        out.append(Problem("container", str(cdirs / name), "a directory without a record (left by a removal "
+    for d in store.orphan_container_dirs():
+        out.append(Problem("container", str(d), "a directory without a record (left by a create or removal "
                            "that was cut short)", REMOVE_PATH))
-    for cid in sorted(known - names):
-        out.append(Problem("container", cid, "its record has no directory", DROP_CONTAINER))
+    cdirs = store.root / "containers"
+    for (cid,) in store.db.execute("SELECT id FROM containers ORDER BY id").fetchall():
+        if not (cdirs / cid).is_dir():
+            out.append(Problem("container", cid, "its record has no directory", DROP_CONTAINER))
     return out

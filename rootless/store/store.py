@@ -23,7 +23,7 @@ from rootless.image.reference import Reference, looks_like_id, parse
 from rootless.store import db as dbmod
 from rootless.store.blobs import BlobStore
 from rootless.store.layers import LayerStore
-from rootless.store.lock import store_lock
+from rootless.store.lock import store_lock, store_lock_if_free
 from rootless.store.records import ContainerRecord, ImageRecord
 from rootless.store.scratch import Scratch, remove_lock_files_of, stale_dirs
 from rootless.store.trees import remove_tree
@@ -393,14 +393,10 @@ class Store:
             on_disk = set(self.layers.on_disk())
             doomed = [c for c in on_disk if c not in used_layers]
             trash: list[Path] = []
-            # A container directory without a record is what a crash between the two left behind.
-            known_containers = {r[0] for r in self.db.execute("SELECT id FROM containers")}
-            cdirs = self.root / "containers"
-            for name in os.listdir(cdirs) if cdirs.is_dir() else []:
-                if name not in known_containers:
-                    t = self.scratch.new_path("trash")
-                    os.rename(cdirs / name, t)
-                    trash.append(t)
+            for d in self.orphan_container_dirs():
+                t = self.scratch.new_path("trash")
+                os.rename(d, t)
+                trash.append(t)
             doomed_paths = [self.layers.path(c) for c in doomed]
             doomed_paths += [p for c, p in self.layers.shifted_on_disk() if c not in used_layers]
             for p in doomed_paths:
@@ -424,6 +420,24 @@ class Store:
             return GcStats(len(doomed), blobs, freed)
 
     # ---- containers (records only; the runtime owns their life) ----------------------------
+
+    def orphan_container_dirs(self) -> list[Path]:
+        """Container directories without a record: what a create or a removal cut short (rl killed)
+        left. Call with the store lock held exclusively: a create holds it shared until its record
+        exists."""
+        known = {r[0] for r in self.db.execute("SELECT id FROM containers")}
+        cdirs = self.root / "containers"
+        try:
+            names = os.listdir(cdirs)
+        except FileNotFoundError:
+            return []
+        return [cdirs / n for n in sorted(names) if n not in known]
+
+    def remove_orphan_container_dirs(self) -> None:
+        """Remove them now, unless a command holds the store lock (then the next one will)."""
+        with store_lock_if_free(self.root) as free:
+            if free:
+                self.remove_trees(self.orphan_container_dirs())
 
     def add_container(self, rec: ContainerRecord) -> None:
         try:
