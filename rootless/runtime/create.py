@@ -5,6 +5,7 @@ import os
 import time
 from pathlib import Path
 
+from rootless import killpoint
 from rootless.errors import NameInUse, RlError, UsageError
 from rootless.registry import policy
 from rootless.runtime.names import random_name
@@ -193,6 +194,7 @@ def _create(store: Store, opts: RunOptions) -> tuple[ContainerRecord, ContainerS
     cdir = containers_dir(store) / cid
     cdir.parent.mkdir(exist_ok=True, mode=0o700)
     cdir.mkdir(mode=0o700)
+    killpoint.reached("create-dir")
     try:
         (cdir / "hostname").write_text(hostname + "\n")
         (cdir / "hosts").write_text(_hosts(hostname, opts.network))
@@ -204,6 +206,7 @@ def _create(store: Store, opts: RunOptions) -> tuple[ContainerRecord, ContainerS
         (cdir / "resolv.conf").write_bytes(resolv)
         prepare_rootfs(store, driver.name, layers, cdir, keep_id=userns == "keep-id")
         store.add_container(rec)
+        killpoint.reached("create-record")
     except BaseException:
         store.remove_trees([cdir])
         raise

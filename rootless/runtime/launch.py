@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import native
+from rootless import killpoint
 from rootless.errors import StartFailed
 from rootless.runtime.nsinit import FORWARDED, forward_signal, read_report
 from rootless.runtime.spec import ContainerSpec
@@ -118,6 +119,7 @@ def run_foreground(store: Store, rec: ContainerRecord, spec: ContainerSpec, cdir
         os.close(devnull)
     previous = {s: signal.signal(s, lambda sig, _f: forward_signal(started.pid, sig)) for s in FORWARDED}
     running(store, rec, started, at)
+    killpoint.reached("run-started")
     try:
         failed = started.start_error()
         if spec.tty:
@@ -135,6 +137,7 @@ def run_foreground(store: Store, rec: ContainerRecord, spec: ContainerSpec, cdir
     if failed is not None:
         code = failed.exit_code
     store.update_container(rec.id, status="exited", pid=owner_after_exit(spec), exit_code=code, finished=time.time())
+    killpoint.reached("run-exited")
     if failed is not None:
         raise failed
     return code
@@ -153,6 +156,7 @@ def remove_container(store: Store, rec: ContainerRecord, anonymous_volumes: bool
 
     with store.adding():  # a directory without its record is a leftover to the collector
         store.remove_container(rec.id)
+        killpoint.reached("remove-record")
         store.remove_trees([containers_dir(store) / rec.id])
     anonymous = [m.volume for m in ContainerSpec.from_json(rec.spec).mounts
                  if anonymous_volumes and m.anonymous and m.volume]

@@ -17,6 +17,7 @@ import signal
 import time
 from pathlib import Path
 
+from rootless import killpoint
 from rootless.errors import ContainerNotFound, RlError, StartFailed
 from rootless.runtime import launch
 from rootless.runtime.nsinit import parse_report
@@ -53,6 +54,7 @@ def launch_detached(store: Store, rec: ContainerRecord, spec: ContainerSpec, cdi
             # os._exit: the CLI's store connection and temp dirs are its own to close, not ours.
             os._exit(code)
     store.db = dbmod.connect(store.root / "rl.db")
+    killpoint.reached("detach-forked")
     os.close(report_w)
     os.waitpid(pid, 0)
     # One line, not EOF: the container's processes inherit the pipe's write end and keep it open.
@@ -112,6 +114,7 @@ def _supervise(root: Path, mapping: IdMapping, rec: ContainerRecord, spec: Conta
         os.close(err_w)
     store = Store(root, mapping)  # opened after the fork of ns init, which need not hold it
     launch.running(store, rec, started, at)
+    killpoint.reached("supervisor-started")
     failed = started.start_error()
     if failed is None:
         report.send("ok")

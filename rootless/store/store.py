@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from rootless import killpoint
 from rootless.errors import (
     ArchiveError,
     ContainerNotFound,
@@ -196,6 +197,7 @@ class Store:
             if job is not None and job.dest is not None:
                 assert r is not None
                 self.layers.commit(Path(job.dest), chain_id)
+                killpoint.reached("store-layer-tree")
                 parent = oci.chain_ids(diff_ids)[-2] if i > 0 else None
                 with dbmod.transaction(self.db):
                     self.db.execute("INSERT OR IGNORE INTO layers VALUES (?,?,?,?,?)",
@@ -228,6 +230,7 @@ class Store:
                 raise DigestMismatch("image config", m.config.digest, image_id)
         manifest_digest = self.blobs.put(manifest_bytes, self.scratch.new_path("manifest"), what="manifest")
         created = _parse_time(config.get("created"))
+        killpoint.reached("store-image-blobs")
         with dbmod.transaction(self.db):
             self.db.execute("INSERT OR IGNORE INTO images VALUES (?,?,?,?)",
                             (image_id, manifest_digest, created, time.time()))
@@ -356,6 +359,7 @@ class Store:
                 self.db.execute("DELETE FROM images WHERE id=?", (image.id,))
                 deleted.append(image.id)
         if deleted:
+            killpoint.reached("rmi-untagged")
             self.gc()
         return RemoveResult(tuple(untagged), tuple(deleted))
 
@@ -406,6 +410,7 @@ class Store:
                     trash.append(t)
                 except FileNotFoundError:
                     pass
+            killpoint.reached("gc-trash")
             self.remove_trees(trash + stale)
             remove_lock_files_of(stale)
             blobs = 0

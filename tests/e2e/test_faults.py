@@ -4,8 +4,9 @@ store checks clean (`rl system check`, at worst after --repair), nothing of a co
 running, a --rm container or a build step leaves no record and no writable layer, and the
 command run again succeeds.
 
-The kill points are times after the start, growing by a sixteenth of what the command takes
-unkilled until it completes before the kill: each test says how many kills landed.
+Two kinds of kill points: the named moments in the code (rootless/killpoint.py, chosen by
+RL_TEST_KILL_AT) that the command passes, and times after its start, growing by a sixteenth of
+what it takes unkilled until it completes first. Each test says how many of each landed.
 """
 from __future__ import annotations
 
@@ -130,6 +131,29 @@ def _kill_stepping(rl: Rl, args: tuple[str, ...], prepare: Callable[[int], tuple
     return kills
 
 
+# Named kill points, in the order a command passes them.
+CONTAINER_POINTS = ("create-dir", "create-record", "run-started", "run-exited", "remove-record")
+STORE_POINTS = ("store-layer-tree", "store-image-blobs")
+REMOVE_POINTS = ("rmi-untagged", "gc-trash")
+
+
+def _kill_at(rl: Rl, argv: Callable[[int], tuple[str, ...]], points: tuple[str, ...], after: Callable[[], None],
+             what: str) -> int:
+    """Run the command killed at each named point; returns how many it passed (it died there:
+    SIGKILL, or for a point in a detached supervisor, the CLI said so)."""
+    reached = []
+    for i, point in enumerate(points):
+        args = argv(i)
+        r = rl(*args, check=False, timeout=600, env={"RL_TEST_KILL_AT": point})
+        if r.code == -signal.SIGKILL or "supervisor died" in r.err:
+            reached.append(point)
+        else:
+            assert r.code == 0, f"rl {' '.join(args)} with RL_TEST_KILL_AT={point}: {r}"
+        after()
+    sys.stderr.write(f"faults: {what}: killed at {len(reached)} named points ({', '.join(reached)})\n")
+    return len(reached)
+
+
 def test_kill_rl_run_rm_at_every_step(rl: Rl, busybox: str) -> None:
     def after() -> None:
         assert [c for c in _containers(rl)] == [], "a --rm container outlived its killed rl"
@@ -137,8 +161,9 @@ def test_kill_rl_run_rm_at_every_step(rl: Rl, busybox: str) -> None:
         _nothing_left_running(rl)
         _store_checks_clean(rl)
 
-    _kill_stepping(rl, ("run", "--rm", "busybox", "sh", "-c", "echo hi > /f; sleep 0.3", TOKEN), None, after,
-                   "rl run --rm")
+    argv = ("run", "--rm", "busybox", "sh", "-c", "echo hi > /f; sleep 0.3", TOKEN)
+    _kill_stepping(rl, argv, None, after, "rl run --rm")
+    assert _kill_at(rl, lambda i: argv, CONTAINER_POINTS, after, "rl run --rm") == len(CONTAINER_POINTS)
 
 
 def test_kill_rl_run_d_at_every_step(rl: Rl, busybox: str) -> None:
@@ -151,7 +176,10 @@ def test_kill_rl_run_d_at_every_step(rl: Rl, busybox: str) -> None:
         assert _container_dirs(rl) == []
         _store_checks_clean(rl)
 
-    _kill_stepping(rl, ("run", "-d", "busybox", "sh", "-c", "sleep 0.3", TOKEN), None, after, "rl run -d")
+    argv = ("run", "-d", "busybox", "sh", "-c", "sleep 0.3", TOKEN)
+    _kill_stepping(rl, argv, None, after, "rl run -d")
+    points = ("create-dir", "create-record", "detach-forked", "supervisor-started")
+    assert _kill_at(rl, lambda i: argv, points, after, "rl run -d") == len(points)
 
 
 def test_kill_rl_build_at_every_step(rl: Rl, busybox: str, tmp_path: Path) -> None:
@@ -165,8 +193,10 @@ def test_kill_rl_build_at_every_step(rl: Rl, busybox: str, tmp_path: Path) -> No
         _nothing_left_running(rl)
         _store_checks_clean(rl)
 
-    _kill_stepping(rl, ("build", "--no-cache", "-q", "-t", "built", str(tmp_path / "ctx")), None, after,
-                   "rl build")
+    argv = ("build", "--no-cache", "-q", "-t", "built", str(tmp_path / "ctx"))
+    _kill_stepping(rl, argv, None, after, "rl build")
+    points = CONTAINER_POINTS + STORE_POINTS
+    assert _kill_at(rl, lambda i: argv, points, after, "rl build") == len(points)
     assert rl("run", "--rm", "built", "cat", "/a", "/b").out == "a\nb\n"
 
 
@@ -178,6 +208,13 @@ def test_kill_rl_commit_at_every_step(rl: Rl, busybox: str) -> None:
         _store_checks_clean(rl)
 
     _kill_stepping(rl, ("commit", "src", "committed"), None, after, "rl commit")
+
+    def again(i: int) -> tuple[str, ...]:
+        rl("system", "prune", "-a", "-f")  # every commit so far, so that its layer is new again
+        return ("commit", "src", "committed")
+
+    assert _kill_at(rl, again, STORE_POINTS, after, "rl commit") == len(STORE_POINTS)
+    rl("commit", "src", "committed")
     assert rl("run", "--rm", "committed", "cat", "/made").out == "made\n"
 
 
@@ -194,6 +231,7 @@ def test_kill_rl_rmi_at_every_step(rl: Rl, busybox: str) -> None:
         assert rl("run", "--rm", "busybox", "true").code == 0
 
     _kill_stepping(rl, (), prepare, after, "rl rmi")
+    assert _kill_at(rl, prepare, REMOVE_POINTS, after, "rl rmi") == len(REMOVE_POINTS)
     assert "victim" not in rl("images").out
 
 
@@ -215,6 +253,7 @@ def test_kill_rl_push_and_pull_at_every_step(rl: Rl, busybox: str, tmp_path: Pat
         return ("pull", "-q", name)
 
     _kill_stepping(dst, (), pull, lambda: _store_checks_clean(dst), "rl pull")
+    assert _kill_at(dst, pull, STORE_POINTS, lambda: _store_checks_clean(dst), "rl pull") == len(STORE_POINTS)
     assert dst("run", "--rm", name, "true").code == 0
     dst("rmi", name)
     _store_checks_clean(dst)
