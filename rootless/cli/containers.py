@@ -98,7 +98,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
                 continue  # removed (--rm) while we looked
             if (args.all or r.status == "running") and not ContainerSpec.from_json(r.spec).build_step:
                 recs.append(r)
-        store.remove_orphan_container_dirs()
+        store.tidy()
     recs.reverse()
     if args.quiet:
         sys.stdout.write("".join((r.id if args.no_trunc else r.short_id) + "\n" for r in recs))

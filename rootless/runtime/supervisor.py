@@ -171,14 +171,15 @@ def refresh(store: Store, rec: ContainerRecord) -> ContainerRecord:
 
 
 def reap(store: Store) -> None:
-    """Bring every record up to date, so that what killed rl processes left goes now: before a
-    command that counts containers as users of images (rmi, prune, build, system check)."""
+    """Bring every record up to date and tidy the store, so that what killed rl processes left
+    goes now: before a command that counts containers as users of images (rmi, prune, build,
+    system check --repair)."""
     for rec in store.containers():
         try:
             refresh(store, rec)
         except ContainerNotFound:
             pass
-    store.remove_orphan_container_dirs()
+    store.tidy()
 
 
 def _kill_leftovers(store: Store, rec: ContainerRecord) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from rootless.store import db as dbmod
 from rootless.store.blobs import CHUNK
 from rootless.store.lock import store_lock
-from rootless.store.scratch import remove_lock_files_of, stale_dirs
+from rootless.store.scratch import remove_lock_files_of
 from rootless.values import valueclass
 
 TYPE_CHECKING = False  # typing is for the type checker only: importing it costs every start ~2 ms
@@ -119,9 +119,8 @@ def _scratch(store: Store) -> list[Problem]:
     """Scratch dirs of processes that are gone (half-written blobs, half-unpacked layers, trees
     on their way out) and lock files left without their dir."""
     tmp = store.scratch.tmp_root
-    ours = store.scratch._dir
     out = [Problem("scratch", str(d), "left by a process that is gone", REMOVE_PATH)
-           for d in stale_dirs(tmp) if d != ours]
+           for d in store.stale_scratch()]
     try:
         names = os.listdir(tmp)
     except FileNotFoundError:

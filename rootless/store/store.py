@@ -384,9 +384,7 @@ class Store:
     def gc(self) -> GcStats:
         """Remove layers and blobs that no image uses, and scratch left by dead processes."""
         with store_lock(self.root, exclusive=True):
-            stale = stale_dirs(self.scratch.tmp_root)
-            if self.scratch._dir is not None:
-                stale = [s for s in stale if s != self.scratch._dir]
+            stale = self.stale_scratch()
             with dbmod.transaction(self.db):
                 used_layers = {r[0] for r in self.db.execute("SELECT chain_id FROM image_layers")}
                 known_layers = {r[0]: r[1] for r in self.db.execute("SELECT chain_id, size FROM layers")}
@@ -438,11 +436,19 @@ class Store:
             return []
         return [cdirs / n for n in sorted(names) if n not in known]
 
-    def remove_orphan_container_dirs(self) -> None:
-        """Remove them now, unless a command holds the store lock (then the next one will)."""
+    def stale_scratch(self) -> list[Path]:
+        """Scratch dirs of processes that are gone (not ours)."""
+        return [s for s in stale_dirs(self.scratch.tmp_root) if s != self.scratch._dir]
+
+    def tidy(self) -> None:
+        """Remove what killed rl processes left: container directories without a record, scratch
+        dirs of processes that are gone. Now, unless a command holds the store lock (then the
+        next command will)."""
         with store_lock_if_free(self.root) as free:
             if free:
-                self.remove_trees(self.orphan_container_dirs())
+                stale = self.stale_scratch()
+                self.remove_trees(self.orphan_container_dirs() + stale)
+                remove_lock_files_of(stale)
 
     def add_container(self, rec: ContainerRecord) -> None:
         try:
