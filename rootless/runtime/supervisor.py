@@ -100,6 +100,9 @@ def _supervise(root: Path, mapping: IdMapping, rec: ContainerRecord, spec: Conta
         os.dup2(null, fd)
     os.closerange(3, report.fd)
     os.closerange(report.fd + 1, os.sysconf("SC_OPEN_MAX"))
+    if spec.goes_with_its_rl and not _take_over(root, rec):
+        report.send("125:the container was removed before it started (its rl was killed)")
+        return 0
     at = time.time()
     if spec.tty:
         from rootless.runtime import pty
@@ -129,6 +132,7 @@ def _supervise(root: Path, mapping: IdMapping, rec: ContainerRecord, spec: Conta
         code = failed.exit_code
     store.update_container(rec.id, status="exited", pid=launch.owner_after_exit(spec), exit_code=code,
                            finished=time.time())
+    killpoint.reached("run-exited")
     if spec.auto_remove:
         launch.remove_container(store, rec, anonymous_volumes=True)
     store.close()
@@ -136,6 +140,19 @@ def _supervise(root: Path, mapping: IdMapping, rec: ContainerRecord, spec: Conta
         # Reported after the removal, so that `rl run -d --rm` leaves nothing once it returns.
         report.send(f"{failed.exit_code}:{failed}")
     return 0
+
+
+def _take_over(root: Path, rec: ContainerRecord) -> bool:
+    """Name ourselves in a --rm container's record instead of the rl that created it, which may
+    be killed from now on; False if it was killed already and the container reaped."""
+    me = os.getpid()
+    conn = dbmod.connect(root / "rl.db")
+    try:
+        with dbmod.transaction(conn):
+            return conn.execute("UPDATE containers SET pid=?, pid_start=? WHERE id=? AND pid=? AND pid_start=?",
+                                (me, launch.start_ticks(me), rec.id, rec.pid, rec.pid_start)).rowcount == 1
+    finally:
+        conn.close()
 
 
 def alive(pid: int, ticks: int) -> bool:
