@@ -15,6 +15,9 @@ TYPE_CHECKING = False  # typing is for the type checker only: importing it costs
 if TYPE_CHECKING:
     from typing import Any
 
+    from rootless.store.check import Problem
+    from rootless.store.store import Store
+
 
 def cmd_version(args: argparse.Namespace) -> int:
     print(f"rl version {__version__}")
@@ -187,14 +190,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if left else 0
 
 
-def _container_problems(store):  # type: ignore[no-untyped-def]
+def _container_problems(store: Store) -> list[Problem]:
     """Records whose rl or supervisor was killed: still said to run, or a --rm container or build
     step nobody is left to remove."""
     from rootless.runtime.spec import ContainerSpec
     from rootless.runtime.supervisor import owner_gone
     from rootless.store.check import REAP, Problem
 
-    out = []
+    out: list[Problem] = []
     for rec in store.containers():
         if not owner_gone(rec):
             continue
@@ -206,7 +209,7 @@ def _container_problems(store):  # type: ignore[no-untyped-def]
     return out
 
 
-def _repair(store, problems, force: bool):  # type: ignore[no-untyped-def]
+def _repair(store: Store, problems: list[Problem], force: bool) -> list[Problem]:
     from rootless.errors import ContainerNotFound
     from rootless.runtime.launch import remove_container
     from rootless.runtime.supervisor import kill, reap
