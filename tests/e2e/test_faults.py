@@ -154,16 +154,26 @@ def _kill_at(rl: Rl, argv: Callable[[int], tuple[str, ...]], points: tuple[str, 
     return len(reached)
 
 
-def test_kill_rl_run_rm_at_every_step(rl: Rl, busybox: str) -> None:
+def _kill_run_rm(rl: Rl, what: str) -> None:
     def after() -> None:
-        assert [c for c in _containers(rl)] == [], "a --rm container outlived its killed rl"
+        assert _containers(rl) == [], "a --rm container outlived its killed rl"
         assert _container_dirs(rl) == [], "a --rm container's writable layer outlived its killed rl"
         _nothing_left_running(rl)
         _store_checks_clean(rl)
 
     argv = ("run", "--rm", "busybox", "sh", "-c", "echo hi > /f; sleep 0.3", TOKEN)
-    _kill_stepping(rl, argv, None, after, "rl run --rm")
-    assert _kill_at(rl, lambda i: argv, CONTAINER_POINTS, after, "rl run --rm") == len(CONTAINER_POINTS)
+    _kill_stepping(rl, argv, None, after, what)
+    assert _kill_at(rl, lambda i: argv, CONTAINER_POINTS, after, what) == len(CONTAINER_POINTS)
+
+
+def test_kill_rl_run_rm_at_every_step(rl: Rl, busybox: str) -> None:
+    _kill_run_rm(rl, "rl run --rm")
+
+
+@pytest.mark.single_id
+def test_kill_rl_run_rm_at_every_step_in_single_id_mode(rl: Rl, busybox: str) -> None:
+    """On the FUSE overlay, whose daemon must go too."""
+    _kill_run_rm(rl, "rl run --rm (single-id)")
 
 
 def test_kill_rl_run_d_at_every_step(rl: Rl, busybox: str) -> None:
