@@ -27,7 +27,7 @@ def run_step(builder: Builder, state: StageState, command: list[str], network: s
     opts = RunOptions(
         image=state.image.id, command=tuple(command), entrypoint="", env=tuple(builder.run_env(state)),
         workdir=section.get("WorkingDir") or "/", user=section.get("User") or "",
-        network=network, storage_driver=builder.opts.storage_driver, volatile=True,
+        network=network, storage_driver=builder.opts.storage_driver, volatile=True, build_step=True,
     )
     store = builder.store
     rec, spec, cdir = create_container(store, opts)

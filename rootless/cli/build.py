@@ -37,7 +37,10 @@ def cmd_build(args: argparse.Namespace) -> int:
         network="host" if args.network == "default" else args.network, format=args.format,
         pull=check_policy(args.pull),
     )
+    from rootless.runtime.supervisor import reap
+
     with open_store(args) as store:
+        reap(store)  # step containers of a build whose rl was killed go now
         image = Builder(store, opts).build()
     if args.iidfile:
         with open(args.iidfile, "w") as f:

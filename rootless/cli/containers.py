@@ -105,8 +105,9 @@ def cmd_ps(args: argparse.Namespace) -> int:
                 r = refresh(store, r)
             except ContainerNotFound:
                 continue  # removed (--rm) while we looked
-            if args.all or r.status == "running":
+            if (args.all or r.status == "running") and not ContainerSpec.from_json(r.spec).build_step:
                 recs.append(r)
+        store.tidy()
     recs.reverse()
     if args.quiet:
         sys.stdout.write("".join((r.id if args.no_trunc else r.short_id) + "\n" for r in recs))

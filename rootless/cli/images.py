@@ -94,8 +94,11 @@ def cmd_tag(args: argparse.Namespace) -> int:
 
 def cmd_rmi(args: argparse.Namespace) -> int:
     """Exit codes as podman's: 1 when an image was not found, 2 when one is in use."""
+    from rootless.runtime.supervisor import reap
+
     code = 0
     with open_store(args) as store:
+        reap(store)  # a container left by a killed rl does not keep an image
         for name in args.images:
             try:
                 res = store.remove_image(name, force=args.force)

@@ -271,6 +271,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-f", "--force", action="store_true", help="do not ask for confirmation")
     p = _add(syssub, "info", "Show how rl runs on this host", "system:cmd_info")
     p.add_argument("--format", help="'json'")
+    p = _add(syssub, "check", "Check the store for what a crash left, and repair it", "system:cmd_check")
+    p.add_argument("-r", "--repair", action="store_true", help="remove what is damaged or left over, "
+                   "except images that containers use")
+    p.add_argument("-f", "--force", action="store_true", help="with --repair, also remove damaged images that "
+                   "containers use, and those containers")
+    p.add_argument("-q", "--quick", action="store_true", help="skip hashing every blob")
+    p.add_argument("--format", help="'json'")
 
     # ---- registries (rootless/cli/registry.py) ----
     def _tls_bool(v: str) -> bool:

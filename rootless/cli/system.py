@@ -1,4 +1,4 @@
-"""`rl info`, `rl system df`, `rl system prune`, `rl version`."""
+"""`rl info`, `rl system df`, `rl system prune`, `rl system check`, `rl version`."""
 from __future__ import annotations
 
 import argparse
@@ -14,6 +14,9 @@ from rootless.errors import UsageError
 TYPE_CHECKING = False  # typing is for the type checker only: importing it costs every start ~2 ms
 if TYPE_CHECKING:
     from typing import Any
+
+    from rootless.store.check import Problem
+    from rootless.store.store import Store
 
 
 def cmd_version(args: argparse.Namespace) -> int:
@@ -145,7 +148,10 @@ def cmd_prune(args: argparse.Namespace) -> int:
         if answer not in ("y", "yes"):
             print("Total reclaimed space: 0B")
             return 0
+    from rootless.runtime.supervisor import reap
+
     with open_store(args) as store:
+        reap(store)  # a container left by a killed rl does not keep an image
         deleted = store.prune_images(args.all)
         stats = store.gc()
     if deleted:
@@ -155,3 +161,67 @@ def cmd_prune(args: argparse.Namespace) -> int:
         print()
     print(f"Total reclaimed space: {human_size(stats.bytes)}")
     return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """One line per problem; exit 1 while problems remain (as `podman system check`)."""
+    from rootless.store import check
+
+    if args.format not in (None, "json"):
+        raise UsageError(f"--format {args.format!r} is not supported: use 'json'")
+    if args.force and not args.repair:
+        raise UsageError("--force goes with --repair")
+    with open_store(args) as store:
+        problems = _container_problems(store) + check.check(store, quick=args.quick)
+        left = problems
+        if args.repair and problems:
+            left = _repair(store, problems, args.force)
+    repaired = [p for p in problems if p not in left]
+    if args.format == "json":
+        json_doc({"problems": [{"kind": p.kind, "subject": p.subject, "detail": p.detail,
+                                "repaired": p not in left} for p in problems]})
+    else:
+        for p in problems:
+            print(p.line() + (" (repaired)" if p in repaired else ""))
+        if left and args.repair:
+            sys.stderr.write(f"{len(left)} problem{'s' if len(left) > 1 else ''} left"
+                             + (": --force removes damaged images with their containers\n"
+                                if any(p.needs_force for p in left) else "\n"))
+    return 1 if left else 0
+
+
+def _container_problems(store: Store) -> list[Problem]:
+    """Records whose rl or supervisor was killed: still said to run, or a --rm container or build
+    step nobody is left to remove."""
+    from rootless.runtime.spec import ContainerSpec
+    from rootless.runtime.supervisor import owner_gone
+    from rootless.store.check import REAP, Problem
+
+    out: list[Problem] = []
+    for rec in store.containers():
+        if not owner_gone(rec):
+            continue
+        if ContainerSpec.from_json(rec.spec).goes_with_its_rl:
+            detail = f"({rec.name}) its rl was killed before removing it"
+        else:
+            detail = f"({rec.name}) its supervisor was killed: said to be {rec.status}"
+        out.append(Problem("container", rec.id, detail, REAP))
+    return out
+
+
+def _repair(store: Store, problems: list[Problem], force: bool) -> list[Problem]:
+    from rootless.errors import ContainerNotFound
+    from rootless.runtime.launch import remove_container
+    from rootless.runtime.supervisor import kill, reap
+    from rootless.store import check
+
+    def remove(cid: str) -> None:
+        try:
+            rec = store.container(cid)
+        except ContainerNotFound:
+            return
+        if rec.status == "running":
+            kill(store, rec)
+        remove_container(store, rec, anonymous_volumes=True)
+
+    return check.repair(store, problems, force, lambda: reap(store), remove)

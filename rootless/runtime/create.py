@@ -5,6 +5,7 @@ import os
 import time
 from pathlib import Path
 
+from rootless import killpoint
 from rootless.errors import NameInUse, RlError, UsageError
 from rootless.registry import policy
 from rootless.runtime.names import random_name
@@ -42,6 +43,7 @@ class RunOptions:
     interactive: bool = False
     auto_remove: bool = False
     volatile: bool = False  # the writable layer is thrown away at exit even without auto_remove
+    build_step: bool = False
     stop_signal: str | None = None
     stop_timeout: int | None = None
     storage_driver: str | None = None
@@ -176,6 +178,7 @@ def _create(store: Store, opts: RunOptions) -> tuple[ContainerRecord, ContainerS
         tty=opts.tty,
         stdin=opts.interactive,
         auto_remove=opts.auto_remove,
+        build_step=opts.build_step,
         volatile=opts.auto_remove or opts.volatile,
         stop_signal=stop_signal,
         stop_timeout=opts.stop_timeout if opts.stop_timeout is not None else 10,
@@ -192,15 +195,24 @@ def _create(store: Store, opts: RunOptions) -> tuple[ContainerRecord, ContainerS
             raise NameInUse(f"the container name {name!r} is already in use: remove that container or choose "
                             "another name")
         name = _free_name(store, cid)
+    # A container that goes with its rl (--rm, a build step) names that rl as its owner until a
+    # supervisor takes over: if rl is killed before, the next command finds the owner gone.
+    owner, owner_start = 0, 0
+    if spec.goes_with_its_rl:
+        from rootless.runtime.launch import start_ticks
+
+        owner = os.getpid()
+        owner_start = start_ticks(owner)
 
     def record(name: str) -> ContainerRecord:
-        return ContainerRecord(cid, name, image.id, opts.image, time.time(), "created", 0, None, 0.0, 0.0,
-                               spec.to_json())
+        return ContainerRecord(cid, name, image.id, opts.image, time.time(), "created", owner, None, 0.0, 0.0,
+                               spec.to_json(), owner_start)
 
     rec = record(name)
     cdir = containers_dir(store) / cid
     cdir.parent.mkdir(exist_ok=True, mode=0o700)
     cdir.mkdir(mode=0o700)
+    killpoint.reached("create-dir")
     try:
         (cdir / "hostname").write_text(hostname + "\n")
         (cdir / "hosts").write_text(_hosts(hostname, opts.network))
@@ -219,6 +231,7 @@ def _create(store: Store, opts: RunOptions) -> tuple[ContainerRecord, ContainerS
             # Another rl picked the same name meanwhile.
             rec = record(_free_name(store, cid))
             store.add_container(rec)
+        killpoint.reached("create-record")
     except BaseException:
         store.remove_trees([cdir])
         raise

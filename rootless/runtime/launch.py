@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import native
+from rootless import killpoint
 from rootless.errors import StartFailed
 from rootless.runtime.nsinit import FORWARDED, forward_signals, hold_signals, read_report, release_signals, restore_signals
 from rootless.runtime.spec import ContainerSpec
@@ -123,6 +124,7 @@ def run_foreground(store: Store, rec: ContainerRecord, spec: ContainerSpec, cdir
     previous = forward_signals(started.pid)
     release_signals()
     running(store, rec, started, at)
+    killpoint.reached("run-started")
     try:
         failed = started.start_error()
         if spec.tty:
@@ -138,10 +140,17 @@ def run_foreground(store: Store, rec: ContainerRecord, spec: ContainerSpec, cdir
         restore_signals(previous)
     if failed is not None:
         code = failed.exit_code
-    store.update_container(rec.id, status="exited", pid=0, exit_code=code, finished=time.time())
+    store.update_container(rec.id, status="exited", pid=owner_after_exit(spec), exit_code=code, finished=time.time())
+    killpoint.reached("run-exited")
     if failed is not None:
         raise failed
     return code
+
+
+def owner_after_exit(spec: ContainerSpec) -> int:
+    """The pid an exited record names: ours while we are still to remove it (--rm, a build
+    step), so that if we are killed first the next rl command does; else none."""
+    return os.getpid() if spec.goes_with_its_rl else 0
 
 
 def remove_container(store: Store, rec: ContainerRecord, anonymous_volumes: bool) -> None:
@@ -149,8 +158,10 @@ def remove_container(store: Store, rec: ContainerRecord, anonymous_volumes: bool
     also the anonymous volumes no other container uses. Named volumes always stay."""
     from rootless.runtime.create import containers_dir
 
-    store.remove_container(rec.id)
-    store.remove_trees([containers_dir(store) / rec.id])
+    with store.adding():  # a directory without its record is a leftover to the collector
+        store.remove_container(rec.id)
+        killpoint.reached("remove-record")
+        store.remove_trees([containers_dir(store) / rec.id])
     anonymous = [m.volume for m in ContainerSpec.from_json(rec.spec).mounts
                  if anonymous_volumes and m.anonymous and m.volume]
     if anonymous:

@@ -37,6 +37,8 @@ class ContainerSpec:
     tty: bool = False
     stdin: bool = False
     auto_remove: bool = False
+    # A build's RUN step: never listed, and removed like --rm when its rl is gone.
+    build_step: bool = False
     # Its writable layer goes with it (--rm, a build's RUN step): on the kernel overlay it is mounted
     # volatile, so fsync inside skips the disk, as podman does for --rm.
     volatile: bool = False
@@ -51,6 +53,12 @@ class ContainerSpec:
     # --preserve-fds N: the descriptors 3..3+N-1 of the `rl run` that starts it. Never in the
     # record: `rl start` later holds other files at those numbers.
     preserve_fds: int = 0
+
+    @property
+    def goes_with_its_rl(self) -> bool:
+        """--rm and build steps: removed once the rl that runs them is done, or gone (killed with
+        -9, as conmon cleans up for podman)."""
+        return self.auto_remove or self.build_step
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

@@ -17,6 +17,7 @@ import signal
 import time
 from pathlib import Path
 
+from rootless import killpoint
 from rootless.errors import ContainerNotFound, RlError, StartFailed
 from rootless.runtime import launch
 from rootless.runtime.nsinit import parse_report
@@ -53,6 +54,7 @@ def launch_detached(store: Store, rec: ContainerRecord, spec: ContainerSpec, cdi
             # os._exit: the CLI's store connection and temp dirs are its own to close, not ours.
             os._exit(code)
     store.db = dbmod.connect(store.root / "rl.db")
+    killpoint.reached("detach-forked")
     os.close(report_w)
     os.waitpid(pid, 0)
     # One line, not EOF: the container's processes inherit the pipe's write end and keep it open.
@@ -98,6 +100,9 @@ def _supervise(root: Path, mapping: IdMapping, rec: ContainerRecord, spec: Conta
         os.dup2(null, fd)
     os.closerange(3 + spec.preserve_fds, report.fd)
     os.closerange(report.fd + 1, os.sysconf("SC_OPEN_MAX"))
+    if spec.goes_with_its_rl and not _take_over(root, rec):
+        report.send("125:the container was removed before it started (its rl was killed)")
+        return 0
     at = time.time()
     if spec.tty:
         from rootless.runtime import pty
@@ -112,6 +117,7 @@ def _supervise(root: Path, mapping: IdMapping, rec: ContainerRecord, spec: Conta
         os.close(err_w)
     store = Store(root, mapping)  # opened after the fork of ns init, which need not hold it
     launch.running(store, rec, started, at)
+    killpoint.reached("supervisor-started")
     failed = started.start_error()
     if failed is None:
         report.send("ok")
@@ -124,7 +130,9 @@ def _supervise(root: Path, mapping: IdMapping, rec: ContainerRecord, spec: Conta
     code = launch.wait_exit(started.pid)
     if failed is not None:
         code = failed.exit_code
-    store.update_container(rec.id, status="exited", pid=0, exit_code=code, finished=time.time())
+    store.update_container(rec.id, status="exited", pid=launch.owner_after_exit(spec), exit_code=code,
+                           finished=time.time())
+    killpoint.reached("run-exited")
     if spec.auto_remove:
         launch.remove_container(store, rec, anonymous_volumes=True)
     store.close()
@@ -134,23 +142,61 @@ def _supervise(root: Path, mapping: IdMapping, rec: ContainerRecord, spec: Conta
     return 0
 
 
+def _take_over(root: Path, rec: ContainerRecord) -> bool:
+    """Name ourselves in a --rm container's record instead of the rl that created it, which may
+    be killed from now on; False if it was killed already and the container reaped."""
+    me = os.getpid()
+    conn = dbmod.connect(root / "rl.db")
+    try:
+        with dbmod.transaction(conn):
+            return conn.execute("UPDATE containers SET pid=?, pid_start=? WHERE id=? AND pid=? AND pid_start=?",
+                                (me, launch.start_ticks(me), rec.id, rec.pid, rec.pid_start)).rowcount == 1
+    finally:
+        conn.close()
+
+
 def alive(pid: int, ticks: int) -> bool:
     return pid > 0 and ticks > 0 and launch.start_ticks(pid) == ticks
 
 
+def owner_gone(rec: ContainerRecord) -> bool:
+    """The process the record names is gone: a supervisor that died without recording the exit,
+    or the rl of a container that goes with it (only those name one while created or exited)."""
+    return rec.pid != 0 and not alive(rec.pid, rec.pid_start)
+
+
 def refresh(store: Store, rec: ContainerRecord) -> ContainerRecord:
     """The record as it really is: a running one whose supervisor is gone is marked exited, after
-    killing whatever of the container is left. Raises ContainerNotFound if it was removed meanwhile
-    (--rm)."""
-    if rec.status != "running" or alive(rec.pid, rec.pid_start):
+    killing whatever of the container is left, or removed if it goes with its rl. Raises
+    ContainerNotFound if it was removed (--rm, a build step)."""
+    if not owner_gone(rec):
         return rec
     _kill_leftovers(store, rec)
     # Only if nobody changed it meanwhile: a supervisor that just finished has written the real code.
+    unchanged = "WHERE id=? AND status=? AND pid=? AND pid_start=?"
+    key = (rec.id, rec.status, rec.pid, rec.pid_start)
+    if ContainerSpec.from_json(rec.spec).goes_with_its_rl:
+        with dbmod.transaction(store.db):
+            removed = store.db.execute(f"DELETE FROM containers {unchanged}", key).rowcount
+        if removed:
+            launch.remove_container(store, rec, anonymous_volumes=True)
+        raise ContainerNotFound(rec.id)
     with dbmod.transaction(store.db):
-        store.db.execute("UPDATE containers SET status='exited', pid=0, exit_code=?, finished=? "
-                         "WHERE id=? AND status='running' AND pid=? AND pid_start=?",
-                         (KILLED, time.time(), rec.id, rec.pid, rec.pid_start))
+        store.db.execute(f"UPDATE containers SET status='exited', pid=0, exit_code=?, finished=? {unchanged}",
+                         (KILLED, time.time(), *key))
     return store.container(rec.id)
+
+
+def reap(store: Store) -> None:
+    """Bring every record up to date and tidy the store, so that what killed rl processes left
+    goes now: before a command that counts containers as users of images (rmi, prune, build,
+    system check --repair)."""
+    for rec in store.containers():
+        try:
+            refresh(store, rec)
+        except ContainerNotFound:
+            pass
+    store.tidy()
 
 
 def _kill_leftovers(store: Store, rec: ContainerRecord) -> None:

@@ -100,10 +100,16 @@ def _create(conn: sqlite3.Connection) -> None:
 @contextmanager
 def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """BEGIN IMMEDIATE takes the write lock up front, so two rl processes never deadlock on upgrade."""
-    conn.execute("BEGIN IMMEDIATE")
     try:
-        yield conn
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+    except sqlite3.OperationalError as e:
+        if "full" not in str(e) and "I/O" not in str(e):
+            raise
+        # SQLite rolls back what it could not write: the store stays as it was before.
+        raise StoreError(f"cannot write the store database: {e} (free some space, e.g. rl system prune)") from None

@@ -21,3 +21,19 @@ def store_lock(root: Path, exclusive: bool) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+@contextmanager
+def store_lock_if_free(root: Path) -> Iterator[bool]:
+    """The lock held exclusively if no one holds it now (True), else nothing (False): for tidying
+    that can wait for the next command rather than make this one wait."""
+    fd = os.open(root / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)

@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from rootless import killpoint
 from rootless.errors import (
     ArchiveError,
     ContainerNotFound,
@@ -23,7 +24,7 @@ from rootless.image.reference import Reference, looks_like_id, parse
 from rootless.store import db as dbmod
 from rootless.store.blobs import BlobStore
 from rootless.store.layers import LayerStore
-from rootless.store.lock import store_lock
+from rootless.store.lock import store_lock, store_lock_if_free
 from rootless.store.records import ContainerRecord, ImageRecord
 from rootless.store.scratch import Scratch, remove_lock_files_of, stale_dirs
 from rootless.store.trees import remove_tree
@@ -196,6 +197,7 @@ class Store:
             if job is not None and job.dest is not None:
                 assert r is not None
                 self.layers.commit(Path(job.dest), chain_id)
+                killpoint.reached("store-layer-tree")
                 parent = oci.chain_ids(diff_ids)[-2] if i > 0 else None
                 with dbmod.transaction(self.db):
                     self.db.execute("INSERT OR IGNORE INTO layers VALUES (?,?,?,?,?)",
@@ -228,6 +230,7 @@ class Store:
                 raise DigestMismatch("image config", m.config.digest, image_id)
         manifest_digest = self.blobs.put(manifest_bytes, self.scratch.new_path("manifest"), what="manifest")
         created = _parse_time(config.get("created"))
+        killpoint.reached("store-image-blobs")
         with dbmod.transaction(self.db):
             self.db.execute("INSERT OR IGNORE INTO images VALUES (?,?,?,?)",
                             (image_id, manifest_digest, created, time.time()))
@@ -356,6 +359,7 @@ class Store:
                 self.db.execute("DELETE FROM images WHERE id=?", (image.id,))
                 deleted.append(image.id)
         if deleted:
+            killpoint.reached("rmi-untagged")
             self.gc()
         return RemoveResult(tuple(untagged), tuple(deleted))
 
@@ -370,32 +374,31 @@ class Store:
                 self.db.execute("DELETE FROM images WHERE id=?", (i,))
         return ids
 
+    def used_blobs(self) -> set[str]:
+        """Every blob an image lists: configs, manifests, layers."""
+        used = {r[0] for r in self.db.execute("SELECT blob_digest FROM image_layers")}
+        for r in self.db.execute("SELECT id, manifest_digest FROM images"):
+            used.update(r)
+        return used
+
     def gc(self) -> GcStats:
         """Remove layers and blobs that no image uses, and scratch left by dead processes."""
         with store_lock(self.root, exclusive=True):
-            stale = stale_dirs(self.scratch.tmp_root)
-            if self.scratch._dir is not None:
-                stale = [s for s in stale if s != self.scratch._dir]
+            stale = self.stale_scratch()
             with dbmod.transaction(self.db):
                 used_layers = {r[0] for r in self.db.execute("SELECT chain_id FROM image_layers")}
                 known_layers = {r[0]: r[1] for r in self.db.execute("SELECT chain_id, size FROM layers")}
                 dead_layers = [c for c in known_layers if c not in used_layers]
                 self.db.executemany("DELETE FROM layers WHERE chain_id=?", [(c,) for c in dead_layers])
-                used_blobs = {r[0] for r in self.db.execute("SELECT blob_digest FROM image_layers")}
-                for r in self.db.execute("SELECT id, manifest_digest FROM images"):
-                    used_blobs.update(r)
+                used_blobs = self.used_blobs()
             freed = sum(known_layers[c] for c in dead_layers)
             on_disk = set(self.layers.on_disk())
             doomed = [c for c in on_disk if c not in used_layers]
             trash: list[Path] = []
-            # A container directory without a record is what a crash between the two left behind.
-            known_containers = {r[0] for r in self.db.execute("SELECT id FROM containers")}
-            cdirs = self.root / "containers"
-            for name in os.listdir(cdirs) if cdirs.is_dir() else []:
-                if name not in known_containers:
-                    t = self.scratch.new_path("trash")
-                    os.rename(cdirs / name, t)
-                    trash.append(t)
+            for d in self.orphan_container_dirs():
+                t = self.scratch.new_path("trash")
+                os.rename(d, t)
+                trash.append(t)
             doomed_paths = [self.layers.path(c) for c in doomed]
             doomed_paths += [p for c, p in self.layers.shifted_on_disk() if c not in used_layers]
             for p in doomed_paths:
@@ -405,6 +408,7 @@ class Store:
                     trash.append(t)
                 except FileNotFoundError:
                     pass
+            killpoint.reached("gc-trash")
             self.remove_trees(trash + stale)
             remove_lock_files_of(stale)
             blobs = 0
@@ -419,6 +423,32 @@ class Store:
             return GcStats(len(doomed), blobs, freed)
 
     # ---- containers (records only; the runtime owns their life) ----------------------------
+
+    def orphan_container_dirs(self) -> list[Path]:
+        """Container directories without a record: what a create or a removal cut short (rl killed)
+        left. Call with the store lock held exclusively: a create holds it shared until its record
+        exists."""
+        known = {r[0] for r in self.db.execute("SELECT id FROM containers")}
+        cdirs = self.root / "containers"
+        try:
+            names = os.listdir(cdirs)
+        except FileNotFoundError:
+            return []
+        return [cdirs / n for n in sorted(names) if n not in known]
+
+    def stale_scratch(self) -> list[Path]:
+        """Scratch dirs of processes that are gone (not ours)."""
+        return [s for s in stale_dirs(self.scratch.tmp_root) if s != self.scratch._dir]
+
+    def tidy(self) -> None:
+        """Remove what killed rl processes left: container directories without a record, scratch
+        dirs of processes that are gone. Now, unless a command holds the store lock (then the
+        next command will)."""
+        with store_lock_if_free(self.root) as free:
+            if free:
+                stale = self.stale_scratch()
+                self.remove_trees(self.orphan_container_dirs() + stale)
+                remove_lock_files_of(stale)
 
     def add_container(self, rec: ContainerRecord) -> None:
         try:
