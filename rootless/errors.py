@@ -20,6 +20,10 @@ class StoreError(RlError):
     """The image store cannot do what was asked."""
 
 
+class StoreFull(StoreError):
+    """The store's file system has no room left for the database to write in."""
+
+
 class ImageNotFound(StoreError):
     def __init__(self, name: str) -> None:
         super().__init__(f"image not known: {name}")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import native
 from rootless import killpoint
-from rootless.errors import StartFailed
+from rootless.errors import StartFailed, StoreFull
 from rootless.runtime.nsinit import FORWARDED, forward_signals, hold_signals, read_report, release_signals, restore_signals
 from rootless.runtime.spec import ContainerSpec
 from rootless.store.records import ContainerRecord
@@ -158,10 +158,17 @@ def remove_container(store: Store, rec: ContainerRecord, anonymous_volumes: bool
     also the anonymous volumes no other container uses. Named volumes always stay."""
     from rootless.runtime.create import containers_dir
 
+    cdir = containers_dir(store) / rec.id
     with store.adding():  # a directory without its record is a leftover to the collector
-        store.remove_container(rec.id)
+        try:
+            store.remove_container(rec.id)
+        except StoreFull:
+            # What filled the disk is most likely the container's own writable layer, and SQLite
+            # needs room to write even a deletion.
+            store.remove_trees([cdir])
+            store.remove_container(rec.id)
         killpoint.reached("remove-record")
-        store.remove_trees([containers_dir(store) / rec.id])
+        store.remove_trees([cdir])
     anonymous = [m.volume for m in ContainerSpec.from_json(rec.spec).mounts
                  if anonymous_volumes and m.anonymous and m.volume]
     if anonymous:

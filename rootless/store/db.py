@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from rootless.errors import StoreError
+from rootless.errors import StoreError, StoreFull
 
 SCHEMA_VERSION = 3
 
@@ -112,4 +112,4 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         if "full" not in str(e) and "I/O" not in str(e):
             raise
         # SQLite rolls back what it could not write: the store stays as it was before.
-        raise StoreError(f"cannot write the store database: {e} (free some space, e.g. rl system prune)") from None
+        raise StoreFull(f"cannot write the store database: {e} (free some space, e.g. rl system prune)") from None
