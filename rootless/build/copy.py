@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rootless.build import cache
+from rootless.build import cache, heredoc
 from rootless.build.context import (
     SourceEntry,
     hash_sources,
@@ -58,6 +58,8 @@ class CopyJob:
     from_tree: str = ""
     owners: str = "real"  # how --from files carry their owners: "real", or "xattr" in single-id mode
     extract: bool = True  # ADD unpacks local archives (never fetched ones, as Docker)
+    inline: str = ""  # a directory of the heredoc sources' files, copied after the other sources
+    inline_names: tuple[str, ...] = ()
 
 
 def copy_step(builder: Builder, df: Dockerfile, state: StageState, instr: Instruction, env: dict[str, str]) -> None:
@@ -66,14 +68,15 @@ def copy_step(builder: Builder, df: Dockerfile, state: StageState, instr: Instru
     for unsupported in ("checksum", "keep-git-dir"):
         if instr.has_flag(unsupported):
             raise DockerfileError(f"{instr.command} --{unsupported} is not supported yet", instr.line)
-    words = [expand(a, env, df.escape) for a in instr.args]
+    docs = [h for a in instr.args[:-1] if (h := instr.heredoc(a)) is not None]
+    words = [expand(a, env, df.escape) for a in instr.args if instr.heredoc(a) is None]
     patterns, dest = words[:-1], words[-1]
     urls = [p for p in patterns if p.startswith(("http://", "https://"))]
     if urls and instr.command == "COPY":
         raise DockerfileError("COPY cannot fetch URLs: use ADD", instr.line)
     if urls and len(urls) != len(patterns):
         raise DockerfileError("ADD takes either URLs or files of the context, not both at once", instr.line)
-    if len(patterns) > 1 and not dest.endswith("/"):
+    if len(patterns) + len(docs) > 1 and not dest.endswith("/"):
         raise DockerfileError(f"When using {instr.command} with more than one source file, the destination "
                               "must be a directory and end with a /", instr.line)
     section = state.config.get("config") or {}
@@ -106,6 +109,11 @@ def copy_step(builder: Builder, df: Dockerfile, state: StageState, instr: Instru
         what = image.id
         job = replace(job, from_layers=tuple(str(p) for p in store.layer_paths(image)),
                       from_tree=str(store.scratch.new_path("from")))
+    if docs:
+        inline = store.scratch.new_path("inline")
+        names = tuple(heredoc.write_sources(instr, docs, env, inline))
+        what += hash_sources(str(inline), names, Ignore())
+        job = replace(job, inline=str(inline), inline_names=names)
     parent = state.image.id if state.image is not None else "scratch"
     key = cache.step_key(parent, [instr.command, json.dumps(patterns), target, str(job.dest_is_dir),
                                   chown or "", chmod or "", source or ""], {}, what)
@@ -130,18 +138,20 @@ def write_copy_layer(job: CopyJob) -> str:
         assert job.context is not None and job.ignore is not None
         root, ignore = job.context, job.ignore
     sources = match_sources(root, job.patterns, ignore, job.command)
-    entries = list(walk_sources(root, sources, ignore))
-    into_dir = job.dest_is_dir or len(sources) > 1 or any(e.name == "" and e.kind == "dir" for e in entries)
+    entries = [(root, e) for e in walk_sources(root, sources, ignore)]
+    entries += [(job.inline, e) for e in walk_sources(job.inline, job.inline_names, Ignore())]
+    into_dir = job.dest_is_dir or len(sources) + len(job.inline_names) > 1 \
+        or any(e.name == "" and e.kind == "dir" for _, e in entries)
     fixed: tuple[int, int] | None = None
     if job.chown:
         fixed = _owner(job.chown, imagefs.read_text(list(job.dest_layers), "/etc/passwd") if job.dest_layers else None,
                        imagefs.read_text(list(job.dest_layers), "/etc/group") if job.dest_layers else None, job.line)
     elif not job.from_layers:
         fixed = (0, 0)  # files from the context belong to root, as with Docker
-    archives = {e.path for e in entries if job.command == "ADD" and job.extract and e.kind == "file"
-                and _is_archive(os.path.join(root, e.path))}
-    plan = [(e, _target_of(e, job.target, into_dir)) for e in entries]
-    wanted = sorted({d for _, t in plan for d in _ancestors(t)}
+    archives = {e.path for r, e in entries if job.command == "ADD" and job.extract and e.kind == "file"
+                and r == root and _is_archive(os.path.join(root, e.path))}
+    plan = [(r, e, _target_of(e, job.target, into_dir)) for r, e in entries]
+    wanted = sorted({d for _, _, t in plan for d in _ancestors(t)}
                     | ({job.target} if into_dir or archives else set()))
     try:
         have = imagefs.existing_dirs(list(job.dest_layers), wanted, job.owners) if job.dest_layers else {}
@@ -160,13 +170,13 @@ def write_copy_layer(job: CopyJob) -> str:
                     tf.addfile(_info(d, tarfile.DIRTYPE, perms, uid, gid, mtime))
                 else:
                     tf.addfile(_info(d, tarfile.DIRTYPE, 0o755, *made_by, made))
-            for e, t in plan:
+            for r, e, t in plan:
                 if e.kind == "dir" and e.name == "":
                     continue  # its contents go to the target, made above when missing
-                if e.path in archives:
+                if r == root and e.path in archives:
                     _extract_into(tf, os.path.join(root, e.path), job.target, fixed, job.clamp, job.line)
                     continue
-                _add(tf, root, e, t, fixed, job.owners, job.mode, job.clamp)
+                _add(tf, r, e, t, fixed if r == root else made_by, job.owners, job.mode, job.clamp)
     return w.digest
 
 

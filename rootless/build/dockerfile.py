@@ -85,6 +85,11 @@ class Instruction:
                 value = v
         return value
 
+    def heredoc(self, word: str) -> Heredoc | None:
+        """The heredoc an argument such as `<<EOF` or `<<-"EOF"` stands for, None for any other."""
+        opened = heredoc_word(word)
+        return next((h for h in self.heredocs if opened is not None and h.name == opened[0]), None)
+
     def has_flag(self, name: str) -> bool:
         return any(key == name for key, _ in self.flags)
 
@@ -319,18 +324,23 @@ def _flags(name: str, raw: Sequence[str], line: int) -> tuple[tuple[str, str | N
     return tuple(out)
 
 
+def heredoc_word(word: str) -> tuple[str, bool, bool] | None:
+    """A word that opens a heredoc (`<<EOF`, `<<-EOF`, `3<<"EOF"`): its name, whether it strips
+    leading tabs (`<<-`) and whether it was quoted (no expansion); None for any other word."""
+    m = _HEREDOC_WORD.match(word)
+    if m is None or len(m.group(3).split()) != 1:
+        return None
+    rest = m.group(3)
+    return (rest.replace('"', "").replace("'", "").replace("\\", ""), m.group(2) == "-",
+            any(q in rest for q in "'\""))
+
+
 def _heredocs(command: _bk.Command) -> tuple[Heredoc, ...]:
     if not command.heredocs:
         return ()
     # The parser gives each heredoc's name and body; whether the delimiter was quoted (no
     # expansion) and `<<-` (strip leading tabs) are read from the words of the first line.
-    words = []
-    for word in command.original.split("\n", 1)[0].split():
-        m = _HEREDOC_WORD.match(word)
-        if m is not None:
-            rest = m.group(3)
-            words.append((rest.replace('"', "").replace("'", "").replace("\\", ""),
-                          m.group(2) == "-", any(q in rest for q in "'\"")))
+    words = [w for w in map(heredoc_word, command.original.split("\n", 1)[0].split()) if w is not None]
     out = []
     for doc in command.heredocs:
         chomp, quoted = False, False
@@ -353,6 +363,8 @@ def _check_args(instr: Instruction) -> None:
     if name in ("COPY", "ADD") and len(args) < 2:
         raise DockerfileError(f"{name} requires at least two arguments, but only one was provided. "
                               f"Destination could not be determined.", line)
+    if name in ("COPY", "ADD") and heredoc_word(args[-1]) is not None:
+        raise DockerfileError(f"{name} cannot accept a heredoc as a destination", line)
     if name in ("WORKDIR", "USER", "STOPSIGNAL", "MAINTAINER") and len(args) != 1:
         raise DockerfileError(f"{name} requires exactly one argument", line)
     if name in ("RUN", "ENV", "LABEL", "ARG", "EXPOSE", "VOLUME", "HEALTHCHECK") and not any(args):

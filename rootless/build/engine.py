@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from rootless.build import cache
+from rootless.build import cache, heredoc
 from rootless.build.dockerfile import (
     DEFAULT_SHELL,
     Dockerfile,
@@ -360,14 +360,18 @@ class Builder:
             raise DockerfileError("RUN needs a base image with the command in it: FROM scratch has "
                                   "no files yet", instr.line)
         section = state.config.get("config") or {}
-        command = argv(instr.args, instr.json, section.get("Shell") or DEFAULT_SHELL)
+        shell = section.get("Shell") or DEFAULT_SHELL
+        command, script = argv(instr.args, instr.json, shell), None
         if instr.heredocs and not instr.json:
-            command = _heredoc_command(instr, section.get("Shell") or DEFAULT_SHELL)
+            command, script = heredoc.run_command(instr, shell)
         args_in_scope = {k: v for k, v in state.args.items()}
         args_in_scope.update({k: self.build_args[k] for k in PREDEFINED_ARGS if k in self.build_args})
         network = instr.flag("network") or "default"
-        key = cache.step_key(state.image.id, ["RUN", *command, f"network={network}"], args_in_scope)
-        self.cached_or(state, key, lambda: run_step(self, state, command, network, _created_by(instr, command)))
+        # A script run from a file is not in the command line: its body is part of the key.
+        key = cache.step_key(state.image.id, ["RUN", *command, f"network={network}",
+                                              *([script.content] if script else [])], args_in_scope)
+        self.cached_or(state, key, lambda: run_step(self, state, command, network, _created_by(instr, command),
+                                                    script))
 
     # ---- images of the steps ----------------------------------------------------------------
 
@@ -427,14 +431,6 @@ def _created_by(instr: Instruction, words: Sequence[str]) -> str:
     if instr.command == "RUN":
         return "RUN " + " ".join(words)
     return _one_line(instr.original)
-
-
-def _heredoc_command(instr: Instruction, shell: Sequence[str]) -> list[str]:
-    """`RUN <<EOF` runs the heredoc as a script of the shell, as BuildKit does; variables in an
-    unquoted heredoc are the shell's to expand when it runs."""
-    script = "\n".join(h.content for h in instr.heredocs)
-    head = " ".join(a for a in instr.args if not a.startswith("<<"))
-    return [*shell, (head + "\n" if head else "") + script]
 
 
 def _healthcheck(instr: Instruction) -> dict[str, Any]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from rootless.build import heredoc
+from rootless.build.dockerfile import Heredoc
 from rootless.errors import RlError, StartFailed
 from rootless.runtime.create import RunOptions, create_container
 from rootless.runtime.execute import Container
@@ -15,10 +17,18 @@ if TYPE_CHECKING:
     from rootless.build.engine import Builder, StageState
 
 
-def run_step(builder: Builder, state: StageState, command: list[str], network: str, created_by: str) -> ImageRecord:
+def run_step(builder: Builder, state: StageState, command: list[str], network: str, created_by: str,
+             script: Heredoc | None = None) -> ImageRecord:
+    """`script`: a heredoc the command runs as a file, mounted read-only at heredoc.SCRIPT_DIR."""
     from rootless.build.engine import BuildFailed, source_date_epoch
 
     assert state.image is not None
+    mounts: tuple[str, ...] = ()
+    if script is not None:
+        scripts = builder.store.scratch.new_path("heredoc")
+        heredoc.write_script(script, scripts)
+        source = str(scripts).replace('"', '""')  # a CSV field: the store's path may hold commas
+        mounts = (f'type=bind,"source={source}",target={heredoc.SCRIPT_DIR},readonly',)
     section = state.config.get("config") or {}
     if network not in ("default", "host", "none"):
         raise RlError(f"RUN --network={network} is not supported: use host, none or default")
@@ -28,6 +38,7 @@ def run_step(builder: Builder, state: StageState, command: list[str], network: s
         image=state.image.id, command=tuple(command), entrypoint="", env=tuple(builder.run_env(state)),
         workdir=section.get("WorkingDir") or "/", user=section.get("User") or "",
         network=network, storage_driver=builder.opts.storage_driver, volatile=True, build_step=True,
+        mounts=mounts,
     )
     store = builder.store
     rec, spec, cdir = create_container(store, opts)

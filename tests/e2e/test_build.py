@@ -281,6 +281,90 @@ def test_heredoc_shell_entrypoint_and_cmd(rl: Rl, busybox: str, tmp_path: Path) 
         "a new ENTRYPOINT drops the base image's CMD"
 
 
+# Not compared with podman build: the podman here (4.3, buildah 1.28) predates heredocs, which
+# came with podman 4.9 (containers/buildah#5092); before, `COPY <<EOF` fails with
+# 'copier: stat: "/<<EOF": no such file or directory' (containers/podman#19578).
+HEREDOCS = """\
+FROM busybox
+ARG FOO=from-arg
+ENV BAR=from-env
+COPY <<EOF /bin/ping.sh
+#!/bin/sh
+echo pong $FOO ${BAR}
+EOF
+COPY <<-EOT /script.sh
+\techo ${FOO}
+\tEOT
+COPY <<"RAW" <<PLAIN /docs/
+$FOO raw
+RAW
+$FOO plain \\$FOO
+PLAIN
+COPY --chmod=750 <<EOF /bin/run.sh
+#!/bin/sh
+EOF
+ADD <<EOF /added
+added
+EOF
+RUN <<EOT wc -l > /lines
+one
+two
+EOT
+RUN <<EOT
+#!/usr/bin/awk -f
+BEGIN { print "awk ran" > "/awk-out" }
+EOT
+RUN cat /dev/stdin /dev/fd/3 <<A 3<<-B > /two
+a $FOO
+A
+\tb
+\tB
+"""
+
+
+def _build_and_check_heredocs(rl: Rl, context: Path, extra: str = "", extra_show: str = "") -> str:
+    (context / "Dockerfile").write_text(HEREDOCS + extra)
+    rl("build", "-t", "heredocs", str(context))
+    show = ("stat -c %a /bin/ping.sh; stat -c %a /bin/run.sh; "
+            "cat /bin/ping.sh /script.sh /docs/RAW /docs/PLAIN /added /lines /awk-out /two; "
+            "ls -a / | grep -c heredoc")
+    out = rl("run", "--rm", "heredocs", "sh", "-c", f"{show}; {extra_show}", check=False).out
+    assert out.startswith("644\n"  # a file of 0644...
+                          "750\n"  # ...unless --chmod says
+                          "#!/bin/sh\necho pong from-arg from-env\n"  # expanded with ARG and ENV
+                          "echo from-arg\n"  # <<- strips the tabs
+                          "$FOO raw\nfrom-arg plain $FOO\n"  # a quoted delimiter keeps $FOO
+                          "added\n"  # ADD takes heredocs too
+                          "2\n"  # <<EOT wc -l: the body is wc's input
+                          "awk ran\n"  # a shebang body runs with its interpreter
+                          "a from-arg\nb\n"  # two heredocs of one command, on the fds it names
+                          "0\n"), out  # the script's mount point is no part of the image
+    return out[out.index("b\n0\n") + 4:]
+
+
+def test_heredocs_of_copy_and_run(rl: Rl, busybox: str, tmp_path: Path) -> None:
+    # --chown applies to heredoc files; a user other than root runs a script too.
+    more = "COPY --chown=12:34 <<EOF /owned\nx\nEOF\nUSER 1000\nRUN <<EOT\n#!/bin/sh\nid -u > /tmp/as-user\nEOT\n"
+    out = _build_and_check_heredocs(rl, tmp_path, more, "stat -c %u:%g /owned; cat /tmp/as-user")
+    assert out == "12:34\n1000\n"
+
+
+@pytest.mark.single_id
+def test_heredocs_in_single_id_mode(rl: Rl, busybox: str, tmp_path: Path) -> None:
+    assert _build_and_check_heredocs(rl, tmp_path) == ""
+
+
+def test_heredoc_changes_are_not_taken_from_the_cache(rl: Rl, busybox: str, tmp_path: Path) -> None:
+    dockerfile = "FROM busybox\nARG WHO=one\nCOPY <<EOF /who\n$WHO\nEOF\nRUN <<EOT\n#!/bin/sh\necho {} >> /who\nEOT\n"
+    (tmp_path / "Dockerfile").write_text(dockerfile.format("first"))
+    rl("build", "-t", "hd-cache", str(tmp_path))
+    rl("build", "-t", "hd-cache", "--build-arg", "WHO=two", str(tmp_path))
+    assert rl("run", "--rm", "hd-cache", "cat", "/who").out == "two\nfirst\n"
+    (tmp_path / "Dockerfile").write_text(dockerfile.format("second"))
+    rl("build", "-t", "hd-cache", "--build-arg", "WHO=two", str(tmp_path))
+    assert rl("run", "--rm", "hd-cache", "cat", "/who").out == "two\nsecond\n"
+
+
 def test_build_with_apt_get_install(rl: Rl, debian_tar: Path, tmp_path: Path) -> None:
     if not has_subuid_range():
         pytest.skip("apt drops privileges to _apt, which needs a subordinate id range")

@@ -68,6 +68,13 @@ def test_heredocs_quoting_and_tab_stripping() -> None:
     assert run.line == 2 and copy.line == 5
 
 
+def test_heredoc_arguments_name_their_heredocs() -> None:
+    (copy,) = parse("FROM a\nCOPY <<-\"EOT\" <<B ctx.txt /d/\n\tbody\n\tEOT\nb\nB\n").stages[0].instructions
+    assert [copy.heredoc(a) for a in copy.args] == [
+        Heredoc("EOT", "body\n", True, 0), Heredoc("B", "b\n", False, 0), None, None]
+    assert copy.heredoc("<<NONE") is None
+
+
 def test_escape_directive() -> None:
     df = parse("# escape=`\nFROM a\nRUN dir `\n  c:\\\n")
     assert df.escape == "`"
@@ -116,6 +123,7 @@ def test_onbuild_trigger_kept_as_text() -> None:
     ("FROM a\nARG =x\n", "Dockerfile:2: ARG names can not be blank"),
     ('FROM a\nVOLUME [""]\n', "Dockerfile:2: VOLUME specified can not be an empty string"),
     ("FROM a\nRUN true\nRUN <<EOF\nnever ends\n", "Dockerfile:3: unterminated heredoc"),
+    ("FROM a\nCOPY x <<EOF\nbody\nEOF\n", "Dockerfile:2: COPY cannot accept a heredoc as a destination"),
     ("FROM a\n\nENV a\n", "Dockerfile:3: ENV must have two arguments"),
     ('FROM a\nCMD ["a", 1]\n', "Dockerfile:2: when using JSON array syntax, arrays must be comprised of strings only"),
 ])
