@@ -322,9 +322,10 @@ A
 """
 
 
-def _build_and_check_heredocs(rl: Rl, context: Path, extra: str = "", extra_show: str = "") -> str:
+def _build_and_check_heredocs(rl: Rl, context: Path, extra: str = "", extra_show: str = "",
+                              driver: str = "overlay") -> str:
     (context / "Dockerfile").write_text(HEREDOCS + extra)
-    rl("build", "-t", "heredocs", str(context))
+    rl("--storage-driver", driver, "build", "-t", "heredocs", str(context))
     show = ("stat -c %a /bin/ping.sh; stat -c %a /bin/run.sh; "
             "cat /bin/ping.sh /script.sh /docs/RAW /docs/PLAIN /added /lines /awk-out /two; "
             "ls -a / | grep -c heredoc")
@@ -342,10 +343,11 @@ def _build_and_check_heredocs(rl: Rl, context: Path, extra: str = "", extra_show
     return out[out.index("b\n0\n") + 4:]
 
 
-def test_heredocs_of_copy_and_run(rl: Rl, busybox: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_heredocs_of_copy_and_run(rl: Rl, busybox: str, tmp_path: Path, driver: str) -> None:
     # --chown applies to heredoc files; a user other than root runs a script too.
     more = "COPY --chown=12:34 <<EOF /owned\nx\nEOF\nUSER 1000\nRUN <<EOT\n#!/bin/sh\nid -u > /tmp/as-user\nEOT\n"
-    out = _build_and_check_heredocs(rl, tmp_path, more, "stat -c %u:%g /owned; cat /tmp/as-user")
+    out = _build_and_check_heredocs(rl, tmp_path, more, "stat -c %u:%g /owned; cat /tmp/as-user", driver)
     assert out == "12:34\n1000\n"
 
 
