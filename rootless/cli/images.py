@@ -5,7 +5,7 @@ import argparse
 import sys
 
 from rootless.cli.common import open_store
-from rootless.cli.output import human_age, human_size, json_doc, json_lines, table
+from rootless.cli.output import docker_time, human_age, human_size, json_doc, json_lines, table
 from rootless.errors import (
     ContainerNotFound,
     ImageInUse,
@@ -61,7 +61,7 @@ def cmd_images(args: argparse.Namespace) -> int:
     if args.format == "json":
         json_lines([{
             "Containers": "N/A",
-            "CreatedAt": _iso(img.created),
+            "CreatedAt": docker_time(img.created),
             "CreatedSince": human_age(img.created),
             "Digest": img.manifest_digest,
             "ID": img.id if args.no_trunc else img.short_id,
@@ -166,12 +166,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             except RlError as e:
                 missing.append(str(e))
     if args.format not in (None, "json"):
-        import json
-
         from rootless.cli.template import render
 
         for o in out:
-            print(render(args.format, o, json))
+            print(render(args.format, o))
     else:
         json_doc(out)
     for m in missing:
@@ -202,6 +200,8 @@ def cmd_history(args: argparse.Namespace) -> int:
         json_lines([{"ID": i, "Created": h.get("created", ""), "CreatedBy": h.get("created_by", ""),
                      "Size": s, "Comment": h.get("comment", "")} for i, (h, s) in zip(ids, entries)])
         return 0
+    if args.format not in (None, "table"):
+        raise UsageError(f"--format {args.format!r} is not supported: use 'json' or 'table'")
     rows = []
     for i, (h, s) in zip(ids, entries):
         by = h.get("created_by", "")

@@ -46,6 +46,8 @@ argparse.ngettext = lambda singular, plural, n: singular if n == 1 else plural  
 class _Parser(argparse.ArgumentParser):
     def __init__(self, *args: object, **kw: object) -> None:
         kw.setdefault("formatter_class", _Formatter)
+        # Docker's flags are not abbreviated: `--pid host` must not be taken for --pids-limit.
+        kw.setdefault("allow_abbrev", False)
         super().__init__(*args, **kw)  # type: ignore[arg-type]
 
     def error(self, message: str) -> NoReturn:
@@ -120,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add(sub, "build", "Build an image from a Dockerfile", "build:cmd_build")
     p.add_argument("context", metavar="CONTEXT", help="the build context directory")
     p.add_argument("-t", "--tag", action="append", default=[], metavar="NAME[:TAG]", help="name the image")
-    p.add_argument("-f", "--file", metavar="DOCKERFILE", help="default: CONTEXT/Dockerfile")
+    p.add_argument("-f", "--file", metavar="DOCKERFILE", help="default: CONTEXT/Dockerfile; -: stdin")
     p.add_argument("--build-arg", action="append", default=[], metavar="K=V", help="set a build-time variable")
     p.add_argument("--target", metavar="STAGE", help="build this stage (and the ones it needs) only")
     p.add_argument("--no-cache", action="store_true", help="rebuild every step")

@@ -54,6 +54,17 @@ def human_age(ts: float, now: float | None = None) -> str:
     return f"{text} ago"
 
 
+def docker_time(ts: float) -> str:
+    """A time as Go's time.Time.String() prints it in the local zone, which is what Docker's ps and
+    images show as CreatedAt: '2026-12-05 23:40:32 +0000 UTC'."""
+    return time.strftime("%Y-%m-%d %H:%M:%S %z %Z", time.localtime(int(ts)))
+
+
+def go_json(obj: Any) -> str:
+    """JSON as Docker's `{{json .}}` writes it: compact, UTF-8 as it is, <, > and & not escaped."""
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]], out=None) -> None:  # type: ignore[no-untyped-def]
     out = out or sys.stdout
     widths = [len(h) for h in headers]
@@ -68,7 +79,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], out=None) -> No
 def json_lines(objs: Sequence[Any], out=None) -> None:  # type: ignore[no-untyped-def]
     out = out or sys.stdout
     for o in objs:
-        out.write(json.dumps(o) + "\n")
+        out.write(go_json(o) + "\n")
 
 
 def json_doc(obj: Any, out=None) -> None:  # type: ignore[no-untyped-def]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tarfile
 from pathlib import Path
 
@@ -26,6 +27,8 @@ def test_import_tarball_then_images_lists_it(rl: Rl, busybox_tar: Path) -> None:
     rows = [json.loads(line) for line in rl("images", "--format", "json").out.splitlines()]
     assert rows[0]["Repository"] == "busybox" and rows[0]["Tag"] == "latest"
     assert rows[0]["ID"] == image_id[7:19]
+    # Go's time.Time.String(), as Docker's images and ps print CreatedAt
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4} \S+", rows[0]["CreatedAt"]), rows[0]
 
 
 def test_imported_tree_has_the_tarball_contents(rl: Rl, busybox_tar: Path, store: object) -> None:
@@ -67,8 +70,9 @@ def test_import_change_sets_config(rl: Rl, busybox_tar: Path) -> None:
     assert doc["Comment"] == "made by test"
     assert doc["RepoTags"] == ["withcmd:latest"]
     assert doc["RootFS"]["Type"] == "layers" and len(doc["RootFS"]["Layers"]) == 1
-    assert rl("inspect", "--format", "{{.Config.Cmd}} {{json .RepoTags}}", "withcmd").out.strip() == \
-        '[\'/bin/sh\'] ["withcmd:latest"]'
+    # As Go's templates print them: scripts compare these strings.
+    assert rl("inspect", "--format", "{{.Config.Cmd}} {{json .Config.Env}}", "withcmd").out == \
+        '[/bin/sh] ["FOO=bar"]\n'
 
 
 def test_untagged_import_is_dangling(rl: Rl, busybox_tar: Path) -> None:
@@ -125,6 +129,8 @@ def test_history(rl: Rl, busybox_tar: Path) -> None:
     assert "rl import" in lines[1] and "hello" in lines[1]
     rows = [json.loads(x) for x in rl("history", "--format", "json", "bb").out.splitlines()]
     assert rows[0]["Size"] > 1_000_000
+    r = rl("history", "--format", "{{.ID}}", "bb", check=False)
+    assert (r.code, r.out) == (125, "") and "--format '{{.ID}}' is not supported" in r.err
 
 
 def test_inspect_unknown_is_an_error(rl: Rl, busybox: str) -> None:
