@@ -29,6 +29,7 @@ def test_import_tarball_then_images_lists_it(rl: Rl, busybox_tar: Path) -> None:
     assert rows[0]["ID"] == image_id[7:19]
     # Go's time.Time.String(), as Docker's images and ps print CreatedAt
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4} \S+", rows[0]["CreatedAt"]), rows[0]
+    assert rl("images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}").out == f"busybox:latest {image_id[7:19]}\n"
 
 
 def test_imported_tree_has_the_tarball_contents(rl: Rl, busybox_tar: Path, store: object) -> None:
@@ -123,14 +124,19 @@ def test_rmi_unknown_image(rl: Rl) -> None:
 
 
 def test_history(rl: Rl, busybox_tar: Path) -> None:
-    rl("import", "-m", "hello", str(busybox_tar), "bb")
+    image_id = rl("import", "-m", "hello", str(busybox_tar), "bb").out.strip()
     lines = rl("history", "bb").out.splitlines()
     assert lines[0].split()[:3] == ["IMAGE", "CREATED", "CREATED"]
     assert "rl import" in lines[1] and "hello" in lines[1]
-    rows = [json.loads(x) for x in rl("history", "--format", "json", "bb").out.splitlines()]
-    assert rows[0]["Size"] > 1_000_000
-    r = rl("history", "--format", "{{.ID}}", "bb", check=False)
-    assert (r.code, r.out) == (125, "") and "--format '{{.ID}}' is not supported" in r.err
+    # Docker's fields: sizes and times human unless -H false, then bytes and RFC 3339
+    [row] = [json.loads(x) for x in rl("history", "--format", "json", "bb").out.splitlines()]
+    assert row["Size"].endswith("MB") and row["CreatedSince"].endswith(" ago") and row["Comment"] == "hello"
+    [row] = [json.loads(x) for x in rl("history", "-H", "false", "--format", "json", "bb").out.splitlines()]
+    assert int(row["Size"]) > 1_000_000 and row["CreatedSince"] == row["CreatedAt"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(Z|[+-]\d\d:\d\d)", row["CreatedAt"]), row
+    assert rl("history", "--format", "{{.ID}}: {{.Comment}}", "bb").out == f"{image_id[7:19]}: hello\n"
+    r = rl("history", "--format", "table {{.ID}}", "bb", check=False)
+    assert (r.code, r.out) == (125, "") and "--format 'table {{.ID}}' is not supported" in r.err
 
 
 def test_inspect_unknown_is_an_error(rl: Rl, busybox: str) -> None:

@@ -250,6 +250,7 @@ def test_ps_and_inspect_print_as_docker_does(rl: Rl, busybox: str) -> None:
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4} \S+", row["CreatedAt"]), row["CreatedAt"]
     assert rl("inspect", "--format", "{{.State.Running}} {{.State.ExitCode}} {{.Config.Cmd}}", "long").out == \
         "false 0 [sh -c echo 123456789012345678901234]\n"
+    assert rl("ps", "-a", "--format", "{{.Names}}\t{{.State}}").out == "long\texited\n"
 
 
 def test_rm_leaves_nothing(rl: Rl, busybox: str) -> None:

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from rootless.cli.output import docker_time, go_json, human_age, human_size
+from rootless.cli.output import docker_rfc3339, docker_time, go_json, human_age, human_size
 
 
 @pytest.mark.parametrize("n, text", [(0, "0B"), (999, "999B"), (2_140_000, "2.14MB"), (128_456_789, "128MB"),
@@ -23,14 +23,16 @@ def test_human_age(age: float, text: str) -> None:
     assert human_age(1_000_000_000 - age, now=1_000_000_000) == text
 
 
-@pytest.mark.parametrize("tz, text", [("UTC", "2026-12-05 23:40:32 +0000 UTC"),
-                                      ("CET-1", "2026-12-06 00:40:32 +0100 CET")])
-def test_docker_time_is_go_s_time_string_in_the_local_zone(tz: str, text: str,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("tz, text, rfc3339", [
+    ("UTC", "2026-12-05 23:40:32 +0000 UTC", "2026-12-05T23:40:32Z"),
+    ("CET-1", "2026-12-06 00:40:32 +0100 CET", "2026-12-06T00:40:32+01:00"),
+    ("NST+3:30", "2026-12-05 20:10:32 -0330 NST", "2026-12-05T20:10:32-03:30"),
+])
+def test_times_are_go_s_in_the_local_zone(tz: str, text: str, rfc3339: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TZ", tz)
     time.tzset()
     try:
-        assert docker_time(1_796_514_032.7) == text
+        assert (docker_time(1_796_514_032.7), docker_rfc3339(1_796_514_032.7)) == (text, rfc3339)
     finally:
         monkeypatch.undo()
         time.tzset()
