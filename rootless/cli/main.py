@@ -140,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-a", "--all", action="store_true", help="also the intermediate images of rl build's cache")
     p.add_argument("--no-trunc", action="store_true")
     p.add_argument("--digests", action="store_true")
-    p.add_argument("--format", help="'json' or 'table'")
+    p.add_argument("--format", help=_LISTING_FORMAT)
 
     p = _add(sub, "tag", "Give an image another name", "images:cmd_tag")
     p.add_argument("source", metavar="SOURCE_IMAGE[:TAG]")
@@ -153,14 +153,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add(sub, "inspect", "Show details of images or containers as JSON", "images:cmd_inspect")
     p.add_argument("objects", nargs="+", metavar="IMAGE|CONTAINER")
     p.add_argument("--type", choices=("image", "container"))
-    p.add_argument("-f", "--format", help="'json' (the default)")
+    p.add_argument("-f", "--format", help="'json' (the default) or a Go template such as '{{.State.Running}}'")
 
     p = _add(sub, "history", "Show the history of an image", "images:cmd_history")
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("--no-trunc", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("-H", "--human", default=True, type=lambda s: s.lower() not in ("false", "0", "no"))
-    p.add_argument("--format", help="'json' or 'table'")
+    p.add_argument("--format", help=_LISTING_FORMAT)
 
     p = _add(sub, "save", "Save images to a tar archive (OCI layout plus Docker manifest.json)", "archive:cmd_save")
     p.add_argument("images", nargs="+", metavar="IMAGE")
@@ -181,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-a", "--all", action="store_true", help="also containers that are not running")
     p.add_argument("-q", "--quiet", action="store_true", help="only container ids")
     p.add_argument("--no-trunc", action="store_true")
-    p.add_argument("--format", help="'json' or 'table'")
+    p.add_argument("--format", help=_LISTING_FORMAT)
 
     p = _add(sub, "rm", "Remove containers", "containers:cmd_rm")
     p.add_argument("containers", nargs="+", metavar="CONTAINER")
@@ -252,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label", action="append", default=[])
     p = _add(volsub, "ls", "List volumes", "volumes:cmd_ls")
     p.add_argument("-q", "--quiet", action="store_true")
-    p.add_argument("--format", help="'json' or 'table'")
+    p.add_argument("--format", help=_LISTING_FORMAT)
     p = _add(volsub, "inspect", "Show volumes as JSON", "volumes:cmd_inspect")
     p.add_argument("names", nargs="+", metavar="VOLUME")
     p = _add(volsub, "rm", "Remove volumes", "volumes:cmd_rm")
@@ -317,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_LISTING_FORMAT = "'table' (the default), 'json', or a Go template of a row such as '{{.ID}}'"
 _PRESERVE_FDS_HELP = "pass descriptors 3 to 3+N-1 to the command (no other descriptor goes through)"
 
 
