@@ -63,17 +63,19 @@ def test_import_from_stdin_and_directory_give_the_same_image_content(rl: Rl, bus
 
 
 def test_import_change_sets_config(rl: Rl, busybox_tar: Path) -> None:
-    rl("import", "--change", 'CMD ["/bin/sh"]', "-c", "ENV FOO=bar", "-m", "made by test",
+    rl("import", "--change", 'CMD ["/bin/sh"]', "-c", "ENV FOO=bar", "-c", "LABEL note=café", "-m", "made by test",
        str(busybox_tar), "withcmd")
-    (doc,) = json.loads(rl("inspect", "withcmd").out)
+    raw = rl("inspect", "withcmd").out
+    assert '"note": "café"' in raw, "UTF-8 as it is, as Docker writes it"
+    (doc,) = json.loads(raw)
     assert doc["Config"]["Cmd"] == ["/bin/sh"]
     assert doc["Config"]["Env"] == ["FOO=bar"]
     assert doc["Comment"] == "made by test"
     assert doc["RepoTags"] == ["withcmd:latest"]
     assert doc["RootFS"]["Type"] == "layers" and len(doc["RootFS"]["Layers"]) == 1
     # As Go's templates print them: scripts compare these strings.
-    assert rl("inspect", "--format", "{{.Config.Cmd}} {{json .Config.Env}}", "withcmd").out == \
-        '[/bin/sh] ["FOO=bar"]\n'
+    assert rl("inspect", "--format", "{{.Config.Cmd}} {{json .Config.Env}} {{.Config.Labels}}", "withcmd").out == \
+        '[/bin/sh] ["FOO=bar"] map[note:café]\n'
 
 
 def test_untagged_import_is_dangling(rl: Rl, busybox_tar: Path) -> None:
