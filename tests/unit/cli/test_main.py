@@ -11,6 +11,7 @@ from rootless.cli.main import main
     (["run", "--entry", "sh", "busybox"], "--entry"),  # not --entrypoint
     (["build", "--no-cach", "."], "--no-cach"),
     (["--ro=/tmp/x", "images"], "--ro"),  # not --root
+    (["volume", "ls", "--form", "json"], "--form"),  # not --format
 ])
 def test_an_abbreviated_option_is_unknown(argv: list[str], flag: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit:
