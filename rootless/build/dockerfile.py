@@ -7,6 +7,7 @@ variables depend on build args and on the ENV/ARG state of the stage when the en
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Mapping, Sequence
 
 import dockerfile as _bk
@@ -156,9 +157,13 @@ def parse(text: str) -> Dockerfile:
 
 
 def read(path: str) -> Dockerfile:
+    """The Dockerfile at path; `-` is stdin, as in `docker build -f - CONTEXT`."""
     try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as f:
-            text = f.read()
+        if path == "-":
+            text = sys.stdin.buffer.read().decode("utf-8", errors="surrogateescape")
+        else:
+            with open(path, encoding="utf-8", errors="surrogateescape") as f:
+                text = f.read()
     except FileNotFoundError:
         raise DockerfileError(f"cannot read the Dockerfile {path}: no such file") from None
     except OSError as e:

@@ -93,7 +93,7 @@ def _status_text(rec) -> str:  # type: ignore[no-untyped-def]
 
 
 def cmd_ps(args: argparse.Namespace) -> int:
-    from rootless.cli.output import human_age, json_lines, table
+    from rootless.cli.output import docker_time, human_age, listing
     from rootless.image.reference import parse
     from rootless.runtime.spec import ContainerSpec
     from rootless.runtime.supervisor import refresh
@@ -122,17 +122,15 @@ def cmd_ps(args: argparse.Namespace) -> int:
         command = " ".join(spec.args)
         if not args.no_trunc and len(command) > 20:
             command = command[:19] + "…"
-        rows.append((r, image, command))
-    if args.format == "json":
-        json_lines([{"ID": r.id if args.no_trunc else r.short_id, "Image": image, "Command": json.dumps(cmd),
-                     "CreatedAt": r.created, "RunningFor": human_age(r.created), "Status": _status_text(r),
-                     "State": r.status, "Names": r.name, "ExitCode": r.exit_code} for r, image, cmd in rows])
-        return 0
-    if args.format not in (None, "table"):
-        raise UsageError(f"--format {args.format!r} is not supported: use 'json' or 'table'")
-    table(["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"],
-          [[r.id if args.no_trunc else r.short_id, image, json.dumps(cmd), human_age(r.created),
-            _status_text(r), "", r.name] for r, image, cmd in rows])
+        rows.append({
+            "ID": r.id if args.no_trunc else r.short_id, "Image": image,
+            # Quoted as Go's strconv.Quote quotes it: the ellipsis stays a character.
+            "Command": json.dumps(command, ensure_ascii=False),
+            "CreatedAt": docker_time(r.created), "RunningFor": human_age(r.created), "Ports": "",
+            "Status": _status_text(r), "State": r.status, "Names": r.name, "ExitCode": r.exit_code,
+        })
+    listing(args.format, rows, ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"],
+            [[row[k] for k in ("ID", "Image", "Command", "RunningFor", "Status", "Ports", "Names")] for row in rows])
     return 0
 
 

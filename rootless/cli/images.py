@@ -5,7 +5,7 @@ import argparse
 import sys
 
 from rootless.cli.common import open_store
-from rootless.cli.output import human_age, human_size, json_doc, json_lines, table
+from rootless.cli.output import docker_rfc3339, docker_time, human_age, human_size, json_doc, listing
 from rootless.errors import (
     ContainerNotFound,
     ImageInUse,
@@ -58,28 +58,20 @@ def cmd_images(args: argparse.Namespace) -> int:
                 seen.append(i)
         sys.stdout.write("".join(i + "\n" for i in seen))
         return 0
-    if args.format == "json":
-        json_lines([{
-            "Containers": "N/A",
-            "CreatedAt": _iso(img.created),
-            "CreatedSince": human_age(img.created),
-            "Digest": img.manifest_digest,
-            "ID": img.id if args.no_trunc else img.short_id,
-            "Repository": r.familiar_repository if r else "<none>",
-            "Tag": r.tag if r else "<none>",
-            "Size": human_size(img.size),
-            "VirtualSize": human_size(img.size),
-        } for img, r in rows])
-        return 0
-    if args.format not in (None, "table"):
-        raise UsageError(f"--format {args.format!r} is not supported: use 'json' or 'table'")
+    listed = [{
+        "Containers": "N/A",
+        "CreatedAt": docker_time(img.created),
+        "CreatedSince": human_age(img.created),
+        "Digest": img.manifest_digest,
+        "ID": img.id if args.no_trunc else img.short_id,
+        "Repository": r.familiar_repository if r else "<none>",
+        "Tag": r.tag if r else "<none>",
+        "Size": human_size(img.size),
+        "VirtualSize": human_size(img.size),
+    } for img, r in rows]
+    columns = ["Repository", "Tag"] + (["Digest"] if args.digests else []) + ["ID", "CreatedSince", "Size"]
     headers = ["REPOSITORY", "TAG"] + (["DIGEST"] if args.digests else []) + ["IMAGE ID", "CREATED", "SIZE"]
-    table(headers, [
-        [r.familiar_repository if r else "<none>", r.tag if r else "<none>"]
-        + ([img.manifest_digest] if args.digests else [])
-        + [img.id if args.no_trunc else img.short_id, human_age(img.created), human_size(img.size)]
-        for img, r in rows
-    ])
+    listing(args.format, listed, headers, [[row[c] for c in columns] for row in listed])
     return 0
 
 
@@ -166,12 +158,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             except RlError as e:
                 missing.append(str(e))
     if args.format not in (None, "json"):
-        import json
-
         from rootless.cli.template import render
 
         for o in out:
-            print(render(args.format, o, json))
+            print(render(args.format, o))
     else:
         json_doc(out)
     for m in missing:
@@ -198,17 +188,16 @@ def cmd_history(args: argparse.Namespace) -> int:
     if args.quiet:
         print("\n".join(ids))
         return 0
-    if args.format == "json":
-        json_lines([{"ID": i, "Created": h.get("created", ""), "CreatedBy": h.get("created_by", ""),
-                     "Size": s, "Comment": h.get("comment", "")} for i, (h, s) in zip(ids, entries)])
-        return 0
     rows = []
     for i, (h, s) in zip(ids, entries):
         by = h.get("created_by", "")
         if not args.no_trunc and len(by) > 45:
             by = by[:44] + "…"
         created = _parse_time(h.get("created"))
-        rows.append([i, human_age(created) if args.human else h.get("created", ""), by,
-                     human_size(s) if args.human else str(s), h.get("comment", "")])
-    table(["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"], rows)
+        at = docker_rfc3339(created)
+        rows.append({"ID": i, "CreatedAt": at, "CreatedSince": human_age(created) if args.human else at,
+                     "CreatedBy": by, "Size": human_size(s) if args.human else str(s),
+                     "Comment": h.get("comment", "")})
+    listing(args.format, rows, ["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
+            [[row[k] for k in ("ID", "CreatedSince", "CreatedBy", "Size", "Comment")] for row in rows])
     return 0

@@ -46,6 +46,8 @@ argparse.ngettext = lambda singular, plural, n: singular if n == 1 else plural  
 class _Parser(argparse.ArgumentParser):
     def __init__(self, *args: object, **kw: object) -> None:
         kw.setdefault("formatter_class", _Formatter)
+        # Docker's flags are not abbreviated: `--pid host` must not be taken for --pids-limit.
+        kw.setdefault("allow_abbrev", False)
         super().__init__(*args, **kw)  # type: ignore[arg-type]
 
     def error(self, message: str) -> NoReturn:
@@ -120,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add(sub, "build", "Build an image from a Dockerfile", "build:cmd_build")
     p.add_argument("context", metavar="CONTEXT", help="the build context directory")
     p.add_argument("-t", "--tag", action="append", default=[], metavar="NAME[:TAG]", help="name the image")
-    p.add_argument("-f", "--file", metavar="DOCKERFILE", help="default: CONTEXT/Dockerfile")
+    p.add_argument("-f", "--file", metavar="DOCKERFILE", help="default: CONTEXT/Dockerfile; -: stdin")
     p.add_argument("--build-arg", action="append", default=[], metavar="K=V", help="set a build-time variable")
     p.add_argument("--target", metavar="STAGE", help="build this stage (and the ones it needs) only")
     p.add_argument("--no-cache", action="store_true", help="rebuild every step")
@@ -138,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-a", "--all", action="store_true", help="also the intermediate images of rl build's cache")
     p.add_argument("--no-trunc", action="store_true")
     p.add_argument("--digests", action="store_true")
-    p.add_argument("--format", help="'json' or 'table'")
+    p.add_argument("--format", help=_LISTING_FORMAT)
 
     p = _add(sub, "tag", "Give an image another name", "images:cmd_tag")
     p.add_argument("source", metavar="SOURCE_IMAGE[:TAG]")
@@ -151,14 +153,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add(sub, "inspect", "Show details of images or containers as JSON", "images:cmd_inspect")
     p.add_argument("objects", nargs="+", metavar="IMAGE|CONTAINER")
     p.add_argument("--type", choices=("image", "container"))
-    p.add_argument("-f", "--format", help="'json' (the default)")
+    p.add_argument("-f", "--format", help="'json' (the default) or a Go template such as '{{.State.Running}}'")
 
     p = _add(sub, "history", "Show the history of an image", "images:cmd_history")
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("--no-trunc", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("-H", "--human", default=True, type=lambda s: s.lower() not in ("false", "0", "no"))
-    p.add_argument("--format", help="'json' or 'table'")
+    p.add_argument("--format", help=_LISTING_FORMAT)
 
     p = _add(sub, "save", "Save images to a tar archive (OCI layout plus Docker manifest.json)", "archive:cmd_save")
     p.add_argument("images", nargs="+", metavar="IMAGE")
@@ -179,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-a", "--all", action="store_true", help="also containers that are not running")
     p.add_argument("-q", "--quiet", action="store_true", help="only container ids")
     p.add_argument("--no-trunc", action="store_true")
-    p.add_argument("--format", help="'json' or 'table'")
+    p.add_argument("--format", help=_LISTING_FORMAT)
 
     p = _add(sub, "rm", "Remove containers", "containers:cmd_rm")
     p.add_argument("containers", nargs="+", metavar="CONTAINER")
@@ -250,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label", action="append", default=[])
     p = _add(volsub, "ls", "List volumes", "volumes:cmd_ls")
     p.add_argument("-q", "--quiet", action="store_true")
-    p.add_argument("--format", help="'json' or 'table'")
+    p.add_argument("--format", help=_LISTING_FORMAT)
     p = _add(volsub, "inspect", "Show volumes as JSON", "volumes:cmd_inspect")
     p.add_argument("names", nargs="+", metavar="VOLUME")
     p = _add(volsub, "rm", "Remove volumes", "volumes:cmd_rm")
@@ -315,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_LISTING_FORMAT = "'table' (the default), 'json', or a Go template of a row such as '{{.ID}}'"
 _PRESERVE_FDS_HELP = "pass descriptors 3 to 3+N-1 to the command (no other descriptor goes through)"
 
 

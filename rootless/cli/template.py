@@ -1,9 +1,10 @@
-"""The part of Go's text/template that `--format` users reach for: {{.A.B}} and {{json .A}}."""
+"""The part of Go's text/template that `--format` users reach for: {{.A.B}} and {{json .A}}, values
+printed as Go prints them (scripts compare these strings)."""
 from __future__ import annotations
 
 import re
-from types import ModuleType
 
+from rootless.cli.output import go_json
 from rootless.errors import UsageError
 
 TYPE_CHECKING = False  # typing is for the type checker only: importing it costs every start ~2 ms
@@ -21,14 +22,25 @@ def _lookup(obj: Any, path: str) -> Any:
     return obj
 
 
-def render(fmt: str, obj: Any, json: ModuleType) -> str:
+def _go(v: Any) -> str:
+    """fmt's %v: true/false, [a b c], map[k:v] with the keys sorted, <nil>."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, list):
+        return "[" + " ".join(_go(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "map[" + " ".join(f"{k}:{_go(v[k])}" for k in sorted(v)) + "]"
+    return "<nil>" if v is None else str(v)
+
+
+def render(fmt: str, obj: Any) -> str:
     def sub(m: re.Match[str]) -> str:
         v = _lookup(obj, m.group(2))
         if m.group(1):
-            return json.dumps(v)
-        if isinstance(v, (dict, list)):
-            return json.dumps(v) if not v else str(v)
-        return "" if v is None else str(v)
+            return go_json(v)
+        # A null field prints empty: the JSON does not say whether Docker's field is a list
+        # ([]), a map (map[]) or a pointer (<nil>).
+        return "" if v is None else _go(v)
 
     out = _ACTION.sub(sub, fmt)
     if "{{" in out:

@@ -5,7 +5,7 @@ import argparse
 import sys
 
 from rootless.cli.common import open_store
-from rootless.cli.output import human_size, json_doc, json_lines, table
+from rootless.cli.output import human_size, json_doc, listing
 from rootless.errors import UsageError, VolumeError
 from rootless.store import volumes as volstore
 from rootless.store.store import Store
@@ -48,19 +48,16 @@ def _inspect(store: Store, rec: volstore.VolumeRecord) -> dict[str, Any]:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    if args.format not in (None, "json", "table"):
-        raise UsageError(f"--format {args.format!r} is not supported: use 'json' or 'table'")
     with open_store(args) as store:
         recs = volstore.list_volumes(store)
         if args.quiet:
             sys.stdout.write("".join(r.name + "\n" for r in recs))
-        elif args.format == "json":
-            json_lines([{"Availability": "N/A", "Driver": "local", "Group": "N/A",
-                         "Labels": ",".join(f"{k}={v}" for k, v in r.labels.items()), "Links": "N/A",
-                         "Mountpoint": str(volstore.data_path(store, r.name)), "Name": r.name,
-                         "Scope": "local", "Size": "N/A", "Status": "N/A"} for r in recs])
-        else:
-            table(["DRIVER", "VOLUME NAME"], [["local", r.name] for r in recs])
+            return 0
+        rows = [{"Availability": "N/A", "Driver": "local", "Group": "N/A",
+                 "Labels": ",".join(f"{k}={v}" for k, v in r.labels.items()), "Links": "N/A",
+                 "Mountpoint": str(volstore.data_path(store, r.name)), "Name": r.name,
+                 "Scope": "local", "Size": "N/A", "Status": "N/A"} for r in recs]
+    listing(args.format, rows, ["DRIVER", "VOLUME NAME"], [[row["Driver"], row["Name"]] for row in rows])
     return 0
 
 

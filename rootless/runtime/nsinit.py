@@ -444,7 +444,9 @@ def exec_command(args: tuple[str, ...], env: list[str], err_fd: int) -> None:
 
 def _tiny_init(spec: ContainerSpec, env: list[str], err_fd: int) -> int:
     """--init: pid 1 forwards signals to the command and reaps every orphan, as tini does."""
-    watched = set(range(1, signal.NSIG)) - {signal.SIGKILL, signal.SIGSTOP}
+    # valid_signals(), not range(1, NSIG): glibc keeps 32 and 33 for itself, and naming them
+    # makes Python warn on stderr.
+    watched = signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP}
     # Blocked before the fork, so a SIGCHLD of a command that dies at once is not lost.
     signal.pthread_sigmask(signal.SIG_BLOCK, watched)
     pid = os.fork()

@@ -511,6 +511,14 @@ def test_add_unpacks_every_compression(rl: Rl, busybox: str, tmp_path: Path, kin
     assert rl("run", "--rm", f"add-{kind}", "cat", "/x/d/in.txt").out == f"{kind}\n"
 
 
+def test_dockerfile_from_stdin(rl: Rl, busybox: str, context: Path) -> None:
+    """`-f -` reads the Dockerfile from stdin, as docker build does; the context is still CONTEXT."""
+    r = rl("build", "-q", "-t", "fromstdin", "-f", "-", str(context),
+           input=b'FROM busybox\nCOPY app/main.sh /\nCMD ["sh", "/main.sh"]\n')
+    assert r.out.startswith("sha256:")
+    assert rl("run", "--rm", "fromstdin").out == "main\n"
+
+
 def test_bad_build_arg_and_context(rl: Rl, busybox: str, context: Path, tmp_path: Path) -> None:
     r = rl("build", "--build-arg", "=x", str(context), check=False)
     assert r.code == 125 and "--build-arg needs KEY=VALUE" in r.err

@@ -24,3 +24,9 @@ def test_an_unknown_command_names_the_commands(rl: Rl) -> None:
     r = rl("frobnicate", check=False)
     assert r.code == 125 and len(r.err.strip().splitlines()) == 1
     assert "invalid choice: 'frobnicate'" in r.err and "'run'" in r.err and "'build'" in r.err
+
+
+def test_an_abbreviated_option_is_not_taken_for_a_longer_one(rl: Rl) -> None:
+    """Docker has `--pid`, rl only `--pids-limit`: the user learns that, nothing runs."""
+    r = rl("run", "--pid", "host", "busybox", "true", check=False)
+    assert r.code == 125 and "unrecognized arguments: --pid" in r.err and len(r.err.splitlines()) == 1

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tarfile
 from pathlib import Path
 
@@ -26,6 +27,9 @@ def test_import_tarball_then_images_lists_it(rl: Rl, busybox_tar: Path) -> None:
     rows = [json.loads(line) for line in rl("images", "--format", "json").out.splitlines()]
     assert rows[0]["Repository"] == "busybox" and rows[0]["Tag"] == "latest"
     assert rows[0]["ID"] == image_id[7:19]
+    # Go's time.Time.String(), as Docker's images and ps print CreatedAt
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4} \S+", rows[0]["CreatedAt"]), rows[0]
+    assert rl("images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}").out == f"busybox:latest {image_id[7:19]}\n"
 
 
 def test_imported_tree_has_the_tarball_contents(rl: Rl, busybox_tar: Path, store: object) -> None:
@@ -59,16 +63,19 @@ def test_import_from_stdin_and_directory_give_the_same_image_content(rl: Rl, bus
 
 
 def test_import_change_sets_config(rl: Rl, busybox_tar: Path) -> None:
-    rl("import", "--change", 'CMD ["/bin/sh"]', "-c", "ENV FOO=bar", "-m", "made by test",
+    rl("import", "--change", 'CMD ["/bin/sh"]', "-c", "ENV FOO=bar", "-c", "LABEL note=café", "-m", "made by test",
        str(busybox_tar), "withcmd")
-    (doc,) = json.loads(rl("inspect", "withcmd").out)
+    raw = rl("inspect", "withcmd").out
+    assert '"note": "café"' in raw, "UTF-8 as it is, as Docker writes it"
+    (doc,) = json.loads(raw)
     assert doc["Config"]["Cmd"] == ["/bin/sh"]
     assert doc["Config"]["Env"] == ["FOO=bar"]
     assert doc["Comment"] == "made by test"
     assert doc["RepoTags"] == ["withcmd:latest"]
     assert doc["RootFS"]["Type"] == "layers" and len(doc["RootFS"]["Layers"]) == 1
-    assert rl("inspect", "--format", "{{.Config.Cmd}} {{json .RepoTags}}", "withcmd").out.strip() == \
-        '[\'/bin/sh\'] ["withcmd:latest"]'
+    # As Go's templates print them: scripts compare these strings.
+    assert rl("inspect", "--format", "{{.Config.Cmd}} {{json .Config.Env}} {{.Config.Labels}}", "withcmd").out == \
+        '[/bin/sh] ["FOO=bar"] map[note:café]\n'
 
 
 def test_untagged_import_is_dangling(rl: Rl, busybox_tar: Path) -> None:
@@ -119,12 +126,19 @@ def test_rmi_unknown_image(rl: Rl) -> None:
 
 
 def test_history(rl: Rl, busybox_tar: Path) -> None:
-    rl("import", "-m", "hello", str(busybox_tar), "bb")
+    image_id = rl("import", "-m", "hello", str(busybox_tar), "bb").out.strip()
     lines = rl("history", "bb").out.splitlines()
     assert lines[0].split()[:3] == ["IMAGE", "CREATED", "CREATED"]
     assert "rl import" in lines[1] and "hello" in lines[1]
-    rows = [json.loads(x) for x in rl("history", "--format", "json", "bb").out.splitlines()]
-    assert rows[0]["Size"] > 1_000_000
+    # Docker's fields: sizes and times human unless -H false, then bytes and RFC 3339
+    [row] = [json.loads(x) for x in rl("history", "--format", "json", "bb").out.splitlines()]
+    assert row["Size"].endswith("MB") and row["CreatedSince"].endswith(" ago") and row["Comment"] == "hello"
+    [row] = [json.loads(x) for x in rl("history", "-H", "false", "--format", "json", "bb").out.splitlines()]
+    assert int(row["Size"]) > 1_000_000 and row["CreatedSince"] == row["CreatedAt"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(Z|[+-]\d\d:\d\d)", row["CreatedAt"]), row
+    assert rl("history", "--format", "{{.ID}}: {{.Comment}}", "bb").out == f"{image_id[7:19]}: hello\n"
+    r = rl("history", "--format", "table {{.ID}}", "bb", check=False)
+    assert (r.code, r.out) == (125, "") and "--format 'table {{.ID}}' is not supported" in r.err
 
 
 def test_inspect_unknown_is_an_error(rl: Rl, busybox: str) -> None:

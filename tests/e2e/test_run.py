@@ -1,8 +1,10 @@
 """`rl run` as a user runs it, on every storage driver: exit codes, stdio, identity, mounts, signals."""
 from __future__ import annotations
 
+import json
 import os
 import pwd
+import re
 import shutil
 import signal
 import subprocess
@@ -230,6 +232,25 @@ def test_name_in_use_and_ps_rm(rl: Rl, busybox: str) -> None:
     assert rl("rm", "one").out.strip() == "one"
     assert rl("ps", "-aq").out == ""
     assert rl("rm", "one", check=False).code == 1
+
+
+def test_init_says_nothing_of_its_own(rl: Rl, busybox: str) -> None:
+    r = rl("run", "--rm", "--init", "busybox", "echo", "hi")
+    assert (r.out, r.err) == ("hi\n", "")
+
+
+def test_ps_and_inspect_print_as_docker_does(rl: Rl, busybox: str) -> None:
+    rl("run", "--name", "long", "busybox", "sh", "-c", "echo 123456789012345678901234")
+    header, line = rl("ps", "-a").out.splitlines()
+    assert '"sh -c echo 12345678…"' in line and header.startswith("CONTAINER ID")
+    raw = rl("ps", "-a", "--format", "json").out
+    assert "\\u" not in raw
+    row = json.loads(raw)
+    assert row["Command"] == '"sh -c echo 12345678…"' and row["Names"] == "long"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4} \S+", row["CreatedAt"]), row["CreatedAt"]
+    assert rl("inspect", "--format", "{{.State.Running}} {{.State.ExitCode}} {{.Config.Cmd}}", "long").out == \
+        "false 0 [sh -c echo 123456789012345678901234]\n"
+    assert rl("ps", "-a", "--format", "{{.Names}}\t{{.State}}").out == "long\texited\n"
 
 
 def test_rm_leaves_nothing(rl: Rl, busybox: str) -> None:

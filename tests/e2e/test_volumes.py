@@ -29,6 +29,7 @@ def test_create_ls_inspect_rm(rl: Rl) -> None:
     rows = [json.loads(line) for line in rl("volume", "ls", "--format", "json").out.splitlines()]
     v1 = next(r for r in rows if r["Name"] == "v1")
     assert v1["Driver"] == "local" and v1["Labels"] == "a=b,flag="
+    assert sorted(rl("volume", "ls", "--format", "{{.Name}}").out.split()) == sorted([anon, "v1"])
     [doc] = json.loads(rl("volume", "inspect", "v1").out)
     mountpoint = rl.root / "volumes" / "v1" / "_data"
     assert doc["Name"] == "v1" and doc["Driver"] == "local" and doc["Scope"] == "local"
