@@ -101,3 +101,9 @@ def podman(tmp_path: Path) -> Iterator[Podman]:
         except (FileNotFoundError, ProcessLookupError, ValueError):
             pass
         shutil.rmtree(runtime, ignore_errors=True)
+
+
+@pytest.fixture
+def buildah(podman: Podman) -> Podman:
+    """buildah on podman's store, with the same options: each sees the other's images."""
+    return Podman((need("buildah"), *podman.base[1:]), podman.env)
