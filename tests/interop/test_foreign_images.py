@@ -29,7 +29,7 @@ MEDIA_TYPES = {
     "docker": ("application/vnd.docker.distribution.manifest.v2+json", "application/vnd.docker.image.rootfs.diff.tar"),
     "oci": ("application/vnd.oci.image.manifest.v1+json", "application/vnd.oci.image.layer.v1.tar"),
 }
-LAYER_SUFFIX = {"gzip": {"docker": ".gzip", "oci": "+gzip"}, "zstd": {"oci": "+zstd"}, "none": {"oci": ""}}
+LAYER_SUFFIX = {"gzip": {"docker": ".gzip", "oci": "+gzip"}, "zstd": {"oci": "+zstd"}}
 
 
 def _layer_types(skopeo: str, image: str) -> tuple[str, set[str]]:
@@ -37,6 +37,15 @@ def _layer_types(skopeo: str, image: str) -> tuple[str, set[str]]:
     raw = json.loads(run(skopeo, "inspect", "--tls-verify=false", "--raw", f"docker://{image}"))
     # An OCI manifest may leave its media type out (umoci's do).
     return raw.get("mediaType", MEDIA_TYPES["oci"][0]), {layer["mediaType"] for layer in raw["layers"]}
+
+
+def _layout_manifest(layout: Path) -> dict:  # type: ignore[type-arg]
+    (desc,) = json.loads((layout / "index.json").read_text())["manifests"]
+    return json.loads((layout / "blobs" / "sha256" / desc["digest"].removeprefix("sha256:")).read_text())  # type: ignore[no-any-return]
+
+
+def _layout_layer_types(layout: Path) -> set[str]:
+    return {layer["mediaType"] for layer in _layout_manifest(layout)["layers"]}
 
 
 def _expect(skopeo: str, image: str, fmt: str, compression: str) -> None:
@@ -49,8 +58,8 @@ def _expect(skopeo: str, image: str, fmt: str, compression: str) -> None:
 
 
 def _umoci_layout(tmp_path: Path, busybox_tar: Path) -> tuple[Path, str]:
-    """A layout umoci made from busybox's files, a directory and a whiteout, each its own layer;
-    returns it with the image's config digest (its id)."""
+    """A layout umoci made from busybox's files, two more files and a whiteout, each its own
+    layer; returns it with the image's config digest (its id)."""
     umoci = need("umoci")
     rootfs = tmp_path / "rootfs"
     rootfs.mkdir()
@@ -67,8 +76,7 @@ def _umoci_layout(tmp_path: Path, busybox_tar: Path) -> tuple[Path, str]:
     run(umoci, "insert", "--rootless", "--image", image, tmp_path / "add" / "marker", "/marker")
     run(umoci, "insert", "--rootless", "--image", image, tmp_path / "copied", "/copied")
     run(umoci, "insert", "--rootless", "--image", image, "--whiteout", "/home/user")
-    (desc,) = json.loads((layout / "index.json").read_text())["manifests"]
-    manifest = json.loads((layout / "blobs" / "sha256" / desc["digest"].removeprefix("sha256:")).read_text())
+    manifest = _layout_manifest(layout)
     # What the corpus is for: umoci's tars stop right after the last member, without padding.
     sizes = []
     for layer in manifest["layers"]:
@@ -94,17 +102,18 @@ def test_rl_pulls_and_runs_a_umoci_image_pushed_by_skopeo(rl: Rl, busybox_tar: P
     assert rl("run", "--rm", name, "sh", "-c", CHECK).out == CHECKED
 
 
+@pytest.mark.parametrize("ids", [pytest.param("own", id="own-ids"),
+                                 pytest.param("single", id="single-id", marks=pytest.mark.single_id)])
 @pytest.mark.parametrize("compression", ["gzip", "none"])
-def test_rl_loads_and_runs_a_umoci_layout(rl: Rl, busybox_tar: Path, tmp_path: Path, compression: str) -> None:
+def test_rl_loads_and_runs_a_umoci_layout(rl: Rl, busybox_tar: Path, tmp_path: Path, compression: str,
+                                          ids: str) -> None:
     layout, image_id = _umoci_layout(tmp_path, busybox_tar)
     if compression == "none":
         # skopeo decompresses only into its dir transport, and keeps that in an OCI layout if told.
         skopeo, plain = need("skopeo"), tmp_path / "plain"
         run(skopeo, "copy", "--dest-decompress", f"oci:{layout}:t", f"dir:{tmp_path / 'dir'}")
         run(skopeo, "copy", "--dest-oci-accept-uncompressed-layers", f"dir:{tmp_path / 'dir'}", f"oci:{plain}:t")
-        (desc,) = json.loads((plain / "index.json").read_text())["manifests"]
-        manifest = json.loads((plain / "blobs" / "sha256" / desc["digest"].removeprefix("sha256:")).read_text())
-        assert {layer["mediaType"] for layer in manifest["layers"]} == {"application/vnd.oci.image.layer.v1.tar"}
+        assert _layout_layer_types(plain) == {"application/vnd.oci.image.layer.v1.tar"}
         layout = plain
     assert rl("load", "-i", str(layout)).out.strip() == f"Loaded image ID: {image_id}"
     assert rl("run", "--rm", image_id, "sh", "-c", CHECK).out == CHECKED
@@ -126,43 +135,35 @@ def _id(podman: Podman, image: str) -> str:
     return "sha256:" + podman("image", "inspect", "--format", "{{.ID}}", image).strip()
 
 
+@pytest.mark.parametrize("builder", ["podman", "buildah"])
 @pytest.mark.parametrize(("fmt", "compression"), [("docker", "gzip"), ("oci", "zstd")])
-def test_rl_pulls_and_runs_what_podman_built_and_pushed(rl: Rl, podman: Podman, busybox_tar: Path, tmp_path: Path,
-                                                        registry: LocalRegistry,  # noqa: F811
-                                                        fmt: str, compression: str) -> None:
+def test_rl_pulls_and_runs_what_podman_and_buildah_built_and_pushed(
+        rl: Rl, podman: Podman, busybox_tar: Path, tmp_path: Path, registry: LocalRegistry,  # noqa: F811
+        request: pytest.FixtureRequest, builder: str, fmt: str, compression: str) -> None:
     skopeo = need("skopeo")
     ctx = _context(tmp_path, podman, busybox_tar)
-    podman("build", "-q", "--network", "host", "--format", fmt, "-t", "localhost/theirs:1", ctx, timeout=600)
-    name = f"{registry.host}/podman-{fmt}-{compression}/theirs:1"
-    podman("push", "--tls-verify=false", "--format", "v2s2" if fmt == "docker" else "oci",
-           "--compression-format", compression, "localhost/theirs:1", f"docker://{name}")
+    tool: Podman = request.getfixturevalue(builder)
+    tool("build" if builder == "podman" else "bud", "-q", "--network", "host", "--format", fmt,
+         "-t", "localhost/theirs:1", ctx, timeout=600)
+    name = f"{registry.host}/{builder}-{fmt}-{compression}/theirs:1"
+    tool("push", "--tls-verify=false", "--compression-format", compression, "localhost/theirs:1", f"docker://{name}")
     _expect(skopeo, name, fmt, compression)
     assert rl("pull", "-q", name).out.strip() == _id(podman, "localhost/theirs:1")
     assert rl("run", "--rm", name, "sh", "-c", CHECK).out == CHECKED
 
 
-@pytest.mark.parametrize("fmt", ["docker", "oci"])
+@pytest.mark.parametrize(("fmt", "how"), [("docker", "docker-archive"), ("oci", "oci-archive"), ("oci", "oci-dir")])
 def test_rl_loads_and_runs_what_podman_built_and_saved(rl: Rl, podman: Podman, busybox_tar: Path, tmp_path: Path,
-                                                       fmt: str) -> None:
+                                                       fmt: str, how: str) -> None:
     ctx = _context(tmp_path, podman, busybox_tar)
     podman("build", "-q", "--network", "host", "--format", fmt, "-t", "localhost/theirs:1", ctx, timeout=600)
-    archive = tmp_path / "theirs.tar"
-    podman("save", "--format", f"{fmt}-archive", "-o", archive, "localhost/theirs:1")
-    assert rl("load", "-i", str(archive)).out.strip() == "Loaded image: localhost/theirs:1"
+    saved = tmp_path / "theirs"
+    # Docker archives hold uncompressed layers, and so does this layout: nothing else podman and
+    # buildah write does (they gzip what they push, even with buildah push --disable-compression).
+    podman("save", "--format", how, *(["--uncompressed"] if how == "oci-dir" else []), "-o", saved,
+           "localhost/theirs:1")
+    if how == "oci-dir":
+        assert _layout_layer_types(saved) == {"application/vnd.oci.image.layer.v1.tar"}
+    assert rl("load", "-i", str(saved)).out.strip() == "Loaded image: localhost/theirs:1"
     assert json.loads(rl("inspect", "localhost/theirs:1").out)[0]["Id"] == _id(podman, "localhost/theirs:1")
     assert rl("run", "--rm", "localhost/theirs:1", "sh", "-c", CHECK).out == CHECKED
-
-
-@pytest.mark.parametrize(("fmt", "compression"), [("docker", "gzip"), ("oci", "zstd"), ("oci", "none")])
-def test_rl_pulls_and_runs_what_buildah_built_and_pushed(rl: Rl, podman: Podman, buildah: Podman, busybox_tar: Path,
-                                                         tmp_path: Path, registry: LocalRegistry,  # noqa: F811
-                                                         fmt: str, compression: str) -> None:
-    skopeo = need("skopeo")
-    ctx = _context(tmp_path, podman, busybox_tar)
-    buildah("bud", "-q", "--network", "host", "--format", fmt, "-t", "localhost/theirs:1", ctx, timeout=600)
-    name = f"{registry.host}/buildah-{fmt}-{compression}/theirs:1"
-    how = ["--disable-compression"] if compression == "none" else ["--compression-format", compression]
-    buildah("push", "--tls-verify=false", *how, "localhost/theirs:1", f"docker://{name}")
-    _expect(skopeo, name, fmt, compression)
-    assert rl("pull", "-q", name).out.strip() == _id(podman, "localhost/theirs:1")
-    assert rl("run", "--rm", name, "sh", "-c", CHECK).out == CHECKED
