@@ -86,9 +86,9 @@ class _StrictTarInfo(tarfile.TarInfo):
         try:
             return super().fromtarfile(tarfile_)
         # A zero block, or none at all: the end of the archive. Go's archive/tar, which writes
-        # and reads most layers, makes the two zero blocks optional (umoci writes none); the
-        # layer's digest, not the trailer, tells whether it is whole. An empty stream is not a
-        # tar (tarfile says so).
+        # most layers and reads them for Docker and podman, makes the two zero blocks optional
+        # (umoci writes none): a layer's digest, not its trailer, tells whether it is whole. An
+        # empty stream is still no tar (tarfile says so at offset 0).
         except (tarfile.EOFHeaderError, tarfile.EmptyHeaderError):  # type: ignore[attr-defined]  # not in typeshed
             raise
         except tarfile.HeaderError as e:

@@ -9,6 +9,7 @@ import json
 import os
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,9 +40,9 @@ def _layer_types(skopeo: str, image: str) -> tuple[str, set[str]]:
     return raw.get("mediaType", MEDIA_TYPES["oci"][0]), {layer["mediaType"] for layer in raw["layers"]}
 
 
-def _layout_manifest(layout: Path) -> dict:  # type: ignore[type-arg]
+def _layout_manifest(layout: Path) -> Any:
     (desc,) = json.loads((layout / "index.json").read_text())["manifests"]
-    return json.loads((layout / "blobs" / "sha256" / desc["digest"].removeprefix("sha256:")).read_text())  # type: ignore[no-any-return]
+    return json.loads((layout / "blobs" / "sha256" / desc["digest"].removeprefix("sha256:")).read_text())
 
 
 def _layout_layer_types(layout: Path) -> set[str]:
