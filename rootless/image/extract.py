@@ -85,7 +85,11 @@ class _StrictTarInfo(tarfile.TarInfo):
     def fromtarfile(cls, tarfile_: tarfile.TarFile) -> Self:
         try:
             return super().fromtarfile(tarfile_)
-        except tarfile.EOFHeaderError:  # type: ignore[attr-defined]  # not in typeshed; a zero block
+        # A zero block, or none at all: the end of the archive. Go's archive/tar, which writes
+        # most layers and reads them for Docker and podman, makes the two zero blocks optional
+        # (umoci writes none): a layer's digest, not its trailer, tells whether it is whole. An
+        # empty stream is still no tar (tarfile says so at offset 0).
+        except (tarfile.EOFHeaderError, tarfile.EmptyHeaderError):  # type: ignore[attr-defined]  # not in typeshed
             raise
         except tarfile.HeaderError as e:
             raise _Corrupt(str(e) or type(e).__name__) from None
@@ -153,7 +157,19 @@ def _feed(stream: BinaryIO | IO[bytes], ex: _Extractor) -> None:
         # Members are read once; keeping them all would cost ~1 KB per entry.
         tf.members.clear()  # type: ignore[attr-defined]  # the list TarFile.next() appends to
         ex.add(tf, reader, ti)
+        try:
+            if reader.ended_before(tf.offset, _data_end(ti, tf.offset)):
+                break
+        except _Corrupt as e:
+            raise _corrupt(e, ex.noun) from None
     ex.finish()
+
+
+def _data_end(ti: tarfile.TarInfo, next_header: int) -> int:
+    """Where the data of member `ti` ends; its padding runs to `next_header`."""
+    if ti.issparse():
+        return next_header  # tarfile keeps no stored size for these; GNU tar, their writer, pads
+    return min(ti.offset_data + ti.size, next_header)  # links, directories...: no data blocks
 
 
 def _split(name: str, entry: str, noun: str = "layer") -> list[str]:
@@ -559,6 +575,15 @@ class _ForwardReader:
         while pos > self._pos and self.read(min(pos - self._pos, _CHUNK)):
             pass
         return self._pos
+
+    def ended_before(self, pos: int, data_end: int) -> bool:
+        """Skip to `pos`, the next header; whether the stream ended on the way, in the padding
+        after the data that ends at `data_end` (which Go's archive/tar takes for the end of the
+        archive too). Data cut short is an error."""
+        self.seek(pos)
+        if self._pos < data_end:
+            raise _Corrupt("unexpected end of data")
+        return self._pos < pos
 
 
 def _copy(src: IO[bytes] | _ForwardReader, fd: int, size: int) -> None:

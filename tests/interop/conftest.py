@@ -85,7 +85,9 @@ def podman(tmp_path: Path) -> Iterator[Podman]:
     if not _has_subuid_range():
         # One id only: podman cannot chown files to their owners, so it must not try.
         base += ["--storage-opt", "vfs.ignore_chown_errors=true"]
-    env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime / "xdg")}
+    # Its own blob info cache too: a shared one lets a push reuse another test's blob in the
+    # registry, whatever compression the test asked for.
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime / "xdg"), "XDG_DATA_HOME": str(tmp_path / "podman-data")}
     (runtime / "xdg").mkdir(mode=0o700)
     env.pop("RL_ROOT", None)
     p = Podman(tuple(base), env)
@@ -101,3 +103,9 @@ def podman(tmp_path: Path) -> Iterator[Podman]:
         except (FileNotFoundError, ProcessLookupError, ValueError):
             pass
         shutil.rmtree(runtime, ignore_errors=True)
+
+
+@pytest.fixture
+def buildah(podman: Podman) -> Podman:
+    """buildah on podman's store, with the same options: each sees the other's images."""
+    return Podman((need("buildah"), *podman.base[1:]), podman.env)

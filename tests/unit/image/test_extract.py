@@ -384,8 +384,10 @@ def _damaged() -> list[Any]:
     return [
         pytest.param(b"", id="empty-stream"),
         pytest.param(one[:512 + 5000], id="cut-in-data"),
-        pytest.param(one[:first_end], id="cut-at-header"),
         pytest.param(one[:first_end + 100], id="cut-in-header"),
+        pytest.param(one[:first_end + 512 + 50], id="cut-in-the-last-data"),
+        # Data the extractor skips rather than reads (aufs bookkeeping) must be whole all the same.
+        pytest.param(make_tar(member(".wh..wh.plnk/1.2", data=b"z" * 1000))[:1012], id="cut-in-skipped-data"),
         pytest.param(bytes(flipped), id="bad-checksum"),
         pytest.param(os.urandom(3000), id="noise"),
         pytest.param(make_tar(member("x", data=b"1"))[:1024] + b"garbage!" * 128, id="garbage-instead-of-end"),
@@ -396,6 +398,31 @@ def _damaged() -> list[Any]:
 def test_corrupt_or_truncated_layers(tmp_path: Path, data: bytes) -> None:
     with pytest.raises(LayerError, match="corrupt or truncated"):
         extract(data, tmp_path / "d")
+
+
+def _without_trailer() -> list[Any]:
+    # "d" header 0-512, "d/f" header 512-1024, its 700 bytes of data 1024-1724, padding to 2048.
+    full = make_tar(member("d", tarfile.DIRTYPE, mode=0o755), member("d/f", data=b"f" * 700))
+    return [
+        pytest.param(full[:1724], id="no-padding"),  # umoci's layers
+        pytest.param(full[:1800], id="part-of-the-padding"),
+        pytest.param(full[:2048], id="no-zero-blocks"),
+        pytest.param(full[:2560], id="one-zero-block"),
+    ]
+
+
+@pytest.mark.parametrize("data", _without_trailer())
+def test_a_layer_may_end_right_after_its_last_member(tmp_path: Path, data: bytes) -> None:
+    """As Go's archive/tar (and so podman) reads layers: the layer's digest proves it whole."""
+    result = extract(data, tmp_path / "d")
+    assert result.entries == 2
+    assert (tmp_path / "d/d/f").read_bytes() == b"f" * 700
+
+
+def test_a_layer_may_end_right_after_a_last_member_without_data(tmp_path: Path) -> None:
+    data = make_tar(member("f", data=b"x" * 700), member("d", tarfile.DIRTYPE, mode=0o755))
+    assert extract(data[:2048], tmp_path / "d").entries == 2  # "f" 0-1536, "d" 1536-2048
+    assert sorted(os.listdir(tmp_path / "d")) == ["d", "f"]
 
 
 def test_bad_sparse_map_is_corrupt(tmp_path: Path) -> None:
