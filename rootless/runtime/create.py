@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from rootless import killpoint
@@ -69,7 +70,8 @@ def _command(config: dict, opts: RunOptions) -> tuple[str, ...]:  # type: ignore
     return args
 
 
-def _resolve_mounts(store: Store, opts: RunOptions, layers: list[Path]) -> tuple[Mount, ...]:
+def _resolve_mounts(store: Store, opts: RunOptions, layers: list[Path],
+                    image_volumes: Iterable[str]) -> tuple[Mount, ...]:
     from rootless.runtime import options
 
     # -v creates a missing host directory, --mount refuses it: Docker's difference, kept.
@@ -81,6 +83,14 @@ def _resolve_mounts(store: Store, opts: RunOptions, layers: list[Path]) -> tuple
     dup = {t for t in targets if targets.count(t) > 1}
     if dup:
         raise UsageError(f"duplicate mount point: {sorted(dup)[0]}")
+    # The image's VOLUMEs the user mounts nothing on get anonymous volumes, as Docker's do.
+    for path in sorted(image_volumes):
+        spec = options.image_volume(path)
+        if spec.target not in targets:
+            targets.append(spec.target)
+            specs.append((spec, False))
+    # Parents first, as Docker orders them, so that an image's /data does not hide a -v on /data/sub.
+    specs.sort(key=lambda s: s[0].target.count("/"))
     out: list[Mount] = []
     for m, create_missing in specs:
         if m.type == "tmpfs":
@@ -168,7 +178,8 @@ def _create(store: Store, opts: RunOptions) -> tuple[ContainerRecord, ContainerS
         layers=tuple(str(p) for p in layers),
         driver=driver.name,
         network=opts.network,
-        mounts=_resolve_mounts(store, opts, layers),
+        # A RUN of a build writes into the image's VOLUMEs, as BuildKit's do.
+        mounts=_resolve_mounts(store, opts, layers, () if opts.build_step else (config.get("Volumes") or {})),
         group_add=opts.group_add,
         caps=tuple(sorted(kept_caps)),
         no_new_privs=opts.no_new_privs,

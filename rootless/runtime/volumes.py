@@ -3,7 +3,12 @@
 The first mount of an empty volume (without nocopy) copies what the image has at the mount point:
 the merged view of the layers at that path, found the way the kernel overlay would find it
 (whiteouts, opaque directories, symlinks resolved inside the image), then copied with `vfs`'s
-merge, which keeps owners, modes, times, xattrs and hard links.
+merge, which keeps owners, modes, times, xattrs and hard links. The image's names are the
+container's: each directory is opened below its layer's root without following a symlink, and the
+copy works from those descriptors.
+
+Besides the volumes of -v and --mount, an image's VOLUME paths each get a new anonymous volume on
+`run` and `create`, as Docker gives them, unless the user mounts something there.
 """
 from __future__ import annotations
 
@@ -12,6 +17,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from fuse_overlay import beneath
+from rootless.errors import StoreError
 from rootless.image import layerfs
 from rootless.runtime.options import MountSpec
 from rootless.runtime.spec import Mount
@@ -48,13 +55,33 @@ def _populate(layers: list[str], path: str, data: str, staged: str) -> None:
         return
     from rootless.runtime.vfs import merge_layers
 
-    os.mkdir(staged, 0o700)
-    merge_layers(dirs, staged)
+    fds: list[int] = []
+    try:
+        for d in dirs:
+            fds.append(_open_in_layer(layers, d))
+        os.mkdir(staged, 0o700)
+        merge_layers(fds, staged)
+    finally:
+        for fd in fds:
+            os.close(fd)
     try:
         os.rename(staged, data)
     except OSError as e:
         if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
             raise
+
+
+def _open_in_layer(layers: Sequence[str], path: str) -> int:
+    """The directory `path` of one of `layers`, opened below that layer's root: a name that is no
+    longer the directory `image_dirs` found (a symlink, a rename) is refused, never followed."""
+    layer = next(lay for lay in layers if path == lay or path.startswith(lay.rstrip("/") + "/"))
+    root = os.open(layer, beneath.DIR_PATH)
+    try:
+        return beneath.open_in(root, path[len(layer):], os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as e:
+        raise StoreError(f"cannot copy the image's {path[len(layer):]} into a volume: {e.strerror}") from None
+    finally:
+        os.close(root)
 
 
 def image_dirs(layers: Sequence[str], path: str) -> list[str]:

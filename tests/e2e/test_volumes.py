@@ -205,3 +205,55 @@ def test_system_df_counts_volumes(rl: Rl, busybox: str) -> None:
     assert local[2:4] == ["1", "0"]  # total, active
     assert local[4] in ("300kB", "301kB", "303kB", "304kB")
     rl("volume", "rm", "dfvol")
+
+
+def _build(rl: Rl, context: Path, tag: str, dockerfile: str) -> None:
+    context.mkdir()
+    (context / "Dockerfile").write_text(dockerfile)
+    rl("build", "-q", "-t", tag, str(context))
+
+
+def test_image_volume_is_an_anonymous_volume_of_each_container(run, rl: Rl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # A RUN after VOLUME sees the directory the build made in the image, as buildah makes it.
+    _build(rl, tmp_path / "ctx", "withvol", "FROM busybox\nVOLUME /root/temp/data\n"
+           "RUN stat -c '%a %u' /root/temp/data > /made\n")
+    assert run("--rm", "withvol", "cat", "/made").out == "755 0\n"
+    assert _names(rl) == []
+    run("--name", "c", "withvol", "sh", "-c", "ls -A /root/temp/data && echo kept > /root/temp/data/f")
+    [anon] = _names(rl)
+    assert re.fullmatch(r"[0-9a-f]{64}", anon)
+    assert (rl.root / "volumes" / anon / "_data" / "f").read_text() == "kept\n"
+    [doc] = json.loads(rl("inspect", "c").out)
+    assert [(m["Type"], m["Name"], m["Destination"], m["RW"]) for m in doc["Mounts"]] == \
+        [("volume", anon, "/root/temp/data", True)]
+    # Each container gets its own volume, removed with it by `rm -v`.
+    assert run("--rm", "withvol", "ls", "-A", "/root/temp/data").out == ""
+    assert _names(rl) == [anon]
+    rl("rm", "-v", "c")
+    assert _names(rl) == []
+    # A mount of the user's own on that path takes the place of the image's volume.
+    run("--rm", "-v", "mine:/root/temp/data", "withvol", "touch", "/root/temp/data/g")
+    run("--rm", "--tmpfs", "/root/temp/data", "withvol", "touch", "/root/temp/data/g")
+    assert _names(rl) == ["mine"]
+
+
+def test_image_volume_is_filled_from_the_image(run, rl: Rl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    chown = "chown -R 1000:1000 /seed/sub && " if has_subuid_range() else ""
+    _build(rl, tmp_path / "ctx", "seeded", "FROM busybox\n"
+           f"RUN mkdir -p /seed/sub && echo hi > /seed/sub/f && {chown}chmod 700 /seed/sub && chmod 1777 /seed"
+           " && ln -s /etc/passwd /seed/link\n"
+           "VOLUME /seed/\n")
+    out = run("--rm", "seeded", "sh", "-c", "stat -c '%a %u %n' /seed /seed/sub; cat /seed/sub/f; "
+              "readlink /seed/link; echo new > /seed/new").out
+    owner = "1000" if chown else "0"
+    assert out.splitlines() == ["1777 0 /seed", f"700 {owner} /seed/sub", "hi", "/etc/passwd"]
+    assert _names(rl) == []
+
+
+def test_image_volume_the_image_lacks_is_made_empty(run, rl: Rl, busybox_tar: Path) -> None:  # type: ignore[no-untyped-def]
+    # `import --change` records the VOLUME without making its directory, as docker's does.
+    rl("import", "-c", "VOLUME /new/deep", "-c", "VOLUME relative", str(busybox_tar), "novol")
+    out = run("--rm", "novol", "sh", "-c", "ls -A /new/deep; ls -A /relative; touch /new/deep/x /relative/y && "
+              "stat -c '%a %n' /new /new/deep").out
+    assert out.splitlines() == ["755 /new", "755 /new/deep"]
+    assert _names(rl) == []
