@@ -243,10 +243,15 @@ def test_image_volume_is_filled_from_the_image(run, rl: Rl, tmp_path: Path) -> N
            f"RUN mkdir -p /seed/sub && echo hi > /seed/sub/f && {chown}chmod 700 /seed/sub && chmod 1777 /seed"
            " && ln -s /etc/passwd /seed/link\n"
            "VOLUME /seed/\n")
-    out = run("--rm", "seeded", "sh", "-c", "stat -c '%a %u %n' /seed /seed/sub; cat /seed/sub/f; "
+    out = run("--name", "s", "seeded", "sh", "-c", "stat -c '%a %u %n' /seed /seed/sub; cat /seed/sub/f; "
               "readlink /seed/link; echo new > /seed/new").out
     owner = "1000" if chown else "0"
     assert out.splitlines() == ["1777 0 /seed", f"700 {owner} /seed/sub", "hi", "/etc/passwd"]
+    [anon] = _names(rl)
+    data = rl.root / "volumes" / anon / "_data"
+    assert sorted(os.listdir(data)) == ["link", "new", "sub"] and os.readlink(data / "link") == "/etc/passwd"
+    assert run("--rm", "seeded", "ls", "/seed").out.split() == ["link", "sub"]
+    rl("rm", "-v", "s")
     assert _names(rl) == []
 
 
