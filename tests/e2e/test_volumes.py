@@ -262,3 +262,15 @@ def test_image_volume_the_image_lacks_is_made_empty(run, rl: Rl, busybox_tar: Pa
               "stat -c '%a %n' /new /new/deep").out
     assert out.splitlines() == ["755 /new", "755 /new/deep"]
     assert _names(rl) == []
+
+
+@pytest.mark.single_id
+def test_single_id_image_volume(rl: Rl, busybox: str, tmp_path: Path) -> None:
+    _build(rl, tmp_path / "ctx", "seeded", "FROM busybox\nRUN mkdir /seed && echo hi > /seed/f && chmod 1777 /seed\n"
+           "VOLUME /seed\n")
+    assert rl("run", "--name", "s", "seeded", "sh", "-c", "stat -c '%a %u' /seed; cat /seed/f; echo x > /seed/new").out \
+        == "1777 0\nhi\n"
+    [anon] = _names(rl)
+    assert (rl.root / "volumes" / anon / "_data" / "new").read_text() == "x\n"
+    rl("rm", "-v", "s")
+    assert _names(rl) == []
