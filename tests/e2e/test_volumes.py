@@ -187,6 +187,21 @@ def test_image_dirs_follow_the_overlay_rules(tmp_path: Path) -> None:
     assert image_dirs(layers, "/nosuch/dir") == []
 
 
+def test_image_dirs_are_opened_below_their_layer(tmp_path: Path) -> None:
+    from rootless.errors import StoreError
+    from rootless.runtime.volumes import _open_in_layer
+
+    layer = tmp_path / "layer"
+    (layer / "a").mkdir(parents=True)
+    (tmp_path / "host").mkdir()
+    os.symlink(tmp_path / "host", layer / "link")
+    fd = _open_in_layer([str(layer)], str(layer / "a"))
+    os.close(fd)
+    # A name that became a symlink after the image was read is refused, never followed.
+    with pytest.raises(StoreError, match="cannot copy the image's /link into a volume"):
+        _open_in_layer([str(layer)], str(layer / "link"))
+
+
 @pytest.mark.single_id
 def test_single_id_volume_is_copied_and_kept(rl: Rl, busybox: str) -> None:
     assert rl("run", "--rm", "-v", "etc:/etc", "busybox", "sh", "-c",
@@ -234,7 +249,10 @@ def test_image_volume_is_an_anonymous_volume_of_each_container(run, rl: Rl, tmp_
     # A mount of the user's own on that path takes the place of the image's volume.
     run("--rm", "-v", "mine:/root/temp/data", "withvol", "touch", "/root/temp/data/g")
     run("--rm", "--tmpfs", "/root/temp/data", "withvol", "touch", "/root/temp/data/g")
-    assert _names(rl) == ["mine"]
+    # One below it goes on top of the image's, whatever the order of the command line.
+    run("--rm", "-v", "sub:/root/temp/data/sub", "withvol", "touch", "/root/temp/data/sub/h")
+    assert os.listdir(rl.root / "volumes" / "sub" / "_data") == ["h"]
+    assert _names(rl) == ["mine", "sub"]
 
 
 def test_image_volume_is_filled_from_the_image(run, rl: Rl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
