@@ -70,8 +70,9 @@ def _command(config: dict, opts: RunOptions) -> tuple[str, ...]:  # type: ignore
     return args
 
 
-def _resolve_mounts(store: Store, opts: RunOptions, layers: list[Path],
-                    image_volumes: Iterable[str]) -> tuple[Mount, ...]:
+def _resolve_mounts(store: Store, opts: RunOptions, layers: list[Path], image_volumes: Iterable[str],
+                    out: list[Mount]) -> tuple[Mount, ...]:
+    """The container's mounts, each appended to `out` once made (volumes are made here)."""
     from rootless.runtime import options
 
     # -v creates a missing host directory, --mount refuses it: Docker's difference, kept.
@@ -91,7 +92,6 @@ def _resolve_mounts(store: Store, opts: RunOptions, layers: list[Path],
             specs.append((spec, False))
     # Parents first, as Docker orders them, so that an image's /data does not hide a -v on /data/sub.
     specs.sort(key=lambda s: s[0].target.count("/"))
-    out: list[Mount] = []
     for m, create_missing in specs:
         if m.type == "tmpfs":
             out.append(Mount("tmpfs", "tmpfs", m.target, m.readonly, m.options))
@@ -138,10 +138,17 @@ def create_container(store: Store, opts: RunOptions) -> tuple[ContainerRecord, C
     # The store lock is held shared until the record exists: a prune running meanwhile would take
     # the new directory and volumes, which nothing references yet, for a crash's leftovers.
     with store.adding():
-        return _create(store, opts)
+        made: list[Mount] = []
+        try:
+            return _create(store, opts, made)
+        except BaseException:
+            from rootless.runtime.volumes import remove_anonymous
+
+            remove_anonymous(store, made)
+            raise
 
 
-def _create(store: Store, opts: RunOptions) -> tuple[ContainerRecord, ContainerSpec, Path]:
+def _create(store: Store, opts: RunOptions, mounts: list[Mount]) -> tuple[ContainerRecord, ContainerSpec, Path]:
     from rootless.runtime import caps, options, seccomp
     from rootless.runtime.storage import choose_driver, keep_id_layers, prepare_rootfs
     from rootless.userns import keepid
@@ -179,7 +186,8 @@ def _create(store: Store, opts: RunOptions) -> tuple[ContainerRecord, ContainerS
         driver=driver.name,
         network=opts.network,
         # A RUN of a build writes into the image's VOLUMEs, as BuildKit's do.
-        mounts=_resolve_mounts(store, opts, layers, () if opts.build_step else (config.get("Volumes") or {})),
+        mounts=_resolve_mounts(store, opts, layers, () if opts.build_step else (config.get("Volumes") or {}),
+                               mounts),
         group_add=opts.group_add,
         caps=tuple(sorted(kept_caps)),
         no_new_privs=opts.no_new_privs,

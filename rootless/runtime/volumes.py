@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fuse_overlay import beneath
-from rootless.errors import StoreError
+from rootless.errors import StoreError, VolumeError
 from rootless.image import layerfs
 from rootless.runtime.options import MountSpec
 from rootless.runtime.spec import Mount
@@ -39,6 +39,17 @@ def mount_volume(store: Store, spec: MountSpec, layers: Sequence[Path]) -> Mount
         volstore.mark_populated(store, rec.name)
     return Mount("bind", str(volstore.data_path(store, rec.name)), spec.target, spec.readonly,
                  volume=rec.name, anonymous=anonymous)
+
+
+def remove_anonymous(store: Store, mounts: Sequence[Mount]) -> None:
+    """Remove the anonymous volumes of a container that is removed or was not made after all,
+    as Docker does; one another container uses, or already gone, stays as it is."""
+    for m in mounts:
+        if m.anonymous and m.volume:
+            try:
+                volstore.remove(store, m.volume)
+            except VolumeError:
+                pass
 
 
 def _populate(layers: list[str], path: str, data: str, staged: str) -> None:

@@ -235,6 +235,8 @@ def test_image_volume_is_an_anonymous_volume_of_each_container(run, rl: Rl, tmp_
     assert run("--rm", "withvol", "cat", "/made").out == "755 0\n"
     assert _names(rl) == []
     run("--name", "c", "withvol", "sh", "-c", "ls -A /root/temp/data && echo kept > /root/temp/data/f")
+    # A run refused after its volumes were made leaves none behind.
+    assert run("--name", "c", "withvol", "true", check=False).code == 125
     [anon] = _names(rl)
     assert re.fullmatch(r"[0-9a-f]{64}", anon)
     assert (rl.root / "volumes" / anon / "_data" / "f").read_text() == "kept\n"
