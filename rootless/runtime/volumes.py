@@ -34,8 +34,13 @@ def mount_volume(store: Store, spec: MountSpec, layers: Sequence[Path]) -> Mount
     nocopy = "nocopy" in spec.options
     if not nocopy and not volstore.is_populated(store, rec.name):
         staged = store.scratch.new_path("volume-copy")
-        store.in_userns(_populate, [str(p) for p in layers], spec.target,
-                        str(volstore.data_path(store, rec.name)), str(staged))
+        try:
+            store.in_userns(_populate, [str(p) for p in layers], spec.target,
+                            str(volstore.data_path(store, rec.name)), str(staged))
+        except BaseException:
+            if anonymous:  # nobody can name it again
+                volstore.remove(store, rec.name)
+            raise
         volstore.mark_populated(store, rec.name)
     return Mount("bind", str(volstore.data_path(store, rec.name)), spec.target, spec.readonly,
                  volume=rec.name, anonymous=anonymous)
@@ -97,7 +102,11 @@ def _open_in_layer(layers: Sequence[str], path: str) -> int:
 
 def image_dirs(layers: Sequence[str], path: str) -> list[str]:
     """The directories of the layers (lowest first) whose merge is the image's directory `path`;
-    empty when the image has no directory there. Symlinks resolve inside the image, as
+    empty when the image has nothing there. Symlinks resolve inside the image, as
     `paths.secure_join` does for a container's root."""
     found = layerfs.resolve(layers, path, follow_symlinks=True)
-    return list(reversed(found.paths)) if found is not None and found.is_dir else []
+    if found is None:
+        return []
+    if not found.is_dir:
+        raise VolumeError(f"cannot mount a volume on {path}: the image has a file there, not a directory")
+    return list(reversed(found.paths))

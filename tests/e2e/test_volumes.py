@@ -163,6 +163,7 @@ def test_a_crash_s_leftovers_are_replaced_and_pruned(rl: Rl) -> None:
 
 
 def test_image_dirs_follow_the_overlay_rules(tmp_path: Path) -> None:
+    from rootless.errors import VolumeError
     from rootless.runtime.volumes import image_dirs
 
     low, mid, top = (tmp_path / n for n in ("low", "mid", "top"))
@@ -185,6 +186,9 @@ def test_image_dirs_follow_the_overlay_rules(tmp_path: Path) -> None:
     assert image_dirs(layers, "/gone") == []
     assert image_dirs(layers, "/opq") == [str(mid / "opq")]
     assert image_dirs(layers, "/nosuch/dir") == []
+    (top / "file").write_text("")
+    with pytest.raises(VolumeError, match="cannot mount a volume on /file: the image has a file there"):
+        image_dirs(layers, "/file")
 
 
 def test_image_dirs_are_opened_below_their_layer(tmp_path: Path) -> None:
@@ -281,6 +285,12 @@ def test_image_volume_the_image_lacks_is_made_empty(run, rl: Rl, busybox_tar: Pa
     out = run("--rm", "novol", "sh", "-c", "ls -A /new/deep; ls -A /relative; touch /new/deep/x /relative/y && "
               "stat -c '%a %n' /new /new/deep").out
     assert out.splitlines() == ["755 /new", "755 /new/deep"]
+    assert _names(rl) == []
+    # A VOLUME on a file of the image is refused, as Docker refuses it, and leaves no volume.
+    rl("import", "-c", "VOLUME /etc/passwd", str(busybox_tar), "onfile")
+    r = run("--rm", "onfile", "true", check=False)
+    assert r.code == 125 and r.err.splitlines()[-1] == \
+        "Error: cannot mount a volume on /etc/passwd: the image has a file there, not a directory"
     assert _names(rl) == []
 
 
