@@ -261,6 +261,12 @@ def test_image_volume_is_an_anonymous_volume_of_each_container(run, rl: Rl, tmp_
     assert _names(rl) == ["mine", "sub"]
 
 
+def test_build_volume_below_a_symlink_keeps_the_symlink(rl: Rl, busybox: str, tmp_path: Path) -> None:
+    _build(rl, tmp_path / "ctx", "linked", "FROM busybox\nRUN ln -s /tmp /linked\nVOLUME /linked/v\n")
+    assert rl("run", "--rm", "linked", "sh", "-c", "readlink /linked; ls -d /tmp/v").out == "/tmp\n/tmp/v\n"
+    assert _names(rl) == []
+
+
 def test_image_volume_is_filled_from_the_image(run, rl: Rl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     chown = "chown -R 1000:1000 /seed/sub && " if has_subuid_range() else ""
     _build(rl, tmp_path / "ctx", "seeded", "FROM busybox\n"
