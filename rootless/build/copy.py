@@ -184,7 +184,6 @@ def mkdir_layer(builder: Builder, state: StageState, path: str) -> tuple[Path, s
     """WORKDIR makes its directory, as BuildKit does: a layer with the directories the image
     lacks (root's, 0755, and their existing parents as they are), or None when it has them."""
     from rootless.build import imagefs
-    from rootless.build.engine import source_date_epoch
 
     store = builder.store
     layers = [str(p) for p in store.layer_paths(state.image)] if state.image is not None else []
@@ -193,6 +192,30 @@ def mkdir_layer(builder: Builder, state: StageState, path: str) -> tuple[Path, s
         have = store.in_userns(imagefs.existing_dirs, layers, wanted, store.owners) if layers else {}
     except NotADirectoryError as e:
         raise DockerfileError(f"WORKDIR {path}: {e}") from None
+    return _dirs_layer(builder, wanted, have)
+
+
+def volume_layer(builder: Builder, state: StageState, paths: list[str]) -> tuple[Path, str] | None:
+    """VOLUME makes its directories, as buildah does (mkdir_layer's layer), except where the image
+    has a file or symlink on the way: the runtime finds that path inside the image."""
+    from rootless.build import imagefs
+
+    store = builder.store
+    layers = [str(p) for p in store.layer_paths(state.image)] if state.image is not None else []
+    full = [posixpath.normpath("/" + p.lstrip("/")) for p in paths]
+    wanted = sorted({d for p in full for d in (p, *_ancestors(p))} - {"/"})
+    have, files = store.in_userns(imagefs.dirs_and_files, layers, wanted, store.owners) if layers else ({}, [])
+    wanted = [d for d in wanted if not any(d == f or d.startswith(f + "/") for f in files)]
+    return _dirs_layer(builder, wanted, have)
+
+
+def _dirs_layer(builder: Builder, wanted: list[str],
+                have: dict[str, tuple[int, int, int, int]]) -> tuple[Path, str] | None:
+    """A layer with the directories `wanted` (parents first) as the image `have`s them or new
+    (root's, 0755), or None when the image has them all."""
+    from rootless.build.engine import source_date_epoch
+
+    store = builder.store
     if all(d in have for d in wanted):
         return None
     epoch = source_date_epoch()

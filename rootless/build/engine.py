@@ -258,6 +258,11 @@ class Builder:
 
                 self.cached_or(state, key, lambda: self._derive(state, section, created_by,
                                                                  mkdir_layer(self, state, section["WorkingDir"])))
+            elif instr.command == "VOLUME":
+                from rootless.build.copy import volume_layer
+
+                self.cached_or(state, key, lambda: self._derive(state, section, created_by,
+                                                                 volume_layer(self, state, words)))
             else:
                 self.cached_or(state, key, lambda: self._derive(state, section, created_by))
         elif instr.command == "RUN":

@@ -17,15 +17,26 @@ def existing_dirs(layers: list[str], paths: list[str], owners: str = "real") -> 
     """Which of `paths` are directories in the image, with their (uid, gid, permission bits,
     mtime): a layer that adds files under them must carry them as they are, or unpacking it
     would make them anew, root's and 0755, over the image's. A file there is an error."""
-    out = {}
+    dirs, files = dirs_and_files(layers, paths, owners)
+    if files:
+        raise NotADirectoryError(f"{files[0]} is not a directory in the image")
+    return dirs
+
+
+def dirs_and_files(layers: list[str], paths: list[str],
+                   owners: str = "real") -> tuple[dict[str, tuple[int, int, int, int]], list[str]]:
+    """`existing_dirs`, and the paths where the image has a non-directory (a symlink included)."""
+    dirs = {}
+    files = []
     for p in paths:
         found = layerfs.resolve(layers, p)
         if found is None:
             continue
         if not found.is_dir:
-            raise NotADirectoryError(f"{p} is not a directory in the image")
-        out[p] = (*owner(found.paths[0], found.st, owners), int(found.st.st_mtime))
-    return out
+            files.append(p)
+            continue
+        dirs[p] = (*owner(found.paths[0], found.st, owners), int(found.st.st_mtime))
+    return dirs, files
 
 
 def owner(path: str, st: os.stat_result, owners: str) -> tuple[int, int, int]:

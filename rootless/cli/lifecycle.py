@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from rootless.cli.common import for_each_container, open_store
 from rootless.errors import RlError, UsageError
 from rootless.runtime.create import containers_dir
-from rootless.runtime.spec import ContainerSpec
+from rootless.runtime.spec import ContainerSpec, Mount
 from rootless.runtime.supervisor import refresh
 from rootless.store.records import ContainerRecord
 from rootless.store.store import Store
@@ -206,10 +206,18 @@ def inspect_container(store: Store, rec: ContainerRecord) -> dict[str, Any]:
             "Init": spec.init,
             "GroupAdd": list(spec.group_add),
         },
-        "Mounts": [{"Type": m.type, "Source": m.source, "Destination": m.target, "RW": not m.readonly,
-                    "Options": list(m.options)} for m in spec.mounts],
+        "Mounts": [_mount(m) for m in spec.mounts],
         "GraphDriver": {"Name": spec.driver, "Data": graph},
     }
+
+
+def _mount(m: Mount) -> dict[str, Any]:
+    """Docker's entry: a volume by its name (its directory is the bind rl makes of it)."""
+    if m.volume:
+        return {"Type": "volume", "Name": m.volume, "Source": m.source, "Destination": m.target, "Driver": "local",
+                "RW": not m.readonly, "Options": list(m.options)}
+    return {"Type": m.type, "Source": m.source, "Destination": m.target, "RW": not m.readonly,
+            "Options": list(m.options)}
 
 
 def _signal_name(number: int) -> str:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from rootless import killpoint
@@ -69,7 +70,9 @@ def _command(config: dict, opts: RunOptions) -> tuple[str, ...]:  # type: ignore
     return args
 
 
-def _resolve_mounts(store: Store, opts: RunOptions, layers: list[Path]) -> tuple[Mount, ...]:
+def _resolve_mounts(store: Store, opts: RunOptions, layers: list[Path], image_volumes: Iterable[str],
+                    out: list[Mount]) -> tuple[Mount, ...]:
+    """The container's mounts, each appended to `out` once made (volumes are made here)."""
     from rootless.runtime import options
 
     # -v creates a missing host directory, --mount refuses it: Docker's difference, kept.
@@ -81,7 +84,14 @@ def _resolve_mounts(store: Store, opts: RunOptions, layers: list[Path]) -> tuple
     dup = {t for t in targets if targets.count(t) > 1}
     if dup:
         raise UsageError(f"duplicate mount point: {sorted(dup)[0]}")
-    out: list[Mount] = []
+    # The image's VOLUMEs the user mounts nothing on get anonymous volumes, as Docker's do.
+    for path in sorted(image_volumes):
+        spec = options.image_volume(path)
+        if spec.target not in targets:
+            targets.append(spec.target)
+            specs.append((spec, False))
+    # Parents first, as Docker orders them, so that an image's /data does not hide a -v on /data/sub.
+    specs.sort(key=lambda s: s[0].target.count("/"))
     for m, create_missing in specs:
         if m.type == "tmpfs":
             out.append(Mount("tmpfs", "tmpfs", m.target, m.readonly, m.options))
@@ -128,10 +138,17 @@ def create_container(store: Store, opts: RunOptions) -> tuple[ContainerRecord, C
     # The store lock is held shared until the record exists: a prune running meanwhile would take
     # the new directory and volumes, which nothing references yet, for a crash's leftovers.
     with store.adding():
-        return _create(store, opts)
+        made: list[Mount] = []
+        try:
+            return _create(store, opts, made)
+        except BaseException:
+            from rootless.runtime.volumes import remove_anonymous
+
+            remove_anonymous(store, made)
+            raise
 
 
-def _create(store: Store, opts: RunOptions) -> tuple[ContainerRecord, ContainerSpec, Path]:
+def _create(store: Store, opts: RunOptions, mounts: list[Mount]) -> tuple[ContainerRecord, ContainerSpec, Path]:
     from rootless.runtime import caps, options, seccomp
     from rootless.runtime.storage import choose_driver, keep_id_layers, prepare_rootfs
     from rootless.userns import keepid
@@ -168,7 +185,9 @@ def _create(store: Store, opts: RunOptions) -> tuple[ContainerRecord, ContainerS
         layers=tuple(str(p) for p in layers),
         driver=driver.name,
         network=opts.network,
-        mounts=_resolve_mounts(store, opts, layers),
+        # A RUN of a build writes into the image's VOLUMEs, as BuildKit's do.
+        mounts=_resolve_mounts(store, opts, layers, () if opts.build_step else (config.get("Volumes") or {}),
+                               mounts),
         group_add=opts.group_add,
         caps=tuple(sorted(kept_caps)),
         no_new_privs=opts.no_new_privs,

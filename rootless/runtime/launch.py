@@ -169,14 +169,7 @@ def remove_container(store: Store, rec: ContainerRecord, anonymous_volumes: bool
             store.remove_container(rec.id)
         killpoint.reached("remove-record")
         store.remove_trees([cdir])
-    anonymous = [m.volume for m in ContainerSpec.from_json(rec.spec).mounts
-                 if anonymous_volumes and m.anonymous and m.volume]
-    if anonymous:
-        from rootless.errors import VolumeError
-        from rootless.store import volumes
+    if anonymous_volumes:
+        from rootless.runtime.volumes import remove_anonymous
 
-        for name in anonymous:
-            try:
-                volumes.remove(store, name)
-            except VolumeError:
-                pass
+        remove_anonymous(store, ContainerSpec.from_json(rec.spec).mounts)

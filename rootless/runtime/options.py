@@ -155,6 +155,12 @@ def _valid_mode(mode: str) -> bool:
     return max(counts.values()) <= 1
 
 
+def image_volume(path: str) -> MountSpec:
+    """The anonymous volume for a VOLUME path of an image's config. Docker takes a relative one
+    from the container's root."""
+    return MountSpec("volume", None, _target(_clean("/" + path), f"invalid VOLUME {path!r} in the image"), False, ())
+
+
 def parse_mount(spec: str) -> MountSpec:
     """--mount type=bind|volume|tmpfs,source=...,target=...[,readonly][,...]: a CSV line of keys.
 

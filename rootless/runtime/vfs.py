@@ -79,9 +79,12 @@ class _Frame:
         os.close(self.dest_fd)
 
 
-def merge_layers(layers: Sequence[str | os.PathLike[str]], dest: str | os.PathLike[str]) -> MergeStats:
+def merge_layers(layers: Sequence[str | os.PathLike[str] | int], dest: str | os.PathLike[str]) -> MergeStats:
     """Copy the merged view of `layers` (unpacked layer directories, lowest first) into the empty
     directory `dest`, keeping data, modes, owners, times, xattrs, symlinks and hard links.
+
+    A layer may be given as an open directory descriptor (left open), for a directory inside the
+    layers found without resolving the container's names on the host.
 
     Run it where the layers' owners can be given to new files (inside the user namespace when
     there is a subordinate range); where chown is refused, files keep the caller's owner.
@@ -91,14 +94,15 @@ def merge_layers(layers: Sequence[str | os.PathLike[str]], dest: str | os.PathLi
         raise ValueError("merge_layers needs at least one layer")
     _raise_fd_limit()
     # Layer index 0 is the top layer: the order in which lookups see them.
-    tops_first = [os.fspath(p) for p in reversed(layers)]
+    tops_first = [p if isinstance(p, int) else os.fspath(p) for p in reversed(layers)]
     merger = _Merger()
     root = _Frame("", -1)
     try:
         try:
             root.dest_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             for i, path in enumerate(tops_first):
-                root.src[i] = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                root.src[i] = (os.dup(path) if isinstance(path, int)
+                               else os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
             with os.scandir(root.dest_fd) as it:
                 if next(it, None) is not None:
                     raise StoreError(f"cannot copy the image's layers into {os.fspath(dest)}: "

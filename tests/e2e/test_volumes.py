@@ -164,6 +164,7 @@ def test_a_crash_s_leftovers_are_replaced_and_pruned(rl: Rl) -> None:
 
 
 def test_image_dirs_follow_the_overlay_rules(tmp_path: Path) -> None:
+    from rootless.errors import VolumeError
     from rootless.runtime.volumes import image_dirs
 
     low, mid, top = (tmp_path / n for n in ("low", "mid", "top"))
@@ -186,6 +187,24 @@ def test_image_dirs_follow_the_overlay_rules(tmp_path: Path) -> None:
     assert image_dirs(layers, "/gone") == []
     assert image_dirs(layers, "/opq") == [str(mid / "opq")]
     assert image_dirs(layers, "/nosuch/dir") == []
+    (top / "file").write_text("")
+    with pytest.raises(VolumeError, match="cannot mount a volume on /file: the image has a file there"):
+        image_dirs(layers, "/file")
+
+
+def test_image_dirs_are_opened_below_their_layer(tmp_path: Path) -> None:
+    from rootless.errors import StoreError
+    from rootless.runtime.volumes import _open_in_layer
+
+    layer = tmp_path / "layer"
+    (layer / "a").mkdir(parents=True)
+    (tmp_path / "host").mkdir()
+    os.symlink(tmp_path / "host", layer / "link")
+    fd = _open_in_layer([str(layer)], str(layer / "a"))
+    os.close(fd)
+    # A name that became a symlink after the image was read is refused, never followed.
+    with pytest.raises(StoreError, match="cannot copy the image's /link into a volume"):
+        _open_in_layer([str(layer)], str(layer / "link"))
 
 
 @pytest.mark.single_id
@@ -206,3 +225,89 @@ def test_system_df_counts_volumes(rl: Rl, busybox: str) -> None:
     assert local[2:4] == ["1", "0"]  # total, active
     assert local[4] in ("300kB", "301kB", "303kB", "304kB")
     rl("volume", "rm", "dfvol")
+
+
+def _build(rl: Rl, context: Path, tag: str, dockerfile: str) -> None:
+    context.mkdir()
+    (context / "Dockerfile").write_text(dockerfile)
+    rl("build", "-q", "-t", tag, str(context))
+
+
+def test_image_volume_is_an_anonymous_volume_of_each_container(run, rl: Rl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # A RUN after VOLUME sees the directory the build made in the image, as buildah makes it.
+    _build(rl, tmp_path / "ctx", "withvol", "FROM busybox\nVOLUME /root/temp/data\n"
+           "RUN stat -c '%a %u' /root/temp/data > /made\n")
+    assert run("--rm", "withvol", "cat", "/made").out == "755 0\n"
+    assert _names(rl) == []
+    run("--name", "c", "withvol", "sh", "-c", "ls -A /root/temp/data && echo kept > /root/temp/data/f")
+    # A run refused after its volumes were made leaves none behind.
+    assert run("--name", "c", "withvol", "true", check=False).code == 125
+    [anon] = _names(rl)
+    assert re.fullmatch(r"[0-9a-f]{64}", anon)
+    assert (rl.root / "volumes" / anon / "_data" / "f").read_text() == "kept\n"
+    [doc] = json.loads(rl("inspect", "c").out)
+    assert [(m["Type"], m["Name"], m["Destination"], m["RW"]) for m in doc["Mounts"]] == \
+        [("volume", anon, "/root/temp/data", True)]
+    # Each container gets its own volume, removed with it by `rm -v`.
+    assert run("--rm", "withvol", "ls", "-A", "/root/temp/data").out == ""
+    assert _names(rl) == [anon]
+    rl("rm", "-v", "c")
+    assert _names(rl) == []
+    # A mount of the user's own on that path takes the place of the image's volume.
+    run("--rm", "-v", "mine:/root/temp/data", "withvol", "touch", "/root/temp/data/g")
+    run("--rm", "--tmpfs", "/root/temp/data", "withvol", "touch", "/root/temp/data/g")
+    # One below it goes on top of the image's, whatever the order of the command line.
+    run("--rm", "-v", "sub:/root/temp/data/sub", "withvol", "touch", "/root/temp/data/sub/h")
+    assert os.listdir(rl.root / "volumes" / "sub" / "_data") == ["h"]
+    assert _names(rl) == ["mine", "sub"]
+
+
+def test_build_volume_below_a_symlink_keeps_the_symlink(rl: Rl, busybox: str, tmp_path: Path) -> None:
+    _build(rl, tmp_path / "ctx", "linked", "FROM busybox\nRUN ln -s /tmp /linked\nVOLUME /linked/v\n")
+    assert rl("run", "--rm", "linked", "sh", "-c", "readlink /linked; ls -d /tmp/v").out == "/tmp\n/tmp/v\n"
+    assert _names(rl) == []
+
+
+def test_image_volume_is_filled_from_the_image(run, rl: Rl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    chown = "chown -R 1000:1000 /seed/sub && " if has_subuid_range() else ""
+    _build(rl, tmp_path / "ctx", "seeded", "FROM busybox\n"
+           f"RUN mkdir -p /seed/sub && echo hi > /seed/sub/f && {chown}chmod 700 /seed/sub && chmod 1777 /seed"
+           " && ln -s /etc/passwd /seed/link\n"
+           "VOLUME /seed/\n")
+    out = run("--name", "s", "seeded", "sh", "-c", "stat -c '%a %u %n' /seed /seed/sub; cat /seed/sub/f; "
+              "readlink /seed/link; echo new > /seed/new").out
+    owner = "1000" if chown else "0"
+    assert out.splitlines() == ["1777 0 /seed", f"700 {owner} /seed/sub", "hi", "/etc/passwd"]
+    [anon] = _names(rl)
+    data = rl.root / "volumes" / anon / "_data"
+    assert sorted(os.listdir(data)) == ["link", "new", "sub"] and os.readlink(data / "link") == "/etc/passwd"
+    assert run("--rm", "seeded", "ls", "/seed").out.split() == ["link", "sub"]
+    rl("rm", "-v", "s")
+    assert _names(rl) == []
+
+
+def test_image_volume_the_image_lacks_is_made_empty(run, rl: Rl, busybox_tar: Path) -> None:  # type: ignore[no-untyped-def]
+    # `import --change` records the VOLUME without making its directory, as docker's does.
+    rl("import", "-c", "VOLUME /new/deep", "-c", "VOLUME relative", str(busybox_tar), "novol")
+    out = run("--rm", "novol", "sh", "-c", "ls -A /new/deep; ls -A /relative; touch /new/deep/x /relative/y && "
+              "stat -c '%a %n' /new /new/deep").out
+    assert out.splitlines() == ["755 /new", "755 /new/deep"]
+    assert _names(rl) == []
+    # A VOLUME on a file of the image is refused, as Docker refuses it, and leaves no volume.
+    rl("import", "-c", "VOLUME /etc/passwd", str(busybox_tar), "onfile")
+    r = run("--rm", "onfile", "true", check=False)
+    assert r.code == 125 and r.err.splitlines()[-1] == \
+        "Error: cannot mount a volume on /etc/passwd: the image has a file there, not a directory"
+    assert _names(rl) == []
+
+
+@pytest.mark.single_id
+def test_single_id_image_volume(rl: Rl, busybox: str, tmp_path: Path) -> None:
+    _build(rl, tmp_path / "ctx", "seeded", "FROM busybox\nRUN mkdir /seed && echo hi > /seed/f && chmod 1777 /seed\n"
+           "VOLUME /seed\n")
+    assert rl("run", "--name", "s", "seeded", "sh", "-c", "stat -c '%a %u' /seed; cat /seed/f; echo x > /seed/new").out \
+        == "1777 0\nhi\n"
+    [anon] = _names(rl)
+    assert (rl.root / "volumes" / anon / "_data" / "new").read_text() == "x\n"
+    rl("rm", "-v", "s")
+    assert _names(rl) == []
