@@ -131,20 +131,22 @@ def write_copy_layer(job: CopyJob) -> str:
         root, ignore = job.context, job.ignore
     sources = match_sources(root, job.patterns, ignore, job.command)
     entries = list(walk_sources(root, sources, ignore))
-    into_dir = job.dest_is_dir or len(sources) > 1 or any(e.name == "" and e.kind == "dir" for e in entries)
-    fixed: tuple[int, int] | None = None
-    if job.chown:
-        fixed = _owner(job.chown, imagefs.read_text(list(job.dest_layers), "/etc/passwd") if job.dest_layers else None,
-                       imagefs.read_text(list(job.dest_layers), "/etc/group") if job.dest_layers else None, job.line)
-    elif not job.from_layers:
-        fixed = (0, 0)  # files from the context belong to root, as with Docker
+    layers = list(job.dest_layers)
+    target, target_is_dir = imagefs.copy_target(layers, job.target) if layers else (job.target, False)
+    into_dir = (job.dest_is_dir or target_is_dir or len(sources) > 1
+                or any(e.name == "" and e.kind == "dir" for e in entries))
+    chowned = _owner(job.chown, imagefs.read_text(layers, "/etc/passwd") if layers else None,
+                     imagefs.read_text(layers, "/etc/group") if layers else None, job.line) if job.chown else None
+    # Files of the context belong to root, as with Docker; those of an archive ADD unpacks, and
+    # of an image, keep theirs.
+    fixed = chowned if chowned is not None or job.from_layers else (0, 0)
     archives = {e.path for e in entries if job.command == "ADD" and job.extract and e.kind == "file"
                 and _is_archive(os.path.join(root, e.path))}
-    plan = [(e, _target_of(e, job.target, into_dir)) for e in entries]
+    plan = [(e, _target_of(e, target, into_dir)) for e in entries]
     wanted = sorted({d for _, t in plan for d in _ancestors(t)}
-                    | ({job.target} if into_dir or archives else set()))
+                    | ({target} if into_dir or archives else set()))
     try:
-        have = imagefs.existing_dirs(list(job.dest_layers), wanted, job.owners) if job.dest_layers else {}
+        have = imagefs.existing_dirs(layers, wanted, job.owners) if layers else {}
     except NotADirectoryError as e:
         raise DockerfileError(f"{job.command}: cannot copy to {job.target}: {e}", job.line) from None
     made_by = fixed or (0, 0)
@@ -164,7 +166,7 @@ def write_copy_layer(job: CopyJob) -> str:
                 if e.kind == "dir" and e.name == "":
                     continue  # its contents go to the target, made above when missing
                 if e.path in archives:
-                    _extract_into(tf, os.path.join(root, e.path), job.target, fixed, job.clamp, job.line)
+                    _extract_into(tf, os.path.join(root, e.path), target, chowned, job.clamp, job.line)
                     continue
                 _add(tf, root, e, t, fixed, job.owners, job.mode, job.clamp)
     return w.digest
@@ -252,6 +254,7 @@ def _extract_into(tf: tarfile.TarFile, path: str, target: str, fixed: tuple[int,
     (absolute, `..`) are refused, device nodes skipped; owners as archived unless --chown."""
     from rootless.image import oci
     from rootless.image.compression import Prefixed, decompressing
+    from rootless.image.extract import PAX_XATTR
 
     with open(path, "rb") as raw:
         head = raw.read(6)
@@ -260,9 +263,12 @@ def _extract_into(tf: tarfile.TarFile, path: str, target: str, fixed: tuple[int,
             with tarfile.open(fileobj=stream, mode="r|") as src:
                 for m in src:
                     name = _inside(m.name, target, line)
-                    if m.isdev():
-                        continue
+                    if m.isdev() or not name:
+                        continue  # no devices, and the image's root is no layer's to change
                     ti = copy.copy(m)
+                    # tarfile writes pax records over the fields: only the xattrs may stay, or
+                    # a long name or a big id would come back as archived.
+                    ti.pax_headers = {k: v for k, v in m.pax_headers.items() if k.startswith(PAX_XATTR)}
                     ti.name = name
                     if m.islnk():
                         ti.linkname = _inside(m.linkname, target, line)
