@@ -85,7 +85,7 @@ def test_a_file_copied_over_an_existing_file_replaces_it(rl: Rl, busybox: str, t
     assert r.out == "replaced\nregular file\n", "a symlink to a file is replaced, not written through"
 
 
-def _archive(path: Path, entries: list[tuple[str, bytes, int, int, int, str]]) -> None:
+def make_archive(path: Path, entries: list[tuple[str, bytes, int, int, int, str]]) -> None:
     """A gzipped tar of (name, type, mode, uid, gid, content) entries."""
     with tarfile.open(path, "w:gz", format=tarfile.PAX_FORMAT) as tf:
         for name, kind, mode, uid, gid, content in entries:
@@ -107,13 +107,13 @@ ADD --chown=7:8 site.tar.gz /chowned/
 
 @pytest.mark.parametrize("driver", DRIVERS)
 def test_add_keeps_the_owners_of_a_local_archive(rl: Rl, busybox: str, tmp_path: Path, driver: str) -> None:
-    _archive(tmp_path / "rootfs.tar.gz", [
+    make_archive(tmp_path / "rootfs.tar.gz", [
         ("./", tarfile.DIRTYPE, 0o755, 0, 0, ""),
         ("home/user", tarfile.DIRTYPE, 0o750, 1000, 1000, ""),
         ("home/user/.profile", tarfile.REGTYPE, 0o644, 1000, 1000, "x=1\n"),
         ("usr/bin/sg-tool", tarfile.REGTYPE, 0o2755, 0, 50, "#!/bin/sh\n"),
     ])
-    _archive(tmp_path / "site.tar.gz", [
+    make_archive(tmp_path / "site.tar.gz", [
         ("index.html", tarfile.REGTYPE, 0o640, 33, 33, "<p>hi</p>\n"),
         ("static", tarfile.DIRTYPE, 0o755, 33, 33, ""),
         (LONG, tarfile.REGTYPE, 0o600, 33, 33, "long\n"),  # named in a pax record
