@@ -180,11 +180,11 @@ def mkdir_layer(builder: Builder, state: StageState, path: str) -> tuple[Path, s
 
     store = builder.store
     layers = [str(p) for p in store.layer_paths(state.image)] if state.image is not None else []
-    wanted = sorted({path, *_ancestors(path)} - {"/"})
     try:
-        have = store.in_userns(imagefs.existing_dirs, layers, wanted, store.owners) if layers else {}
-    except NotADirectoryError as e:
-        raise DockerfileError(f"WORKDIR {path}: {e}") from None
+        wanted, have = store.in_userns(_workdir_dirs, layers, path, store.owners) if layers \
+            else (sorted({path, *_ancestors(path)} - {"/"}), {})
+    except DockerfileError as e:
+        raise DockerfileError(str(e)) from None  # out of the user namespace it is its message only
     if all(d in have for d in wanted):
         return None
     epoch = source_date_epoch()
@@ -197,6 +197,19 @@ def mkdir_layer(builder: Builder, state: StageState, path: str) -> tuple[Path, s
                 uid, gid, perms, mtime = have.get(d, (0, 0, 0o755, made))
                 tf.addfile(_info(d, tarfile.DIRTYPE, perms, uid, gid, mtime))
     return tar, w.digest
+
+
+def _workdir_dirs(layers: list[str], path: str, owners: str) -> tuple[list[str], dict[str, tuple[int, int, int, int]]]:
+    """The directories WORKDIR `path` needs, its symlinks resolved inside the image as Docker
+    does (`WORKDIR /lib/x` with /lib -> usr/lib makes /usr/lib/x), and those the image has."""
+    from rootless.build import imagefs
+
+    real, _ = imagefs.copy_target(layers, path)
+    wanted = sorted({real, *_ancestors(real)} - {"/"})
+    try:
+        return wanted, imagefs.existing_dirs(layers, wanted, owners)
+    except NotADirectoryError as e:  # an RlError, to come out of the user namespace as it is
+        raise DockerfileError(f"WORKDIR {path}: {e}") from None
 
 
 def _fetch(urls: list[str], into: str, line: int) -> list[str]:

@@ -28,6 +28,8 @@ COPY hello.py /app/renamed.py
 RUN ln -s /made/by/run /linkdir
 COPY tree/t.txt /linkdir
 COPY hello.py /linkdir/sub/
+WORKDIR /linkdir/wd
+RUN pwd -P > here
 """
 
 
@@ -52,14 +54,14 @@ def _build_into_existing(rl: Rl, tmp_path: Path, *driver: str) -> None:
     r = rl(*driver, "run", "--rm", "into", "sh", "-c",
            "cat /made/by/run/pwd; stat -c '%n %F' /app /app/hello.py /app/ll-tests /app/file /made/by/run/hello.py "
            "/copied/t.txt /copied/hello.py /etc/hello.py /etc /app/renamed.py /linkdir /made/by/run/t.txt "
-           "/made/by/run/sub/hello.py; cat /app/file")
+           "/made/by/run/sub/hello.py; cat /app/file /made/by/run/wd/here")
     assert r.out.splitlines() == [
         "/app",
         "/app directory", "/app/hello.py regular file", "/app/ll-tests directory", "/app/file regular file",
         "/made/by/run/hello.py regular file", "/copied/t.txt regular file", "/copied/hello.py regular file",
         "/etc/hello.py regular file", "/etc directory", "/app/renamed.py regular file",
         "/linkdir symbolic link", "/made/by/run/t.txt regular file", "/made/by/run/sub/hello.py regular file",
-        "from-builder",
+        "from-builder", "/made/by/run/wd",
     ]
     members = _layer_members(rl, "into", tmp_path)
     owners = {n: (members[n].uid, members[n].gid) for n in ("app/file", "etc/hello.py", "etc", "app/hello.py")}
@@ -75,6 +77,18 @@ def test_a_file_copied_to_an_existing_directory_goes_into_it(rl: Rl, busybox: st
 @pytest.mark.single_id
 def test_a_file_copied_to_an_existing_directory_in_single_id_mode(rl: Rl, busybox: str, tmp_path: Path) -> None:
     _build_into_existing(rl, tmp_path)
+
+
+@pytest.mark.parametrize("step, message", [
+    ("WORKDIR /etc/passwd/sub", "WORKDIR /etc/passwd/sub: /etc/passwd is not a directory in the image"),
+    ("COPY f /etc/passwd/", "COPY: cannot copy to /etc/passwd: /etc/passwd is not a directory in the image"),
+])
+def test_a_file_in_the_way_of_a_destination_is_said_in_one_line(rl: Rl, busybox: str, tmp_path: Path, step: str,
+                                                                message: str) -> None:
+    (tmp_path / "f").write_text("f\n")
+    (tmp_path / "Dockerfile").write_text(f"FROM busybox\n{step}\n")
+    r = rl("build", str(tmp_path), check=False)
+    assert (r.code, r.err) == (1, f"Error: Dockerfile:2: {message}\n")
 
 
 def test_a_file_copied_over_an_existing_file_replaces_it(rl: Rl, busybox: str, tmp_path: Path) -> None:
