@@ -151,3 +151,16 @@ def test_add_keeps_the_owners_of_a_local_archive(rl: Rl, busybox: str, tmp_path:
         assert r.out.splitlines() == [
             "/home/user 1000:1000 750", "/home/user/.profile 1000:1000 644", "/usr/bin/sg-tool 0:50 2755",
             "/srv/site/index.html 33:33 640", "/chowned/index.html 7:8 640"]
+
+
+def test_copy_and_workdir_through_the_merged_usr_symlinks(rl: Rl, debian_tar: Path, tmp_path: Path) -> None:
+    """Debian's /bin and /lib are symlinks into /usr: the most common place a destination has one."""
+    rl("import", str(debian_tar), "debian:bookworm")
+    (tmp_path / "tool").write_text("#!/bin/sh\necho tool\n")
+    (tmp_path / "tool").chmod(0o755)
+    (tmp_path / "Dockerfile").write_text(
+        "FROM debian:bookworm\nCOPY tool /bin/\nCOPY tool /sbin\nWORKDIR /lib/app\nRUN pwd -P > where\n")
+    rl("build", "-t", "usr", str(tmp_path))
+    r = rl("run", "--rm", "usr", "sh", "-c", "tool; stat -c '%n %F' /bin /usr/bin/tool /usr/sbin/tool; cat where")
+    assert r.out.splitlines() == ["tool", "/bin symbolic link", "/usr/bin/tool regular file",
+                                  "/usr/sbin/tool regular file", "/usr/lib/app"]
