@@ -166,7 +166,8 @@ def write_copy_layer(job: CopyJob) -> str:
                 if e.kind == "dir" and e.name == "":
                     continue  # its contents go to the target, made above when missing
                 if e.path in archives:
-                    _extract_into(tf, os.path.join(root, e.path), target, chowned, job.clamp, job.line)
+                    dirs = _ArchiveDirs(tf, layers, job.owners, made, wanted, job.line)
+                    _extract_into(tf, os.path.join(root, e.path), target, chowned, job.clamp, job.line, dirs)
                     continue
                 _add(tf, root, e, t, fixed, job.owners, job.mode, job.clamp)
     return w.digest
@@ -261,13 +262,54 @@ def _is_archive(path: str) -> bool:
     return len(head) == 512 and head[257:262] == b"ustar"
 
 
+class _ArchiveDirs:
+    """Where the directories an archive's entries go into are, as Docker's untar finds them: one
+    the archive lists is its own; one it does not is the image's, its symlink to a directory
+    followed inside the image, and the layer carries it with its owner and mode (or unpacking
+    the layer would make it root's 0755 over the image's: a /tmp losing its sticky bit); one
+    neither has is made root's 0755."""
+
+    def __init__(self, tf: tarfile.TarFile, layers: list[str], owners: str, mtime: float, written: list[str],
+                 line: int) -> None:
+        self.tf, self.layers, self.owners, self.mtime, self.line = tf, layers, owners, mtime, line
+        self.where = {d: d for d in ["/", *written]}  # a directory as named -> where the layer has it
+        self.written = {"/", *written}
+
+    def listed(self, named: str, at: str) -> None:
+        self.where[named] = at
+        self.written.add(at)
+
+    def place(self, named: str) -> str:
+        """Where the directory `named` (absolute, as the archive names it under the target) is."""
+        if named in self.where:
+            return self.where[named]
+        from rootless.build import imagefs
+
+        at = posixpath.join(self.place(posixpath.dirname(named)), posixpath.basename(named))
+        real = imagefs.copy_target(self.layers, at)[0] if self.layers else at
+        missing = [d for d in [*reversed(_ancestors(real)), real] if d not in self.written]
+        try:
+            have = imagefs.existing_dirs(self.layers, missing, self.owners) if self.layers else {}
+        except NotADirectoryError as e:
+            raise DockerfileError(f"ADD: cannot unpack the archive into {named}: {e}", self.line) from None
+        for d in missing:
+            uid, gid, perms, mtime = have.get(d, (0, 0, 0o755, self.mtime))
+            self.tf.addfile(_info(d, tarfile.DIRTYPE, perms, uid, gid, mtime))
+            self.written.add(d)
+        self.where[named] = real
+        return real
+
+
 def _extract_into(tf: tarfile.TarFile, path: str, target: str, fixed: tuple[int, int] | None, clamp: int | None,
-                  line: int) -> None:
+                  line: int, dirs: _ArchiveDirs) -> None:
     """Copy the archive's entries into the layer under `target`: names that would leave it
     (absolute, `..`) are refused, device nodes skipped; owners as archived unless --chown."""
     from rootless.image import oci
     from rootless.image.compression import Prefixed, decompressing
     from rootless.image.extract import PAX_XATTR
+
+    def placed(named: str) -> str:
+        return posixpath.join(dirs.place(posixpath.dirname(named)), posixpath.basename(named))
 
     with open(path, "rb") as raw:
         head = raw.read(6)
@@ -275,16 +317,19 @@ def _extract_into(tf: tarfile.TarFile, path: str, target: str, fixed: tuple[int,
         try:
             with tarfile.open(fileobj=stream, mode="r|") as src:
                 for m in src:
-                    name = _inside(m.name, target, line)
-                    if m.isdev() or not name:
+                    named = _inside(m.name, target, line)
+                    if m.isdev() or named == "/":
                         continue  # no devices, and the image's root is no layer's to change
+                    at = placed(named)
+                    if m.isdir():
+                        dirs.listed(named, at)
                     ti = copy.copy(m)
                     # tarfile writes pax records over the fields: only the xattrs may stay, or
                     # a long name or a big id would come back as archived.
                     ti.pax_headers = {k: v for k, v in m.pax_headers.items() if k.startswith(PAX_XATTR)}
-                    ti.name = name
+                    ti.name = at.lstrip("/")
                     if m.islnk():
-                        ti.linkname = _inside(m.linkname, target, line)
+                        ti.linkname = placed(_inside(m.linkname, target, line)).lstrip("/")
                     if fixed is not None:
                         ti.uid, ti.gid = fixed
                     if clamp is not None:
@@ -295,10 +340,11 @@ def _extract_into(tf: tarfile.TarFile, path: str, target: str, fixed: tuple[int,
 
 
 def _inside(name: str, target: str, line: int) -> str:
+    """Where the archive entry `name` goes, absolute in the image, before any symlink there."""
     parts = [p for p in name.split("/") if p not in ("", ".")]
     if ".." in parts:
         raise DockerfileError(f"ADD: the archive entry {name!r} would land outside {target}", line)
-    return posixpath.join(target, *parts).lstrip("/")
+    return posixpath.join(target, *parts)
 
 
 def _target_of(e: SourceEntry, target: str, into_dir: bool) -> str:

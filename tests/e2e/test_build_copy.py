@@ -126,6 +126,8 @@ def test_add_keeps_the_owners_of_a_local_archive(rl: Rl, busybox: str, tmp_path:
         ("home/user", tarfile.DIRTYPE, 0o750, 1000, 1000, ""),
         ("home/user/.profile", tarfile.REGTYPE, 0o644, 1000, 1000, "x=1\n"),
         ("usr/bin/sg-tool", tarfile.REGTYPE, 0o2755, 0, 50, "#!/bin/sh\n"),
+        ("root/.profile", tarfile.REGTYPE, 0o600, 0, 0, "y=2\n"),  # /root and /tmp not listed: the image's stay
+        ("tmp/scratch", tarfile.REGTYPE, 0o644, 0, 0, ""),
     ])
     make_archive(tmp_path / "site.tar.gz", [
         ("index.html", tarfile.REGTYPE, 0o640, 33, 33, "<p>hi</p>\n"),
@@ -145,6 +147,8 @@ def test_add_keeps_the_owners_of_a_local_archive(rl: Rl, busybox: str, tmp_path:
         f"srv/site/{LONG}": (33, 33, 0o600), f"chowned/{LONG}": (7, 8, 0o600),
     }
     assert LONG not in members and "" not in members, "a long name lands under the destination too, ./ nowhere"
+    r = rl("--storage-driver", driver, "run", "--rm", "added", "stat", "-c", "%n %a", "/root", "/tmp")
+    assert r.out == "/root 700\n/tmp 1777\n", "directories the archive does not list stay as the image has them"
     if has_subuid_range():  # in single-id mode a container cannot show other ids
         r = rl("--storage-driver", driver, "run", "--rm", "added", "stat", "-c", "%n %u:%g %a",
                "/home/user", "/home/user/.profile", "/usr/bin/sg-tool", "/srv/site/index.html", "/chowned/index.html")

@@ -7,7 +7,10 @@ import os
 import tarfile
 from pathlib import Path
 
+import pytest
+
 from rootless.build.copy import CopyJob, write_copy_layer
+from rootless.build.dockerfile import DockerfileError
 from rootless.build.ignore import Ignore
 from tests.unit.runtime.test_vfs import layers_of, write
 
@@ -64,8 +67,35 @@ def test_add_keeps_the_archive_owners_unless_chown(tmp_path: Path) -> None:
     (layer,) = layers_of(tmp_path, 1)
     got = _copy(tmp_path, [layer], "ADD", ["site.tgz"], "/srv/site/")
     assert {n: (m.uid, m.gid, m.mode) for n, m in got.items()} == {
-        "srv": (0, 0, 0o755), "srv/site": (0, 0, 0o755), "srv/site/home/user": (1000, 1000, 0o755),
-        "srv/site/usr/bin/sg": (0, 50, 0o2755), f"srv/site/{LONG}": (BIG_ID, BIG_ID, 0o755)}
+        "srv": (0, 0, 0o755), "srv/site": (0, 0, 0o755), "srv/site/home": (0, 0, 0o755),
+        "srv/site/home/user": (1000, 1000, 0o755), "srv/site/usr": (0, 0, 0o755), "srv/site/usr/bin": (0, 0, 0o755),
+        "srv/site/usr/bin/sg": (0, 50, 0o2755), "srv/site/static": (0, 0, 0o755),
+        f"srv/site/{LONG}": (BIG_ID, BIG_ID, 0o755)}
     got = _copy(tmp_path, [layer], "ADD", ["site.tgz"], "/", chown="7:8")
-    assert {n: (m.uid, m.gid) for n, m in got.items()} == {
+    assert {n: (m.uid, m.gid) for n, m in got.items() if not m.isdir() or n == "home/user"} == {
         "home/user": (7, 8), "usr/bin/sg": (7, 8), LONG: (7, 8)}, "no ./ entry for the image's root"
+
+
+def test_add_leaves_the_directories_of_the_image_as_they_are(tmp_path: Path) -> None:
+    _archive(tmp_path / "ctx/a.tgz", [("tmp/x", 0, 0), ("bin/tool", 0, 0), ("bin/", 0, 0), ("bin/more", 0, 0),
+                                      ("srv/new/f", 0, 0)])
+    (layer,) = layers_of(tmp_path, 1)
+    (layer / "tmp").mkdir()
+    (layer / "tmp").chmod(0o1777)
+    (layer / "usr/bin").mkdir(parents=True, mode=0o750)
+    os.symlink("usr/bin", layer / "bin")
+    me = os.getuid(), os.getgid()
+    got = _copy(tmp_path, [layer], "ADD", ["a.tgz"], "/")
+    assert [(n, (m.uid, m.gid), m.mode) for n, m in got.items()] == [
+        ("tmp", me, 0o1777), ("tmp/x", (0, 0), 0o755),
+        ("usr", me, 0o755), ("usr/bin", me, 0o750), ("usr/bin/tool", (0, 0), 0o755),  # through the symlink
+        ("bin", (0, 0), 0o755), ("bin/more", (0, 0), 0o755),  # a directory the archive lists replaces it
+        ("srv", (0, 0), 0o755), ("srv/new", (0, 0), 0o755), ("srv/new/f", (0, 0), 0o755)]
+
+
+def test_add_refuses_to_unpack_through_a_file_of_the_image(tmp_path: Path) -> None:
+    _archive(tmp_path / "ctx/a.tgz", [("etc/passwd/x", 0, 0)])
+    (layer,) = layers_of(tmp_path, 1)
+    write(layer / "etc/passwd", b"root")
+    with pytest.raises(DockerfileError, match="/etc/passwd is not a directory in the image"):
+        _copy(tmp_path, [layer], "ADD", ["a.tgz"], "/")
