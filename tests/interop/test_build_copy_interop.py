@@ -46,6 +46,8 @@ def test_copy_and_add_own_files_as_podman_build(rl: Rl, busybox: str, podman: Po
         ("home/user", tarfile.DIRTYPE, 0o750, 1000, 1000, ""),
         ("home/user/.profile", tarfile.REGTYPE, 0o644, 1000, 1000, "x=1\n"),
         ("usr/bin/sg-tool", tarfile.REGTYPE, 0o2755, 0, 50, "#!/bin/sh\n"),
+        ("root/.profile", tarfile.REGTYPE, 0o600, 0, 0, "y=2\n"),
+        ("tmp/scratch", tarfile.REGTYPE, 0o644, 0, 0, ""),
     ])
     make_archive(ctx / "site.tar.gz", [
         ("index.html", tarfile.REGTYPE, 0o640, 33, 33, "<p>hi</p>\n"),
@@ -69,3 +71,4 @@ def test_copy_and_add_own_files_as_podman_build(rl: Rl, busybox: str, podman: Po
     assert mine == podmans, ("only rl: " + repr(sorted(set(mine) - set(podmans))) +
                              "\nonly podman: " + repr(sorted(set(podmans) - set(mine))))
     assert "/app/file regular file 1001:0 640" in mine and "/srv/site/index.html regular file 33:33 640" in mine
+    assert "/tmp directory 0:0 1777" in mine
