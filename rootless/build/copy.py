@@ -274,6 +274,7 @@ class _ArchiveDirs:
         self.tf, self.layers, self.owners, self.mtime, self.line = tf, layers, owners, mtime, line
         self.where = {d: d for d in ["/", *written]}  # a directory as named -> where the layer has it
         self.written = {"/", *written}
+        self.absent: set[str] = set()  # directories the layer makes that the image lacks
 
     def listed(self, named: str, at: str) -> None:
         self.where[named] = at
@@ -281,22 +282,33 @@ class _ArchiveDirs:
 
     def place(self, named: str) -> str:
         """Where the directory `named` (absolute, as the archive names it under the target) is."""
-        if named in self.where:
-            return self.where[named]
+        todo = []
+        d = named
+        while d not in self.where:  # a loop, not recursion: a hostile archive nests deep
+            todo.append(d)
+            d = posixpath.dirname(d)
+        for d in reversed(todo):
+            self.where[d] = self._find(posixpath.join(self.where[posixpath.dirname(d)], posixpath.basename(d)), d)
+        return self.where[named]
+
+    def _find(self, at: str, named: str) -> str:
         from rootless.build import imagefs
 
-        at = posixpath.join(self.place(posixpath.dirname(named)), posixpath.basename(named))
-        real = imagefs.copy_target(self.layers, at)[0] if self.layers else at
-        missing = [d for d in [*reversed(_ancestors(real)), real] if d not in self.written]
-        try:
-            have = imagefs.existing_dirs(self.layers, missing, self.owners) if self.layers else {}
-        except NotADirectoryError as e:
-            raise DockerfileError(f"ADD: cannot unpack the archive into {named}: {e}", self.line) from None
+        if posixpath.dirname(at) in self.absent or not self.layers:
+            missing, have, real = [at] if at not in self.written else [], {}, at  # no lookup below one
+        else:
+            real = imagefs.copy_target(self.layers, at)[0]
+            missing = [d for d in [*reversed(_ancestors(real)), real] if d not in self.written]
+            try:
+                have = imagefs.existing_dirs(self.layers, missing, self.owners)
+            except NotADirectoryError as e:
+                raise DockerfileError(f"ADD: cannot unpack the archive into {named}: {e}", self.line) from None
         for d in missing:
+            if d not in have:
+                self.absent.add(d)
             uid, gid, perms, mtime = have.get(d, (0, 0, 0o755, self.mtime))
             self.tf.addfile(_info(d, tarfile.DIRTYPE, perms, uid, gid, mtime))
             self.written.add(d)
-        self.where[named] = real
         return real
 
 

@@ -99,3 +99,11 @@ def test_add_refuses_to_unpack_through_a_file_of_the_image(tmp_path: Path) -> No
     write(layer / "etc/passwd", b"root")
     with pytest.raises(DockerfileError, match="/etc/passwd is not a directory in the image"):
         _copy(tmp_path, [layer], "ADD", ["a.tgz"], "/")
+
+
+def test_add_of_a_deeply_nested_archive(tmp_path: Path) -> None:
+    deep = "/".join(["d"] * 1500) + "/f"  # deeper than Python's recursion limit
+    _archive(tmp_path / "ctx/a.tgz", [(deep, 0, 0)])
+    (layer,) = layers_of(tmp_path, 1)
+    got = _copy(tmp_path, [layer], "ADD", ["a.tgz"], "/")
+    assert len(got) == 1501 and got[deep].isreg()
