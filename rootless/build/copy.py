@@ -2,9 +2,10 @@
 a tar, digested while written; no container runs.
 
 Paths follow Docker: a relative destination is under WORKDIR; a destination ending in `/`, or
-several sources, or a directory source, means a directory; a directory source copies its
-contents. Directories the destination needs are created (owned like the copied files) unless the
-image has them, whose owners and modes the layer then leaves alone.
+one the image has as a directory, or several sources, or a directory source, means a directory;
+a directory source copies its contents; the destination's symlinks resolve inside the image.
+Directories the destination needs are created (owned like the copied files) unless the image has
+them, whose owners and modes the layer then leaves alone.
 """
 from __future__ import annotations
 
