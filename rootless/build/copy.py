@@ -38,6 +38,12 @@ if TYPE_CHECKING:
     from rootless.build.engine import Builder, StageState
 
 
+# In every COPY/ADD cache key, changed with a fix that changes what the same step makes: a layer
+# an older rl made wrong (a file where the image had a directory, an archive's owners lost) is
+# then not found again, which only --no-cache got past.
+_LAYER_RULES = "2"
+
+
 @valueclass
 class CopyJob:
     """One COPY's layer, made in one process where both its sources and the image's layers are
@@ -108,7 +114,7 @@ def copy_step(builder: Builder, df: Dockerfile, state: StageState, instr: Instru
         job = replace(job, from_layers=tuple(str(p) for p in store.layer_paths(image)),
                       from_tree=str(store.scratch.new_path("from")))
     parent = state.image.id if state.image is not None else "scratch"
-    key = cache.step_key(parent, [instr.command, json.dumps(patterns), target, str(job.dest_is_dir),
+    key = cache.step_key(parent, [instr.command, _LAYER_RULES, json.dumps(patterns), target, str(job.dest_is_dir),
                                   chown or "", chmod or "", source or ""], {}, what)
 
     def make() -> Any:
