@@ -2,9 +2,10 @@
 a tar, digested while written; no container runs.
 
 Paths follow Docker: a relative destination is under WORKDIR; a destination ending in `/`, or
-several sources, or a directory source, means a directory; a directory source copies its
-contents. Directories the destination needs are created (owned like the copied files) unless the
-image has them, whose owners and modes the layer then leaves alone.
+one the image has as a directory, or several sources, or a directory source, means a directory;
+a directory source copies its contents; the destination's symlinks resolve inside the image.
+Directories the destination needs are created (owned like the copied files) unless the image has
+them, whose owners and modes the layer then leaves alone.
 """
 from __future__ import annotations
 
@@ -35,6 +36,12 @@ from rootless.values import replace, valueclass
 
 if TYPE_CHECKING:
     from rootless.build.engine import Builder, StageState
+
+
+# In every COPY/ADD cache key, changed with a fix that changes what the same step makes: a layer
+# an older rl made wrong (a file where the image had a directory, an archive's owners lost) is
+# then not found again, which only --no-cache got past.
+_LAYER_RULES = "2"
 
 
 @valueclass
@@ -115,7 +122,7 @@ def copy_step(builder: Builder, df: Dockerfile, state: StageState, instr: Instru
         what += hash_sources(str(inline), names, Ignore())
         job = replace(job, inline=str(inline), inline_names=names)
     parent = state.image.id if state.image is not None else "scratch"
-    key = cache.step_key(parent, [instr.command, json.dumps(patterns), target, str(job.dest_is_dir),
+    key = cache.step_key(parent, [instr.command, _LAYER_RULES, json.dumps(patterns), target, str(job.dest_is_dir),
                                   chown or "", chmod or "", source or ""], {}, what)
 
     def make() -> Any:
@@ -140,21 +147,22 @@ def write_copy_layer(job: CopyJob) -> str:
     sources = match_sources(root, job.patterns, ignore, job.command)
     entries = [(root, e) for e in walk_sources(root, sources, ignore)]
     entries += [(job.inline, e) for e in walk_sources(job.inline, job.inline_names, Ignore())]
-    into_dir = job.dest_is_dir or len(sources) + len(job.inline_names) > 1 \
-        or any(e.name == "" and e.kind == "dir" for _, e in entries)
-    fixed: tuple[int, int] | None = None
-    if job.chown:
-        fixed = _owner(job.chown, imagefs.read_text(list(job.dest_layers), "/etc/passwd") if job.dest_layers else None,
-                       imagefs.read_text(list(job.dest_layers), "/etc/group") if job.dest_layers else None, job.line)
-    elif not job.from_layers:
-        fixed = (0, 0)  # files from the context belong to root, as with Docker
+    layers = list(job.dest_layers)
+    target, target_is_dir = imagefs.copy_target(layers, job.target) if layers else (job.target, False)
+    into_dir = (job.dest_is_dir or target_is_dir or len(sources) + len(job.inline_names) > 1
+                or any(e.name == "" and e.kind == "dir" for _, e in entries))
+    chowned = _owner(job.chown, imagefs.read_text(layers, "/etc/passwd") if layers else None,
+                     imagefs.read_text(layers, "/etc/group") if layers else None, job.line) if job.chown else None
+    # Files of the context belong to root, as with Docker; those of an archive ADD unpacks, and
+    # of an image, keep theirs.
+    fixed = chowned if chowned is not None or job.from_layers else (0, 0)
     archives = {e.path for r, e in entries if job.command == "ADD" and job.extract and e.kind == "file"
                 and r == root and _is_archive(os.path.join(root, e.path))}
-    plan = [(r, e, _target_of(e, job.target, into_dir)) for r, e in entries]
+    plan = [(r, e, _target_of(e, target, into_dir)) for r, e in entries]
     wanted = sorted({d for _, _, t in plan for d in _ancestors(t)}
-                    | ({job.target} if into_dir or archives else set()))
+                    | ({target} if into_dir or archives else set()))
     try:
-        have = imagefs.existing_dirs(list(job.dest_layers), wanted, job.owners) if job.dest_layers else {}
+        have = imagefs.existing_dirs(layers, wanted, job.owners) if layers else {}
     except NotADirectoryError as e:
         raise DockerfileError(f"{job.command}: cannot copy to {job.target}: {e}", job.line) from None
     made_by = fixed or (0, 0)
@@ -174,7 +182,8 @@ def write_copy_layer(job: CopyJob) -> str:
                 if e.kind == "dir" and e.name == "":
                     continue  # its contents go to the target, made above when missing
                 if r == root and e.path in archives:
-                    _extract_into(tf, os.path.join(root, e.path), job.target, fixed, job.clamp, job.line)
+                    dirs = _ArchiveDirs(tf, layers, job.owners, made, wanted, job.line)
+                    _extract_into(tf, os.path.join(root, e.path), target, chowned, job.clamp, job.line, dirs)
                     continue
                 _add(tf, r, e, t, fixed if r == root else made_by, job.owners, job.mode, job.clamp)
     return w.digest
@@ -183,15 +192,13 @@ def write_copy_layer(job: CopyJob) -> str:
 def mkdir_layer(builder: Builder, state: StageState, path: str) -> tuple[Path, str] | None:
     """WORKDIR makes its directory, as BuildKit does: a layer with the directories the image
     lacks (root's, 0755, and their existing parents as they are), or None when it has them."""
-    from rootless.build import imagefs
-
     store = builder.store
     layers = [str(p) for p in store.layer_paths(state.image)] if state.image is not None else []
-    wanted = sorted({path, *_ancestors(path)} - {"/"})
     try:
-        have = store.in_userns(imagefs.existing_dirs, layers, wanted, store.owners) if layers else {}
-    except NotADirectoryError as e:
-        raise DockerfileError(f"WORKDIR {path}: {e}") from None
+        wanted, have = store.in_userns(_workdir_dirs, layers, path, store.owners) if layers \
+            else (sorted({path, *_ancestors(path)} - {"/"}), {})
+    except DockerfileError as e:
+        raise DockerfileError(str(e)) from None  # out of the user namespace it is its message only
     return _dirs_layer(builder, wanted, have)
 
 
@@ -228,6 +235,19 @@ def _dirs_layer(builder: Builder, wanted: list[str],
                 uid, gid, perms, mtime = have.get(d, (0, 0, 0o755, made))
                 tf.addfile(_info(d, tarfile.DIRTYPE, perms, uid, gid, mtime))
     return tar, w.digest
+
+
+def _workdir_dirs(layers: list[str], path: str, owners: str) -> tuple[list[str], dict[str, tuple[int, int, int, int]]]:
+    """The directories WORKDIR `path` needs, its symlinks resolved inside the image as Docker
+    does (`WORKDIR /lib/x` with /lib -> usr/lib makes /usr/lib/x), and those the image has."""
+    from rootless.build import imagefs
+
+    real, _ = imagefs.copy_target(layers, path)
+    wanted = sorted({real, *_ancestors(real)} - {"/"})
+    try:
+        return wanted, imagefs.existing_dirs(layers, wanted, owners)
+    except NotADirectoryError as e:  # an RlError, to come out of the user namespace as it is
+        raise DockerfileError(f"WORKDIR {path}: {e}") from None
 
 
 def _fetch(urls: list[str], into: str, line: int) -> list[str]:
@@ -279,12 +299,66 @@ def _is_archive(path: str) -> bool:
     return len(head) == 512 and head[257:262] == b"ustar"
 
 
+class _ArchiveDirs:
+    """Where the directories an archive's entries go into are, as Docker's untar finds them: one
+    the archive lists is its own; one it does not is the image's, its symlink to a directory
+    followed inside the image, and the layer carries it with its owner and mode (or unpacking
+    the layer would make it root's 0755 over the image's: a /tmp losing its sticky bit); one
+    neither has is made root's 0755."""
+
+    def __init__(self, tf: tarfile.TarFile, layers: list[str], owners: str, mtime: float, written: list[str],
+                 line: int) -> None:
+        self.tf, self.layers, self.owners, self.mtime, self.line = tf, layers, owners, mtime, line
+        self.where = {d: d for d in ["/", *written]}  # a directory as named -> where the layer has it
+        self.written = {"/", *written}
+        self.absent: set[str] = set()  # directories the layer makes that the image lacks
+
+    def listed(self, named: str, at: str) -> None:
+        self.where[named] = at
+        self.written.add(at)
+
+    def place(self, named: str) -> str:
+        """Where the directory `named` (absolute, as the archive names it under the target) is."""
+        todo = []
+        d = named
+        while d not in self.where:  # a loop, not recursion: a hostile archive nests deep
+            todo.append(d)
+            d = posixpath.dirname(d)
+        for d in reversed(todo):
+            self.where[d] = self._find(posixpath.join(self.where[posixpath.dirname(d)], posixpath.basename(d)), d)
+        return self.where[named]
+
+    def _find(self, at: str, named: str) -> str:
+        from rootless.build import imagefs
+
+        if posixpath.dirname(at) in self.absent or not self.layers:
+            missing, have, real = [at] if at not in self.written else [], {}, at  # no lookup below one
+        else:
+            real = imagefs.copy_target(self.layers, at)[0]
+            missing = [d for d in [*reversed(_ancestors(real)), real] if d not in self.written]
+            try:
+                have = imagefs.existing_dirs(self.layers, missing, self.owners)
+            except NotADirectoryError as e:
+                raise DockerfileError(f"ADD: cannot unpack the archive into {named}: {e}", self.line) from None
+        for d in missing:
+            if d not in have:
+                self.absent.add(d)
+            uid, gid, perms, mtime = have.get(d, (0, 0, 0o755, self.mtime))
+            self.tf.addfile(_info(d, tarfile.DIRTYPE, perms, uid, gid, mtime))
+            self.written.add(d)
+        return real
+
+
 def _extract_into(tf: tarfile.TarFile, path: str, target: str, fixed: tuple[int, int] | None, clamp: int | None,
-                  line: int) -> None:
+                  line: int, dirs: _ArchiveDirs) -> None:
     """Copy the archive's entries into the layer under `target`: names that would leave it
     (absolute, `..`) are refused, device nodes skipped; owners as archived unless --chown."""
     from rootless.image import oci
     from rootless.image.compression import Prefixed, decompressing
+    from rootless.image.extract import PAX_XATTR
+
+    def placed(named: str) -> str:
+        return posixpath.join(dirs.place(posixpath.dirname(named)), posixpath.basename(named))
 
     with open(path, "rb") as raw:
         head = raw.read(6)
@@ -292,13 +366,19 @@ def _extract_into(tf: tarfile.TarFile, path: str, target: str, fixed: tuple[int,
         try:
             with tarfile.open(fileobj=stream, mode="r|") as src:
                 for m in src:
-                    name = _inside(m.name, target, line)
-                    if m.isdev():
-                        continue
+                    named = _inside(m.name, target, line)
+                    if m.isdev() or named == "/":
+                        continue  # no devices, and the image's root is no layer's to change
+                    at = placed(named)
+                    if m.isdir():
+                        dirs.listed(named, at)
                     ti = copy.copy(m)
-                    ti.name = name
+                    # tarfile writes pax records over the fields: only the xattrs may stay, or
+                    # a long name or a big id would come back as archived.
+                    ti.pax_headers = {k: v for k, v in m.pax_headers.items() if k.startswith(PAX_XATTR)}
+                    ti.name = at.lstrip("/")
                     if m.islnk():
-                        ti.linkname = _inside(m.linkname, target, line)
+                        ti.linkname = placed(_inside(m.linkname, target, line)).lstrip("/")
                     if fixed is not None:
                         ti.uid, ti.gid = fixed
                     if clamp is not None:
@@ -309,10 +389,11 @@ def _extract_into(tf: tarfile.TarFile, path: str, target: str, fixed: tuple[int,
 
 
 def _inside(name: str, target: str, line: int) -> str:
+    """Where the archive entry `name` goes, absolute in the image, before any symlink there."""
     parts = [p for p in name.split("/") if p not in ("", ".")]
     if ".." in parts:
         raise DockerfileError(f"ADD: the archive entry {name!r} would land outside {target}", line)
-    return posixpath.join(target, *parts).lstrip("/")
+    return posixpath.join(target, *parts)
 
 
 def _target_of(e: SourceEntry, target: str, into_dir: bool) -> str:

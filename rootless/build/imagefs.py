@@ -7,6 +7,7 @@ Run these where the layers' files are readable: `store.in_userns`.
 from __future__ import annotations
 
 import os
+import posixpath
 import stat
 
 from fuse_overlay import upperfmt
@@ -37,6 +38,18 @@ def dirs_and_files(layers: list[str], paths: list[str],
             continue
         dirs[p] = (*owner(found.paths[0], found.st, owners), int(found.st.st_mtime))
     return dirs, files
+
+
+def copy_target(layers: list[str], path: str) -> tuple[str, bool]:
+    """Where COPY puts what it copies to `path`, and whether the image has a directory there (a
+    single file then goes into it). As with Docker, symlinks on the way resolve inside the image,
+    and so does one at the end that leads to a directory; one that leads elsewhere is replaced."""
+    at = posixpath.join(layerfs.real_path(layers, posixpath.dirname(path)), posixpath.basename(path))
+    followed = layerfs.real_path(layers, at)
+    found = layerfs.resolve(layers, followed)
+    if found is not None and found.is_dir:
+        return followed, True
+    return at, False
 
 
 def owner(path: str, st: os.stat_result, owners: str) -> tuple[int, int, int]:

@@ -36,7 +36,7 @@ _MAX_OPEN_DIRS = 128
 # No real image has longer names (a container could not open them by path), and the limit bounds
 # the depth of the trees a hostile layer can make.
 _MAX_NAME_BYTES = 4095
-_PAX_XATTR = "SCHILY.xattr."
+PAX_XATTR = "SCHILY.xattr."
 # What setxattr answers for an xattr this kernel, filesystem or user may not set (trusted.* without
 # privilege, unknown namespaces, values too big for the filesystem): skipped, not fatal.
 _XATTR_REFUSED = frozenset({errno.EPERM, errno.EACCES, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EINVAL,
@@ -195,9 +195,9 @@ def _mtime_ns(mtime: float) -> int:
 
 def _meta(ti: tarfile.TarInfo) -> _Meta:
     xattrs = tuple(
-        (k[len(_PAX_XATTR):], v.encode("utf-8", "surrogateescape"))
+        (k[len(PAX_XATTR):], v.encode("utf-8", "surrogateescape"))
         for k, v in ti.pax_headers.items()
-        if k.startswith(_PAX_XATTR) and not k[len(_PAX_XATTR):].startswith(upperfmt.PRIVATE_XATTR_PREFIXES)
+        if k.startswith(PAX_XATTR) and not k[len(PAX_XATTR):].startswith(upperfmt.PRIVATE_XATTR_PREFIXES)
     )
     return _Meta(ti.uid, ti.gid, ti.mode & 0o7777, _mtime_ns(ti.mtime), xattrs)
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import errno
 import os
+import posixpath
 import stat
 from collections.abc import Sequence
 
@@ -155,10 +156,24 @@ def resolve(layers: Sequence[str], path: str, *, follow_symlinks: bool = False) 
     the image has none. `..` and, with `follow_symlinks`, symlinks resolve inside the image as
     `runtime.paths.secure_join` does for a container's root; without it a symlink on the way is
     a non-directory, and one at the end is the entry."""
-    if not layers:
-        return None
-    root = Entry(tuple(reversed(layers)), os.lstat(layers[-1]))
+    return _walk(layers, path, follow_symlinks)[0]
+
+
+def real_path(layers: Sequence[str], path: str) -> str:
+    """`path` (absolute) with `..` and the symlinks of the part the image has resolved inside the
+    image, as a container would reach it; the part from the first name the image lacks, or the
+    first non-directory on the way, is kept as it is."""
+    _, resolved, rest = _walk(layers, path, True)
+    return posixpath.normpath("/" + "/".join(resolved + rest))
+
+
+def _walk(layers: Sequence[str], path: str, follow_symlinks: bool) -> tuple[Entry | None, list[str], list[str]]:
+    """`resolve`'s lookup: the entry, the names of the path walked to it and, when there is no
+    such entry, the names from where the walk stopped."""
     parts = _split(path)
+    if not layers:
+        return None, [], parts
+    root = Entry(tuple(reversed(layers)), os.lstat(layers[-1]))
     resolved: list[str] = []
     found = root
     links = 0
@@ -170,21 +185,21 @@ def resolve(layers: Sequence[str], path: str, *, follow_symlinks: bool = False) 
             continue
         child = _lookup(found.paths, name)
         if child is None:
-            return None
+            return None, resolved, [name, *parts]
         if follow_symlinks and stat.S_ISLNK(child.st.st_mode):
             links += 1
             if links > _MAX_LINKS:
-                return None
+                return None, resolved, [name, *parts]
             target = os.readlink(child.paths[0])
             if target.startswith("/"):
                 resolved, found = [], root
             parts = _split(target) + parts
             continue
         if parts and not child.is_dir:
-            return None
+            return None, resolved, [name, *parts]
         resolved.append(name)
         found = child
-    return found
+    return found, resolved, []
 
 
 def _split(path: str) -> list[str]:

@@ -219,3 +219,25 @@ def test_root_and_no_layers(tmp_path: Path) -> None:
     assert resolve([low, top], "/") == resolve([low, top], "/.") == ["l1", "l0"]
     assert layerfs.resolve([], "/") is None
     assert resolve([low, top], "/missing/deeper") is None
+
+
+def test_real_path_resolves_what_the_image_has_and_keeps_the_rest(tmp_path: Path) -> None:
+    outside = write(tmp_path / "outside/secret", b"secret").parent
+    low, top = layers_of(tmp_path, 2)
+    write(low / "usr/bin/sh", b"sh")
+    os.symlink("usr/bin", low / "bin")
+    (top / "srv").mkdir()
+    os.symlink("/usr/bin", top / "srv/abs")
+    os.symlink(str(outside), top / "out")
+    os.symlink("../../..", top / "srv/up")
+    os.symlink("loop", top / "loop")
+    layers = [str(low), str(top)]
+    assert layerfs.real_path(layers, "/bin") == "/usr/bin"
+    assert layerfs.real_path(layers, "/bin/new/deeper") == "/usr/bin/new/deeper"
+    assert layerfs.real_path(layers, "/srv/abs/sh") == "/usr/bin/sh"
+    assert layerfs.real_path(layers, "/srv/up/etc") == "/etc", "`..` stops at the image's root"
+    assert layerfs.real_path(layers, "/out/secret") == str(outside / "secret"), "the host's path is one of the image"
+    assert layerfs.real_path(layers, "/usr/bin/sh/x") == "/usr/bin/sh/x", "a file on the way stays, to be refused"
+    assert layerfs.real_path(layers, "/loop/x") == "/loop/x"
+    assert layerfs.real_path(layers, "/") == "/"
+    assert layerfs.real_path([], "/a/../b") == "/b"
