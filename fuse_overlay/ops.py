@@ -280,8 +280,11 @@ class Overlay(pyfuse3.Operations):
         if lower:
             node.attrs = e
             native.fuse_cache_attr(node.ino, st, mode, uid, gid, rdev, LONG_TIMEOUT)
-            if stat.S_ISREG(st.st_mode):
-                native.fuse_lower_path(node.ino, self.roots[node.layer], node.path())
+            path = node.path() if stat.S_ISREG(st.st_mode) else None
+            # The hooks open it with one openat2, which takes no longer path: Python opens
+            # the others (see beneath.open_in).
+            if path is not None and len(os.fsencode(path)) < beneath.PATH_MAX:
+                native.fuse_lower_path(node.ino, self.roots[node.layer], path)
         return e
 
     def _entry(self, node: Node, st: os.stat_result) -> pyfuse3.EntryAttributes:
