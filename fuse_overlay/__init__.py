@@ -16,6 +16,9 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
 _PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# How the daemon's log starts the line of a request that failed with anything but an OSError: a
+# bug of ours (the request gets EIO), which the tests look for.
+HANDLER_BUG = "fuse-overlay: bug in "
 
 
 class FuseOverlayError(Exception):

@@ -22,6 +22,8 @@ DIR_PATH = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
 # An O_PATH descriptor of whatever the name is, a symlink included.
 ANY_PATH = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 _has_openat2 = True
+# Linux's, the terminating NUL included: the longest path a system call takes.
+PATH_MAX = 4096
 
 
 def open_root(path: str) -> int:
@@ -31,15 +33,32 @@ def open_root(path: str) -> int:
 
 def open_in(root_fd: int, path: str, flags: int, mode: int = 0) -> int:
     """open(2) of `path` below `root_fd`; the last component is never followed either."""
+    relative = path.lstrip("/") or "."
+    encoded = os.fsencode(relative)
+    if len(encoded) < PATH_MAX:
+        return _open_below(root_fd, relative, flags, mode)
+    # Longer than a path the kernel takes: a path valid in the mount may be, below a layer
+    # whose root lies deeper than the mount point's. Each piece is resolved beneath the
+    # directory the one before reached, so the whole stays beneath `root_fd`.
+    cut = encoded.rfind(b"/", 0, PATH_MAX)
+    if cut <= 0:
+        raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG), path)
+    head = _open_below(root_fd, os.fsdecode(encoded[:cut]), DIR_PATH, 0)
+    try:
+        return open_in(head, os.fsdecode(encoded[cut + 1:]), flags, mode)
+    finally:
+        os.close(head)
+
+
+def _open_below(root_fd: int, relative: str, flags: int, mode: int) -> int:
     global _has_openat2
     flags |= os.O_NOFOLLOW | os.O_CLOEXEC
-    relative = path.lstrip("/") or "."
     if _has_openat2:
         try:
             return native.openat2(root_fd, relative, flags, native.RESOLVE_CONTAINED, mode)
         except OSError as e:
             if e.errno == errno.EXDEV:
-                raise OSError(errno.ENOENT, os.strerror(errno.ENOENT), path) from None
+                raise OSError(errno.ENOENT, os.strerror(errno.ENOENT), relative) from None
             if e.errno != errno.ENOSYS:
                 raise
             _has_openat2 = False

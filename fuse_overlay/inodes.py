@@ -6,6 +6,7 @@ when it moves to the upper layer, and hard links in the upper layer share one no
 """
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from typing import Any
@@ -72,7 +73,12 @@ class Inodes:
         self._next = ROOT_INO + 1
 
     def get(self, ino: int) -> Node:
-        return self.nodes[ino]
+        """The node of a number the kernel sends: ESTALE for one we dropped (a bug elsewhere,
+        or a forget that crossed the request)."""
+        node = self.nodes.get(ino)
+        if node is None:
+            raise OSError(errno.ESTALE, os.strerror(errno.ESTALE))
+        return node
 
     def node_for(self, parent: Node, name: str, found: Found) -> Node:
         """The node of `parent/name`, made or refreshed from what resolution found."""

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import pyfuse3
 
 import native
-from fuse_overlay import beneath, copyup, merge, upperfmt
+from fuse_overlay import HANDLER_BUG, beneath, copyup, merge, upperfmt
 from fuse_overlay.inodes import Inodes, Node
 from fuse_overlay.options import Config
 
@@ -53,10 +53,8 @@ def _fuse_errors(fn: F) -> F:
             raise
         except OSError as e:
             raise pyfuse3.FUSEError(e.errno or errno.EIO) from None
-        except KeyError:
-            raise pyfuse3.FUSEError(errno.ESTALE) from None
         except Exception as e:  # noqa: BLE001 - a request must never take the daemon down
-            print(f"fuse-overlay: {fn.__name__}: {type(e).__name__}: {e}", file=sys.stderr)
+            print(f"{HANDLER_BUG}{fn.__name__}: {type(e).__name__}: {e}", file=sys.stderr)
             raise pyfuse3.FUSEError(errno.EIO) from None
     return wrapper  # type: ignore[return-value]
 
@@ -282,8 +280,11 @@ class Overlay(pyfuse3.Operations):
         if lower:
             node.attrs = e
             native.fuse_cache_attr(node.ino, st, mode, uid, gid, rdev, LONG_TIMEOUT)
-            if stat.S_ISREG(st.st_mode):
-                native.fuse_lower_path(node.ino, self.roots[node.layer], node.path())
+            path = node.path() if stat.S_ISREG(st.st_mode) else None
+            # The hooks open it with one openat2, which takes no longer path: Python opens
+            # the others (see beneath.open_in).
+            if path is not None and len(os.fsencode(path)) < beneath.PATH_MAX:
+                native.fuse_lower_path(node.ino, self.roots[node.layer], path)
         return e
 
     def _entry(self, node: Node, st: os.stat_result) -> pyfuse3.EntryAttributes:

@@ -10,7 +10,7 @@ import pytest
 # check_upper and friends assert in the harness: show their operands as in the tests.
 pytest.register_assert_rewrite("tests.fs.harness")
 
-from tests.fs.harness import IMPLS, MAPPING, Overlay, Tree, Worker
+from tests.fs.harness import IMPLS, MAPPING, Overlay, Tree, Worker, check_daemon_log
 
 
 def skip_unless_installed(impl: str) -> None:
@@ -46,13 +46,16 @@ MakeOverlay = Callable[..., Overlay]
 
 
 @pytest.fixture
-def make_overlay(impl: str, worker: Worker, tmp_path: Path) -> MakeOverlay:
-    """make_overlay([topmost lower, ..., lowest], upper=None) -> the mounted Overlay."""
-    count = 0
+def make_overlay(impl: str, worker: Worker, tmp_path: Path) -> Iterator[MakeOverlay]:
+    """make_overlay([topmost lower, ..., lowest], upper=None) -> the mounted Overlay. After the
+    test, a bug our daemon logged fails it, whatever the test saw of the EIO it answered."""
+    made: list[Overlay] = []
 
     def make(lowers: list[Tree], upper: Tree | None = None) -> Overlay:
-        nonlocal count
-        count += 1
-        return Overlay(worker, impl, tmp_path / "ws" / str(count), lowers, upper)
+        made.append(Overlay(worker, impl, tmp_path / "ws" / str(len(made) + 1), lowers, upper))
+        return made[-1]
 
-    return make
+    yield make
+    for ov in made:
+        if worker.sock is not None:
+            worker.call(check_daemon_log, ov.mnt)

@@ -20,7 +20,6 @@ import socket
 import stat
 import struct
 import subprocess
-import sys
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -28,17 +27,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import fuse_overlay
 import native
-from fuse_overlay import upperfmt
+from fuse_overlay import HANDLER_BUG, upperfmt
 from rootless.userns.enter import spawn_in_userns
 from rootless.userns.idmap import detect_mapping
 
 REPO = Path(__file__).resolve().parents[2]
 IMPLS = ("ours", "kernel", "fuse-overlayfs")
-FUSE_PROGRAMS = {
-    "ours": [sys.executable, "-m", "fuse_overlay"],
-    "fuse-overlayfs": ["fuse-overlayfs"],
-}
 # The user's own mapping: with it, a range to give files other owners.
 MAPPING = detect_mapping()
 # A call that takes this long means the filesystem hangs (a deadlocked daemon), not that it is slow.
@@ -159,22 +155,27 @@ class Mnt:
         return os.path.join(self.upper, rel) if rel else self.upper
 
 
-# What the worker has mounted: the daemon pid of each FUSE mount, None for the kernel's.
-_mounts: dict[str, int | None] = {}
+# What the worker has mounted: the daemon of each FUSE mount (its pid for fuse-overlayfs), None
+# for the kernel's.
+_mounts: dict[str, fuse_overlay.MountHandle | int | None] = {}
 
 
 def mount(m: Mnt) -> None:
-    """Mount `m` (run in the worker). A FUSE program daemonizes once the mount is live."""
+    """Mount `m` (run in the worker); returns once the mount is live."""
     opts = f"lowerdir={':'.join(m.lowers)},upperdir={m.upper},workdir={m.work}"
     if m.impl == "kernel":
         native.mount("overlay", m.merged, "overlay", 0, opts + ",userxattr")
         _mounts[m.merged] = None
         return
     log = os.path.join(os.path.dirname(m.merged), f"daemon-{m.impl}.log")
+    if m.impl == "ours":
+        # As rl mounts it: the daemon's stderr, where it reports its own bugs, kept in the log
+        # (the daemonizing command sends it to /dev/null).
+        _mounts[m.merged] = fuse_overlay.mount(list(m.lowers), m.upper, m.work, m.merged, stderr_path=log)
+        return
     with open(log, "ab") as err:
-        p = subprocess.run([*FUSE_PROGRAMS[m.impl], "-o", opts, m.merged], stdin=subprocess.DEVNULL, check=False,
-                           stdout=err, stderr=err, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-                           timeout=60)
+        p = subprocess.run(["fuse-overlayfs", "-o", opts, m.merged], stdin=subprocess.DEVNULL, check=False,
+                           stdout=err, stderr=err, cwd=REPO, timeout=60)
     if p.returncode != 0:
         raise RuntimeError(f"{m.impl} mount exited {p.returncode}: {_tail(log)}")
     if not os.path.ismount(m.merged):
@@ -187,32 +188,53 @@ def mount(m: Mnt) -> None:
 
 def umount(m: Mnt) -> None:
     """Unmount `m` (run in the worker) and, for FUSE, wait for the daemon to exit cleanly."""
+    check_daemon_log(m)
     native.umount2(m.merged)
-    pid = _mounts.pop(m.merged, None)
-    if pid is None:
+    daemon = _mounts.pop(m.merged, None)
+    if daemon is None:
         return
+    code = _exit_code(daemon)
+    if code is None:
+        raise RuntimeError(f"the {m.impl} daemon is still running {DAEMON_EXIT_TIMEOUT:.0f} s after unmount")
+    if code != 0:
+        raise RuntimeError(f"the {m.impl} daemon exited {code} after unmount: {_tail(m)}")
+
+
+def _exit_code(daemon: fuse_overlay.MountHandle | int) -> int | None:
+    """The daemon's exit status once it exits, None if it does not in DAEMON_EXIT_TIMEOUT."""
+    if isinstance(daemon, fuse_overlay.MountHandle):
+        try:
+            return daemon.wait(DAEMON_EXIT_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            return None
     deadline = time.monotonic() + DAEMON_EXIT_TIMEOUT
-    while True:
-        # The daemon is our child: the worker is pid 1 of the namespace and reaps orphans.
-        done, status = os.waitpid(pid, os.WNOHANG)
+    while time.monotonic() < deadline:
+        # fuse-overlayfs daemonized: the worker is pid 1 of the namespace and reaps orphans.
+        done, status = os.waitpid(daemon, os.WNOHANG)
         if done:
-            code = os.waitstatus_to_exitcode(status)
-            if code != 0:
-                raise RuntimeError(f"the {m.impl} daemon exited {code} after unmount: {_tail(m)}")
-            return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the {m.impl} daemon is still running {DAEMON_EXIT_TIMEOUT:.0f} s after unmount")
+            return os.waitstatus_to_exitcode(status)
         time.sleep(0.02)
+    return None
 
 
-def _tail(log_or_mnt: str | Mnt) -> str:
+def check_daemon_log(m: Mnt) -> None:
+    """Fail if our daemon met anything but an OSError in a request: it answered EIO for a bug."""
+    if m.impl != "ours":
+        return
+    bugs = [line for line in _tail(m, None).splitlines() if line.startswith(HANDLER_BUG)]
+    if bugs:
+        raise AssertionError(f"the daemon of {m.merged} logged bugs:\n" + "\n".join(bugs))
+
+
+def _tail(log_or_mnt: str | Mnt, size: int | None = 2000) -> str:
     log = log_or_mnt if isinstance(log_or_mnt, str) else \
         os.path.join(os.path.dirname(log_or_mnt.merged), f"daemon-{log_or_mnt.impl}.log")
     try:
         with open(log, "rb") as f:
-            return f.read()[-2000:].decode(errors="replace")
+            data = f.read()
     except FileNotFoundError:
         return ""
+    return (data if size is None else data[-size:]).decode(errors="replace")
 
 
 def _processes() -> list[int]:

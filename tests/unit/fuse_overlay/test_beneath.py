@@ -94,3 +94,46 @@ def test_the_proc_path_reaches_the_file_and_not_a_link_target(
     with beneath.opened(root_fd, "/d/link") as fd:
         with pytest.raises(OSError):
             os.getxattr(beneath.proc(fd), "user.t")
+
+
+def _deep(root_fd: int, depth: int) -> str:
+    """Directories `depth` levels of 200-byte names below the root; the path of the last."""
+    names = [chr(ord("a") + i % 26) * 200 for i in range(depth)]
+    fd = os.dup(root_fd)
+    try:
+        for name in names:
+            os.mkdir(name, dir_fd=fd)
+            nxt = os.open(name, beneath.DIR_PATH, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+    finally:
+        os.close(fd)
+    return "/" + "/".join(names)
+
+
+def test_a_path_longer_than_path_max_opens_in_pieces(walk: str, layer: tuple[int, Path, Path]) -> None:
+    root_fd, _, _ = layer
+    deep = _deep(root_fd, 30)  # 6030 bytes: no single system call takes it
+    with beneath.parent(root_fd, deep + "/f") as (dir_fd, name):
+        with open(os.open(name, os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=dir_fd), "w") as f:
+            f.write("deep")
+    fd = beneath.open_in(root_fd, deep + "/f", os.O_RDONLY)
+    try:
+        assert os.read(fd, 100) == b"deep"
+    finally:
+        os.close(fd)
+
+
+def test_a_symlink_past_path_max_leads_nowhere(walk: str, layer: tuple[int, Path, Path]) -> None:
+    root_fd, _, host = layer
+    deep = _deep(root_fd, 30)
+    with beneath.parent(root_fd, deep + "/out") as (dir_fd, name):
+        os.symlink(str(host), name, dir_fd=dir_fd)
+    assert _errno(beneath.open_in, root_fd, deep + "/out/f", os.O_RDONLY) in (errno.ENOENT, errno.ELOOP)
+    # A symlink where the pieces join: the end of the first one.
+    first = deep[: deep.rindex("/", 0, beneath.PATH_MAX)]
+    with beneath.parent(root_fd, first) as (dir_fd, name):
+        os.rename(name, "moved", src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        os.symlink(str(host), name, dir_fd=dir_fd)
+    assert _errno(beneath.open_in, root_fd, deep + "/f", os.O_RDONLY) in (
+        errno.ENOENT, errno.ELOOP, errno.ENOTDIR)
