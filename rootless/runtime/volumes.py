@@ -90,7 +90,7 @@ def _populate(layers: list[str], path: str, data: str, staged: str) -> None:
 def _open_in_layer(layers: Sequence[str], path: str) -> int:
     """The directory `path` of one of `layers`, opened below that layer's root: a name that is no
     longer the directory `image_dirs` found (a symlink, a rename) is refused, never followed."""
-    layer = next(lay for lay in layers if path.startswith(lay + "/"))
+    layer = next(lay for lay in layers if path == lay or path.startswith(lay + "/"))  # the root too: /data -> /
     root = os.open(layer, beneath.DIR_PATH)
     try:
         return beneath.open_in(root, path[len(layer):], os.O_RDONLY | os.O_DIRECTORY)
