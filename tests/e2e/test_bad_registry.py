@@ -1,0 +1,205 @@
+"""`rl pull` against registries that misbehave: each answer rl cannot use is one line, exit 125,
+and a store left as it was. And TLS: a certificate nobody vouches for is refused."""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from rootless.registry.client import ATTEMPTS, MAX_MANIFEST, MAX_REDIRECTS
+from rootless.registry.pull import MAX_NESTING
+from tests.bad_registry import (
+    OCI_INDEX,
+    OCI_LAYER_GZIP,
+    OCI_MANIFEST,
+    BadRegistry,
+    Reply,
+    bad_registry,
+    descriptor,
+    digest_of,
+    make_image,
+)
+from tests.conftest import Rl
+from tests.registry_fixture import outside_address, self_signed
+
+GOOD = make_image("good")
+
+
+def _one_line_error(err: str) -> str:
+    lines = [x for x in err.splitlines() if x.startswith("Error:")]
+    assert len(lines) == 1 and "Traceback" not in err and "internal error" not in err, err
+    return lines[0]
+
+
+def _state(rl: Rl) -> tuple[str, list[str], list[str]]:
+    """What a failed pull must not change: the images, the blobs, the layer trees."""
+    def names(d: Path) -> list[str]:
+        return sorted(str(p.relative_to(d)) for p in d.rglob("*")) if d.exists() else []
+
+    return rl("images", "-a", "-q", "--no-trunc").out, names(rl.root / "blobs"), \
+        sorted(p.name for p in (rl.root / "layers").iterdir()) if (rl.root / "layers").exists() else []
+
+
+def _with_layer_size(size: int) -> bytes:
+    doc = json.loads(GOOD.manifest)
+    doc["layers"][0]["size"] = size
+    return json.dumps(doc).encode()
+
+
+def _oversized(reg: BadRegistry) -> None:
+    # Valid JSON, padded past the limit with white space.
+    reg.manifest("bad/img", "1", GOOD.manifest[:-1] + b" " * MAX_MANIFEST + b"}")
+
+
+def _longer_blob(reg: BadRegistry) -> None:
+    reg.image("bad/img", "x", GOOD)
+    reg.manifest("bad/img", "1", _with_layer_size(len(GOOD.layer) - 7))
+
+
+def _shorter_blob(reg: BadRegistry) -> None:
+    reg.image("bad/img", "x", GOOD)
+    reg.manifest("bad/img", "1", _with_layer_size(len(GOOD.layer) + 7))
+
+
+def _wrong_content_digest(reg: BadRegistry) -> None:
+    reg.image("bad/img", "x", GOOD)
+    reg.manifest("bad/img", "1", GOOD.manifest)
+    reg.routes["/v2/bad/img/manifests/1"] = Reply(200, (("Content-Type", OCI_MANIFEST),
+                                                        ("Docker-Content-Digest", digest_of(b"other"))),
+                                                  GOOD.manifest)
+
+
+def _redirect_loop(reg: BadRegistry) -> None:
+    reg.image("bad/img", "1", GOOD)
+    path = f"/v2/bad/img/blobs/{digest_of(GOOD.layer)}"
+    reg.routes[path] = Reply(307, (("Location", path),))
+
+
+def _token_service_fails(reg: BadRegistry) -> None:
+    # Every request of the API asks for a token, and the token service answers 500.
+    challenge = Reply(401, (("WWW-Authenticate", f'Bearer realm="http://{reg.host}/token",service="bad"'),))
+    for path in ["/v2/", "/v2/bad/img/manifests/1"]:
+        reg.routes[path] = challenge
+    reg.routes["/token"] = Reply(500, (), b"the token service is down")
+
+
+def _retries_run_out(reg: BadRegistry) -> None:
+    reg.image("bad/img", "1", GOOD)
+    reg.routes[f"/v2/bad/img/blobs/{digest_of(GOOD.layer)}"] = Reply(503, (("Retry-After", "0"),))
+
+
+def _schema1(reg: BadRegistry) -> None:
+    doc = json.dumps({"schemaVersion": 1, "name": "bad/img", "tag": "1", "architecture": "amd64",
+                      "fsLayers": [{"blobSum": digest_of(GOOD.layer)}], "history": [{"v1Compatibility": "{}"}],
+                      "signatures": []}).encode()
+    reg.manifest("bad/img", "1", doc, "application/vnd.docker.distribution.manifest.v1+prettyjws")
+
+
+def _not_an_image(reg: BadRegistry) -> None:
+    # An OCI artifact (a Helm chart): a manifest, but its config is no image config.
+    config = b'{"name":"chart"}'
+    reg.blob("bad/img", config)
+    reg.blob("bad/img", GOOD.layer)
+    doc = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                      "config": descriptor("application/vnd.cncf.helm.config.v1+json", config),
+                      "layers": [descriptor(OCI_LAYER_GZIP, GOOD.layer)]}).encode()
+    reg.manifest("bad/img", "1", doc)
+
+
+def _unknown_media_type(reg: BadRegistry) -> None:
+    reg.manifest("bad/img", "1", b'{"mediaType":"application/vnd.example.thing+json"}',
+                 "application/vnd.example.thing+json")
+
+
+def _nested_index(reg: BadRegistry) -> None:
+    reg.image("bad/img", "x", GOOD)
+    child, child_type = GOOD.manifest, OCI_MANIFEST
+    for depth in range(MAX_NESTING + 1):
+        index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+            descriptor(child_type, child, platform={"os": "linux", "architecture": a})
+            for a in ("amd64", "arm64", "riscv64", "ppc64le", "s390x", "386")]}).encode()
+        reg.manifest("bad/img", digest_of(index), index, OCI_INDEX)
+        child, child_type = index, OCI_INDEX
+    reg.manifest("bad/img", "1", child, OCI_INDEX)
+
+
+def _wrong_diff_ids(reg: BadRegistry) -> None:
+    reg.image("bad/img", "1", make_image("good", diff_id=digest_of(b"another layer")))
+
+
+CASES: dict[str, tuple[Callable[[BadRegistry], None], str]] = {
+    "oversized-manifest": (_oversized, f"larger than {MAX_MANIFEST} bytes"),
+    "blob-longer-than-its-descriptor": (_longer_blob, "larger than the"),
+    "blob-shorter-than-its-descriptor": (_shorter_blob, "its manifest says"),
+    "wrong-docker-content-digest": (_wrong_content_digest, "Docker-Content-Digest"),
+    "redirect-loop": (_redirect_loop, f"more than {MAX_REDIRECTS} redirects"),
+    "token-service-fails": (_token_service_fails, "the token service"),
+    "retries-run-out": (_retries_run_out, "503"),
+    "schema-1": (_schema1, "schema 1"),
+    "not-an-image": (_not_an_image, "not a container image"),
+    "unknown-media-type": (_unknown_media_type, "is not an image"),
+    "nested-index": (_nested_index, f"nest more than {MAX_NESTING} deep"),
+    "diff-ids-not-the-layers": (_wrong_diff_ids, "DiffID"),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_a_misbehaving_registry_fails_in_one_line_and_leaves_the_store_alone(rl: Rl, busybox: str,
+                                                                              case: str) -> None:
+    setup, said = CASES[case]
+    before = _state(rl)
+    with bad_registry() as reg:
+        setup(reg)
+        r = rl("pull", f"{reg.host}/bad/img:1", check=False)
+        assert r.code == 125, r
+        assert said in _one_line_error(r.err)
+        if case == "retries-run-out":
+            assert reg.hits[f"/v2/bad/img/blobs/{digest_of(GOOD.layer)}"] == ATTEMPTS
+        if case == "token-service-fails":
+            assert reg.hits["/token"] == ATTEMPTS
+    assert _state(rl) == before
+    check = rl("system", "check", check=False)
+    assert check.code == 0, check
+
+
+def test_the_bad_registry_serves_a_good_image(rl: Rl) -> None:
+    """The cases above fail for what each one breaks, not for the registry they share."""
+    with bad_registry() as reg:
+        reg.image("good/img", "1", GOOD)
+        assert rl("pull", "-q", f"{reg.host}/good/img:1").out.strip() == GOOD.id
+    assert rl("system", "check").code == 0
+
+
+# ---- TLS ----------------------------------------------------------------------------------------
+
+def test_an_untrusted_certificate_is_refused_unless_tls_verify_is_off(rl: Rl, tmp_path: Path) -> None:
+    # Not on loopback, which rl speaks to without verifying (as Docker does localhost).
+    address = outside_address()
+    key, cert = self_signed(tmp_path, "rl-bad-registry", address)
+    with bad_registry(address, tls=(key, cert)) as reg:
+        reg.image("tls/img", "1", GOOD)
+        name = f"{reg.host}/tls/img:1"
+        r = rl("pull", name, check=False)
+        assert r.code == 125
+        assert "certificate is not trusted" in _one_line_error(r.err)
+        assert rl("images", "-q").out == ""
+        assert reg.hits["/v2/"] == 0  # refused before a request went over the connection
+        # Trusted, the same certificate is accepted: what failed was the verification.
+        trusted = rl("pull", "-q", name, env={"SSL_CERT_FILE": str(cert)})
+        assert trusted.out.strip() == GOOD.id
+        rl("rmi", name)
+        assert rl("pull", "-q", "--tls-verify=false", name).out.strip() == GOOD.id
+        assert reg.hits["/v2/"] == 2
+
+
+def test_a_trusted_certificate_for_another_address_is_refused(rl: Rl, tmp_path: Path) -> None:
+    address = outside_address()
+    key, cert = self_signed(tmp_path, "rl-bad-registry", "192.0.2.254" if address != "192.0.2.254" else "192.0.2.253")
+    with bad_registry(address, tls=(key, cert)) as reg:
+        reg.image("tls/img", "1", GOOD)
+        r = rl("pull", f"{reg.host}/tls/img:1", check=False, env={"SSL_CERT_FILE": str(cert)})
+        assert r.code == 125
+        assert "certificate is not trusted" in _one_line_error(r.err)
+        assert reg.hits["/v2/"] == 0
