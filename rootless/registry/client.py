@@ -223,6 +223,8 @@ class Registry:
         realm = params.get("realm")
         if not realm:
             raise AuthError(f"the registry {self.host} asks for a token but names no token service (realm)")
+        if _http_url(realm) is None:
+            raise AuthError(f"the registry {self.host} names a token service {realm!r} that is not an HTTP URL")
         # Our scope, not only the challenge's: some registries omit it, and a push needs push too.
         scopes = [s for s in scope.split(" ") if s]
         query: list[tuple[str, str]] = [("scope", s) for s in scopes]
@@ -234,6 +236,8 @@ class Registry:
         except RegistryUnreachable as e:
             raise AuthError(f"cannot reach the token service {urlsplit(realm).netloc} of {self.host}: "
                             f"{e.__cause__ or e}") from None
+        except httpx.TooManyRedirects:
+            raise AuthError(f"the token service of {self.host} redirects in a loop ({realm})") from None
         with closing(r):
             if r.status_code in (401, 403):
                 raise AuthError(error_message(r, f"the token service of {self.host} refused the credentials"))
@@ -283,7 +287,11 @@ class Registry:
             r = self._http.send(req, stream=stream)
             if r.status_code in _REDIRECTS and "location" in r.headers:
                 r.close()
-                current = urljoin(current, r.headers["location"])
+                target = _http_url(r.headers["location"], current)
+                if target is None:
+                    raise RegistryError(f"{method} {url}: the registry redirects to {r.headers['location']!r}, "
+                                        "which is not an HTTP URL")
+                current = target
                 if r.status_code == 303:
                     method, body = "GET", None
                 continue
@@ -528,6 +536,18 @@ def _read_limited(r: httpx.Response, limit: int, what: str) -> bytes:
         if len(out) > limit:
             raise RegistryError(f"{what} is larger than {limit} bytes: refusing it")
     return bytes(out)
+
+
+def _http_url(text: str, base: str = "") -> str | None:
+    """`text` (relative to `base`) as an absolute http(s) URL, or None when it is not one: a
+    registry's redirects and token realms are not to be trusted to parse."""
+    try:
+        url = urljoin(base, text)
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is no number
+    except ValueError:
+        return None
+    return url if parts.scheme in ("http", "https") and parts.hostname else None
 
 
 def _with_digest(location: str, digest: str) -> str:

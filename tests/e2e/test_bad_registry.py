@@ -77,12 +77,29 @@ def _redirect_loop(reg: BadRegistry) -> None:
     reg.routes[path] = Reply(307, (("Location", path),))
 
 
-def _token_service_fails(reg: BadRegistry) -> None:
+def _token_service_fails(reg: BadRegistry, realm: str = "") -> None:
     # Every request of the API asks for a token, and the token service answers 500.
-    challenge = Reply(401, (("WWW-Authenticate", f'Bearer realm="http://{reg.host}/token",service="bad"'),))
+    challenge = Reply(401, (("WWW-Authenticate", f'Bearer realm="{realm or f"http://{reg.host}/token"}",'
+                                                 'service="bad"'),))
     for path in ["/v2/", "/v2/bad/img/manifests/1"]:
         reg.routes[path] = challenge
     reg.routes["/token"] = Reply(500, (), b"the token service is down")
+
+
+def _token_service_redirect_loop(reg: BadRegistry) -> None:
+    _token_service_fails(reg)
+    reg.routes["/token"] = Reply(302, (("Location", f"http://{reg.host}/token"),))
+
+
+def _token_realm_malformed(reg: BadRegistry) -> None:
+    _token_service_fails(reg, "http://[bad/token")
+
+
+def _redirect_to(location: str) -> Callable[[BadRegistry], None]:
+    def setup(reg: BadRegistry) -> None:
+        reg.image("bad/img", "1", GOOD)
+        reg.routes[f"/v2/bad/img/blobs/{digest_of(GOOD.layer)}"] = Reply(307, (("Location", location),))
+    return setup
 
 
 def _retries_run_out(reg: BadRegistry) -> None:
@@ -136,6 +153,10 @@ CASES: dict[str, tuple[Callable[[BadRegistry], None], str]] = {
     "wrong-docker-content-digest": (_wrong_content_digest, "Docker-Content-Digest"),
     "redirect-loop": (_redirect_loop, f"more than {MAX_REDIRECTS} redirects"),
     "token-service-fails": (_token_service_fails, "the token service"),
+    "token-service-redirect-loop": (_token_service_redirect_loop, "the token service"),
+    "token-realm-malformed": (_token_realm_malformed, "not an HTTP URL"),
+    "redirect-to-a-malformed-url": (_redirect_to("http://[bad/x"), "not an HTTP URL"),
+    "redirect-to-another-scheme": (_redirect_to("ftp://127.0.0.1/x"), "not an HTTP URL"),
     "retries-run-out": (_retries_run_out, "503"),
     "schema-1": (_schema1, "schema 1"),
     "not-an-image": (_not_an_image, "not a container image"),
