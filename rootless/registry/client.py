@@ -361,12 +361,8 @@ class Registry:
     def get_manifest(self, repo: str, reference: str) -> FetchedManifest:
         """A manifest or index by tag or digest; a digest reference is checked against the bytes."""
         what = f"{self.domain}/{repo}{'@' if reference.startswith('sha256:') else ':'}{reference}"
-        r = self.request("GET", f"/v2/{repo}/manifests/{reference}", self.pull_scope(repo),
-                         headers={"Accept": MANIFEST_ACCEPT}, stream=True)
-        with closing(r):
-            if r.status_code != 200:
-                raise self.fail(r, f"cannot get the manifest of {what}")
-            data = _read_limited(r, MAX_MANIFEST, f"the manifest of {what}")
+        r, data = self._get_whole(f"/v2/{repo}/manifests/{reference}", self.pull_scope(repo),
+                                  {"Accept": MANIFEST_ACCEPT}, MAX_MANIFEST, f"the manifest of {what}")
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         if reference.startswith("sha256:") and digest != reference:
             raise DigestMismatch(f"the manifest of {what}", reference, digest)
@@ -381,12 +377,29 @@ class Registry:
         # The document's own mediaType wins over a Content-Type some registries get wrong.
         return FetchedManifest(data, declared or media_type or oci.MT_OCI_MANIFEST, digest)
 
+    def _get_whole(self, path: str, scope: str, headers: dict[str, str], limit: int, what: str
+                   ) -> tuple[httpx.Response, bytes]:
+        """A small document (a manifest, a config) read whole; one whose body breaks off is
+        asked for again, as a dropped blob download is resumed."""
+        import httpx
+
+        for attempt in range(ATTEMPTS):
+            r = self.request("GET", path, scope, headers=headers, stream=True)
+            with closing(r):
+                if r.status_code != 200:
+                    raise self.fail(r, f"cannot get {what}")
+                try:
+                    return r, _read_limited(r, limit, what)
+                except httpx.TransportError as e:
+                    if attempt == ATTEMPTS - 1:
+                        raise RegistryUnreachable(f"reading {what} from {self.host} failed: "
+                                                  f"{str(e) or type(e).__name__}") from e
+            time.sleep(BACKOFF * 2 ** attempt)
+        raise AssertionError("unreachable")
+
     def get_blob_bytes(self, repo: str, digest: str, limit: int, what: str) -> bytes:
-        r = self.request("GET", f"/v2/{repo}/blobs/{digest}", self.pull_scope(repo), stream=True)
-        with closing(r):
-            if r.status_code != 200:
-                raise self.fail(r, f"cannot get {what} {digest} from {self.domain}/{repo}")
-            data = _read_limited(r, limit, what)
+        _, data = self._get_whole(f"/v2/{repo}/blobs/{digest}", self.pull_scope(repo), {}, limit,
+                                  f"{what} {digest} from {self.domain}/{repo}")
         got = "sha256:" + hashlib.sha256(data).hexdigest()
         if got != digest:
             raise DigestMismatch(f"{what} from {self.domain}/{repo}", digest, got)

@@ -29,6 +29,7 @@ from rootless.registry.errors import (
     RegistryError,
     RegistryUnreachable,
 )
+from rootless.store.blobs import DIGEST_RE
 from rootless.store.records import ImageRecord
 from rootless.store.store import IngestedLayer, LayerSource, Store
 from rootless.store.unpack import LayerInput
@@ -108,6 +109,10 @@ def resolve_manifest(reg: Registry, ref: Reference, want: Platform) -> tuple[Fet
             raise RegistryError(f"{ref.familiar()} is not an image: its manifest has media type "
                                 f"{fetched.media_type!r}")
         child = _pick(fetched.data, want, f"the image index of {ref.familiar()}")
+        if not DIGEST_RE.match(child.digest):
+            # Anything else would be fetched as a tag, unverified: an index pinned by digest
+            # would not pin what it leads to.
+            raise RegistryError(f"the image index of {ref.familiar()} names {child.digest!r}, not a sha256 digest")
         fetched = reg.get_manifest(repo, child.digest)
         if len(fetched.data) != child.size:
             raise RegistryError(f"the manifest {child.digest} of {ref.familiar()} is {len(fetched.data)} "

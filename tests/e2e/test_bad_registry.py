@@ -25,6 +25,7 @@ from tests.conftest import Rl
 from tests.registry_fixture import outside_address, self_signed
 
 GOOD = make_image("good")
+ALL_ARCHES = ("amd64", "arm64", "riscv64", "ppc64le", "s390x", "386")  # whatever the host is
 
 
 def _one_line_error(err: str) -> str:
@@ -136,10 +137,32 @@ def _nested_index(reg: BadRegistry) -> None:
     for depth in range(MAX_NESTING + 1):
         index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
             descriptor(child_type, child, platform={"os": "linux", "architecture": a})
-            for a in ("amd64", "arm64", "riscv64", "ppc64le", "s390x", "386")]}).encode()
+            for a in ALL_ARCHES]}).encode()
         reg.manifest("bad/img", digest_of(index), index, OCI_INDEX)
         child, child_type = index, OCI_INDEX
     reg.manifest("bad/img", "1", child, OCI_INDEX)
+
+
+def _index_naming_a_tag(reg: BadRegistry) -> None:
+    # Fetched by that name, the manifest would be whatever the tag holds, checked against nothing.
+    reg.image("bad/img", "x", GOOD)
+    entry = {**descriptor(OCI_MANIFEST, GOOD.manifest), "digest": "x", "platform": {"os": "linux"}}
+    index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+        {**entry, "platform": {"os": "linux", "architecture": a}} for a in ALL_ARCHES]}).encode()
+    reg.manifest("bad/img", "1", index, OCI_INDEX)
+
+
+def _cut_short(what: str) -> Callable[[BadRegistry], None]:
+    """The manifest, config or layer sent with a Content-Length past its end, then the connection
+    closed: the client finds the body broken off."""
+    def setup(reg: BadRegistry) -> None:
+        reg.image("bad/img", "1", GOOD)
+        path, data = {"manifest": ("/v2/bad/img/manifests/1", GOOD.manifest),
+                      "config": (f"/v2/bad/img/blobs/{digest_of(GOOD.config)}", GOOD.config),
+                      "layer": (f"/v2/bad/img/blobs/{digest_of(GOOD.layer)}", GOOD.layer)}[what]
+        reg.routes[path] = Reply(200, (("Content-Type", OCI_MANIFEST), ("Content-Length", str(len(data) + 100)),
+                                       ("Connection", "close")), data)
+    return setup
 
 
 def _wrong_diff_ids(reg: BadRegistry) -> None:
@@ -162,6 +185,10 @@ CASES: dict[str, tuple[Callable[[BadRegistry], None], str]] = {
     "not-an-image": (_not_an_image, "not a container image"),
     "unknown-media-type": (_unknown_media_type, "is not an image"),
     "nested-index": (_nested_index, f"nest more than {MAX_NESTING} deep"),
+    "index-naming-a-tag": (_index_naming_a_tag, "not a sha256 digest"),
+    "manifest-cut-short": (_cut_short("manifest"), "the manifest"),
+    "config-cut-short": (_cut_short("config"), "config"),
+    "layer-cut-short": (_cut_short("layer"), f"downloading {digest_of(GOOD.layer)}"),
     "diff-ids-not-the-layers": (_wrong_diff_ids, "DiffID"),
 }
 
@@ -176,8 +203,12 @@ def test_a_misbehaving_registry_fails_in_one_line_and_leaves_the_store_alone(rl:
         r = rl("pull", f"{reg.host}/bad/img:1", check=False)
         assert r.code == 125, r
         assert said in _one_line_error(r.err)
-        if case == "retries-run-out":
-            assert reg.hits[f"/v2/bad/img/blobs/{digest_of(GOOD.layer)}"] == ATTEMPTS
+        retried = {"retries-run-out": f"/v2/bad/img/blobs/{digest_of(GOOD.layer)}",
+                   "manifest-cut-short": "/v2/bad/img/manifests/1",
+                   "config-cut-short": f"/v2/bad/img/blobs/{digest_of(GOOD.config)}",
+                   "layer-cut-short": f"/v2/bad/img/blobs/{digest_of(GOOD.layer)}"}.get(case)
+        if retried is not None:
+            assert reg.hits[retried] == ATTEMPTS  # tried again, and given up on
         if case == "token-service-fails":
             assert reg.hits["/token"] == ATTEMPTS
     assert _state(rl) == before
