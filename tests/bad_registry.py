@@ -111,6 +111,12 @@ def _handler(reg: BadRegistry) -> type[BaseHTTPRequestHandler]:
         def do_HEAD(self) -> None:
             self._answer(head=True)
 
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self._answer(head=False)
+
+        do_PUT = do_PATCH = do_POST
+
         def _answer(self, head: bool) -> None:
             path = self.path.split("?", 1)[0]
             reg.hits[path] += 1

@@ -485,7 +485,14 @@ class Registry:
             min_chunk = int(r.headers.get("oci-chunk-min-length", 0))
         except ValueError:
             min_chunk = 0
-        return UploadSession(urljoin(self.base + "/", r.headers["location"]), min_chunk)
+        return UploadSession(self._upload_location(r.headers["location"], self.base + "/", repo), min_chunk)
+
+    def _upload_location(self, location: str, base: str, repo: str) -> str:
+        url = _http_url(location, base)
+        if url is None:
+            raise RegistryError(f"the registry {self.host} gave an upload to {repo} the location {location!r}, "
+                                "which is not an HTTP URL")
+        return url
 
     def upload_blob(self, repo: str, scope: str, session: UploadSession, digest: str, path: Path, size: int
                     ) -> None:
@@ -514,7 +521,7 @@ class Registry:
             if r.status_code != 202 or "location" not in r.headers:
                 raise self.fail(r, f"uploading bytes {offset}-{offset + n - 1} of the blob {digest} to "
                                    f"{self.domain}/{repo} failed")
-            location = urljoin(location, r.headers["location"])
+            location = self._upload_location(r.headers["location"], location, repo)
             offset += n
         r = self.request("PUT", _with_digest(location, digest), scope, headers={"Content-Length": "0"})
         r.close()

@@ -224,6 +224,14 @@ def test_the_bad_registry_serves_a_good_image(rl: Rl) -> None:
     assert rl("system", "check").code == 0
 
 
+def test_an_upload_location_that_is_no_url_fails_in_one_line(rl: Rl, busybox: str) -> None:
+    with bad_registry() as reg:
+        reg.routes["/v2/bad/img/blobs/uploads/"] = Reply(202, (("Location", "http://[bad/upload"),))
+        r = rl("push", "busybox", f"{reg.host}/bad/img:1", check=False)
+        assert r.code == 125
+        assert "not an HTTP URL" in _one_line_error(r.err)
+
+
 # ---- TLS ----------------------------------------------------------------------------------------
 
 def test_an_untrusted_certificate_is_refused_unless_tls_verify_is_off(rl: Rl, tmp_path: Path) -> None:
