@@ -169,11 +169,18 @@ def _pull(store: Store, name: str, platform: str | None, tls_verify: bool, say: 
 
 
 def _config(store: Store, reg: Registry, ref: Reference, desc: oci.Descriptor) -> bytes:
-    if store.blobs.has(desc.digest):
-        return store.blobs.read(desc.digest)
     if desc.size > MAX_CONFIG:
         raise RegistryError(f"the image config of {ref.familiar()} is {desc.size} bytes: too large")
-    return reg.get_blob_bytes(ref.path, desc.digest, MAX_CONFIG, "the image config")
+    if store.blobs.has(desc.digest):
+        config = store.blobs.read(desc.digest)
+    else:
+        config = reg.get_blob_bytes(ref.path, desc.digest, desc.size, "the image config")
+    # The digest vouches for the bytes, not for the size the manifest gives them, which the
+    # manifest is stored with.
+    if len(config) != desc.size:
+        raise RegistryError(f"the image config of {ref.familiar()} is {len(config)} bytes, its manifest says "
+                            f"{desc.size}")
+    return config
 
 
 def _layers(store: Store, reg: Registry, ref: Reference, descs: Sequence[oci.Descriptor], diff_ids: list[str],

@@ -49,6 +49,15 @@ def _with_layer_size(size: int) -> bytes:
     return json.dumps(doc).encode()
 
 
+def _config_sized(size: int) -> Callable[[BadRegistry], None]:
+    def setup(reg: BadRegistry) -> None:
+        reg.image("bad/img", "x", GOOD)
+        doc = json.loads(GOOD.manifest)
+        doc["config"]["size"] = size
+        reg.manifest("bad/img", "1", json.dumps(doc).encode())
+    return setup
+
+
 def _oversized(reg: BadRegistry) -> None:
     # Valid JSON, padded past the limit with white space.
     reg.manifest("bad/img", "1", GOOD.manifest[:-1] + b" " * MAX_MANIFEST + b"}")
@@ -173,6 +182,8 @@ CASES: dict[str, tuple[Callable[[BadRegistry], None], str]] = {
     "oversized-manifest": (_oversized, f"larger than {MAX_MANIFEST} bytes"),
     "blob-longer-than-its-descriptor": (_longer_blob, "larger than the"),
     "blob-shorter-than-its-descriptor": (_shorter_blob, "its manifest says"),
+    "config-longer-than-its-descriptor": (_config_sized(len(GOOD.config) - 7), "larger than"),
+    "config-shorter-than-its-descriptor": (_config_sized(len(GOOD.config) + 7), "its manifest says"),
     "wrong-docker-content-digest": (_wrong_content_digest, "Docker-Content-Digest"),
     "redirect-loop": (_redirect_loop, f"more than {MAX_REDIRECTS} redirects"),
     "token-service-fails": (_token_service_fails, "the token service"),
