@@ -100,7 +100,7 @@ def resolve_manifest(reg: Registry, ref: Reference, want: Platform) -> tuple[Fet
     repo = ref.path
     fetched = reg.get_manifest(repo, ref.digest or ref.tag or "latest")
     top_digest = fetched.digest
-    for _ in range(MAX_NESTING):
+    for depth in range(MAX_NESTING + 1):
         if fetched.media_type in oci.MANIFEST_TYPES:
             return fetched, top_digest
         if fetched.media_type in MT_DOCKER_SCHEMA1:
@@ -108,6 +108,8 @@ def resolve_manifest(reg: Registry, ref: Reference, want: Platform) -> tuple[Fet
         if fetched.media_type not in oci.INDEX_TYPES:
             raise RegistryError(f"{ref.familiar()} is not an image: its manifest has media type "
                                 f"{fetched.media_type!r}")
+        if depth == MAX_NESTING:
+            raise RegistryError(f"the image indexes of {ref.familiar()} nest more than {MAX_NESTING} deep")
         child = _pick(fetched.data, want, f"the image index of {ref.familiar()}")
         if not DIGEST_RE.match(child.digest):
             # Anything else would be fetched as a tag, unverified: an index pinned by digest
@@ -117,7 +119,7 @@ def resolve_manifest(reg: Registry, ref: Reference, want: Platform) -> tuple[Fet
         if len(fetched.data) != child.size:
             raise RegistryError(f"the manifest {child.digest} of {ref.familiar()} is {len(fetched.data)} "
                                 f"bytes, its index says {child.size}")
-    raise RegistryError(f"the image indexes of {ref.familiar()} nest more than {MAX_NESTING} deep")
+    raise AssertionError("unreachable")
 
 
 ProgressFn = Callable[[str, int, int], None]  # (blob digest, bytes received, blob size)

@@ -140,16 +140,16 @@ def _unknown_media_type(reg: BadRegistry) -> None:
                  "application/vnd.example.thing+json")
 
 
-def _nested_index(reg: BadRegistry) -> None:
-    reg.image("bad/img", "x", GOOD)
+def _nested_index(reg: BadRegistry, depth: int = MAX_NESTING + 1, repo: str = "bad/img") -> None:
+    reg.image(repo, "x", GOOD)
     child, child_type = GOOD.manifest, OCI_MANIFEST
-    for depth in range(MAX_NESTING + 1):
+    for _ in range(depth):
         index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
             descriptor(child_type, child, platform={"os": "linux", "architecture": a})
             for a in ALL_ARCHES]}).encode()
-        reg.manifest("bad/img", digest_of(index), index, OCI_INDEX)
+        reg.manifest(repo, digest_of(index), index, OCI_INDEX)
         child, child_type = index, OCI_INDEX
-    reg.manifest("bad/img", "1", child, OCI_INDEX)
+    reg.manifest(repo, "1", child, OCI_INDEX)
 
 
 def _index_naming_a_tag(reg: BadRegistry) -> None:
@@ -232,6 +232,9 @@ def test_the_bad_registry_serves_a_good_image(rl: Rl) -> None:
     with bad_registry() as reg:
         reg.image("good/img", "1", GOOD)
         assert rl("pull", "-q", f"{reg.host}/good/img:1").out.strip() == GOOD.id
+        # Indexes within indexes are followed, up to the limit.
+        _nested_index(reg, MAX_NESTING, "good/nested")
+        assert rl("pull", "-q", f"{reg.host}/good/nested:1").out.strip() == GOOD.id
     assert rl("system", "check").code == 0
 
 
