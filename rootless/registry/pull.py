@@ -77,6 +77,8 @@ def _pick(data: bytes, want: Platform, where: str) -> oci.Descriptor:
         doc = json.loads(data)
         entries = doc["manifests"]
         children = [(oci.Descriptor.from_json(d, where), d.get("platform") or {}) for d in entries]
+        # Only the platform's string fields count: whatever else a registry sends is no platform.
+        children = [(d, {k: v for k, v in p.items() if isinstance(v, str)}) for d, p in children]
     except (ValueError, KeyError, TypeError, AttributeError, ArchiveError):
         raise RegistryError(f"{where} is not a valid image index") from None
     matches = [(d, p) for d, p in children
@@ -86,7 +88,7 @@ def _pick(data: bytes, want: Platform, where: str) -> oci.Descriptor:
         matches = [(d, p) for d, p in matches if p.get("variant") == want.variant]
     if not matches:
         have = sorted({"/".join(x for x in (p.get("os"), p.get("architecture"), p.get("variant")) if x)
-                       for _, p in children if isinstance(p, dict) and p.get("os")})
+                       for _, p in children if p.get("os")})
         raise RegistryError(f"{where} has no image for {want} (it has {', '.join(have) or 'none'}): "
                             "choose one with --platform")
     # Without a variant asked for, an entry without one is the plain form of the architecture.

@@ -152,6 +152,15 @@ def _nested_index(reg: BadRegistry, depth: int = MAX_NESTING + 1, repo: str = "b
     reg.manifest(repo, "1", child, OCI_INDEX)
 
 
+def _index_with_platform(platform: object) -> Callable[[BadRegistry], None]:
+    def setup(reg: BadRegistry) -> None:
+        reg.image("bad/img", "x", GOOD)
+        index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+            descriptor(OCI_MANIFEST, GOOD.manifest, platform=platform)]}).encode()
+        reg.manifest("bad/img", "1", index, OCI_INDEX)
+    return setup
+
+
 def _index_naming_a_tag(reg: BadRegistry) -> None:
     # Fetched by that name, the manifest would be whatever the tag holds, checked against nothing.
     reg.image("bad/img", "x", GOOD)
@@ -196,6 +205,8 @@ CASES: dict[str, tuple[Callable[[BadRegistry], None], str]] = {
     "not-an-image": (_not_an_image, "not a container image"),
     "unknown-media-type": (_unknown_media_type, "is not an image"),
     "nested-index": (_nested_index, f"nest more than {MAX_NESTING} deep"),
+    "index-platform-not-an-object": (_index_with_platform("linux/amd64"), "not a valid image index"),
+    "index-platform-not-strings": (_index_with_platform({"os": 1, "architecture": ["amd64"]}), "no image for"),
     "index-naming-a-tag": (_index_naming_a_tag, "not a sha256 digest"),
     "manifest-cut-short": (_cut_short("manifest"), "the manifest"),
     "config-cut-short": (_cut_short("config"), "config"),
