@@ -11,6 +11,7 @@ import pytest
 from rootless.registry.client import ATTEMPTS, MAX_MANIFEST, MAX_REDIRECTS
 from rootless.registry.pull import MAX_NESTING
 from tests.bad_registry import (
+    OCI_CONFIG,
     OCI_INDEX,
     OCI_LAYER_GZIP,
     OCI_MANIFEST,
@@ -183,6 +184,18 @@ def _cut_short(what: str) -> Callable[[BadRegistry], None]:
     return setup
 
 
+def _config_of_wrong_types(reg: BadRegistry) -> None:
+    # Taken, it would make inspect, history and run fail later, far from the cause.
+    tar_digest = json.loads(GOOD.config)["rootfs"]["diff_ids"][0]
+    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Env": "PATH=/bin"}, "history": 5,
+                         "rootfs": {"type": "layers", "diff_ids": [tar_digest]}}).encode()
+    reg.blob("bad/img", config)
+    reg.blob("bad/img", GOOD.layer)
+    doc = json.loads(GOOD.manifest)
+    doc["config"] = descriptor(OCI_CONFIG, config)
+    reg.manifest("bad/img", "1", json.dumps(doc).encode())
+
+
 def _wrong_diff_ids(reg: BadRegistry) -> None:
     reg.image("bad/img", "1", make_image("good", diff_id=digest_of(b"another layer")))
 
@@ -211,6 +224,7 @@ CASES: dict[str, tuple[Callable[[BadRegistry], None], str]] = {
     "manifest-cut-short": (_cut_short("manifest"), "the manifest"),
     "config-cut-short": (_cut_short("config"), "config"),
     "layer-cut-short": (_cut_short("layer"), f"downloading {digest_of(GOOD.layer)}"),
+    "config-of-wrong-types": (_config_of_wrong_types, "is malformed"),
     "diff-ids-not-the-layers": (_wrong_diff_ids, "DiffID"),
 }
 
