@@ -159,13 +159,14 @@ def htpasswd_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loca
 
 
 
-def _self_signed(directory: Path, name: str) -> tuple[Path, Path]:
+def self_signed(directory: Path, name: str, ip: str = "127.0.0.1") -> tuple[Path, Path]:
+    """A key and a certificate for the address `ip`, signed by itself: (key, certificate)."""
     if shutil.which("openssl") is None:
         pytest.skip("openssl is not installed")
     key, cert = directory / f"{name}.key", directory / f"{name}.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
                     "-out", str(cert), "-days", "2", "-subj", f"/CN={name}",
-                    "-addext", "subjectAltName=IP:127.0.0.1"], capture_output=True, check=True)
+                    "-addext", f"subjectAltName=IP:{ip}"], capture_output=True, check=True)
     return key, cert
 
 
@@ -174,7 +175,7 @@ def tls_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegi
     """A registry that speaks only TLS, with a self-signed certificate."""
     if not os.path.exists(DOCKER_REGISTRY):
         pytest.skip("docker-registry is not installed")
-    key, cert = _self_signed(tmp_path_factory.mktemp("tls-keys"), "rl-test-registry")
+    key, cert = self_signed(tmp_path_factory.mktemp("tls-keys"), "rl-test-registry")
     yield from start_registry(tmp_path_factory.mktemp("tls-registry"),
                               f"  tls:\n    certificate: {cert}\n    key: {key}\n")
 
@@ -244,7 +245,7 @@ def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[L
     """A registry that wants Bearer tokens from a token service on another port."""
     if not os.path.exists(DOCKER_REGISTRY):
         pytest.skip("docker-registry is not installed")
-    key, cert = _self_signed(tmp_path_factory.mktemp("token-keys"), "rl-test-token-service")
+    key, cert = self_signed(tmp_path_factory.mktemp("token-keys"), "rl-test-token-service")
     der = subprocess.run(["openssl", "x509", "-in", str(cert), "-outform", "DER"],
                          capture_output=True, check=True).stdout
     service = TokenService(key, der)

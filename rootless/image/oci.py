@@ -179,11 +179,39 @@ def json_object(data: bytes, what: str) -> dict[str, Any]:
     return doc
 
 
+# The JSON types the image spec gives a config's fields, its run config's ("config") and its
+# history entries'; null stands for absent, as Docker writes it. Checked once, where a config
+# comes in, so that inspect, history and run can take them as they are.
+_STRING = (lambda v: isinstance(v, str), "a string")
+_OBJECT = (lambda v: isinstance(v, dict), "an object")
+_STRINGS = (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v), "a list of strings")
+_LABELS = (lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in v.values()), "an object of strings")
+_CONFIG_FIELDS = {"created": _STRING, "author": _STRING, "architecture": _STRING, "os": _STRING,
+                  "variant": _STRING, "config": _OBJECT, "history": (lambda v: isinstance(v, list), "a list")}
+_RUN_CONFIG_FIELDS = {"User": _STRING, "WorkingDir": _STRING, "StopSignal": _STRING, "Env": _STRINGS,
+                      "Cmd": _STRINGS, "Entrypoint": _STRINGS, "OnBuild": _STRINGS, "Shell": _STRINGS,
+                      "ExposedPorts": _OBJECT, "Volumes": _OBJECT, "Labels": _LABELS, "Healthcheck": _OBJECT}
+_HISTORY_FIELDS = {"created": _STRING, "created_by": _STRING, "author": _STRING, "comment": _STRING,
+                   "empty_layer": (lambda v: isinstance(v, bool), "a boolean")}
+
+
+def _check_fields(doc: Any, fields: dict[str, tuple[Any, str]], what: str, where: str) -> None:
+    if not isinstance(doc, dict):
+        raise ArchiveError(f"{what} is malformed: {where.rstrip('.')} is not an object")
+    for key, (ok, kind) in fields.items():
+        if doc.get(key) is not None and not ok(doc[key]):
+            raise ArchiveError(f"{what} is malformed: {where}{key} is not {kind}")
+
+
 def parse_config(data: bytes, what: str = "image config") -> dict[str, Any]:
     doc = json_object(data, what)
     rootfs = doc.get("rootfs")
     if not isinstance(rootfs, dict) or rootfs.get("type") != "layers" or not isinstance(rootfs.get("diff_ids"), list):
         raise ArchiveError(f"{what} has no rootfs.diff_ids of type 'layers'")
+    _check_fields(doc, _CONFIG_FIELDS, what, "")
+    _check_fields(doc.get("config") or {}, _RUN_CONFIG_FIELDS, what, "config.")
+    for i, entry in enumerate(doc.get("history") or []):
+        _check_fields(entry, _HISTORY_FIELDS, what, f"history[{i}].")
     return doc
 
 

@@ -223,6 +223,8 @@ class Registry:
         realm = params.get("realm")
         if not realm:
             raise AuthError(f"the registry {self.host} asks for a token but names no token service (realm)")
+        if _http_url(realm) is None:
+            raise AuthError(f"the registry {self.host} names a token service {realm!r} that is not an HTTP URL")
         # Our scope, not only the challenge's: some registries omit it, and a push needs push too.
         scopes = [s for s in scope.split(" ") if s]
         query: list[tuple[str, str]] = [("scope", s) for s in scopes]
@@ -234,6 +236,8 @@ class Registry:
         except RegistryUnreachable as e:
             raise AuthError(f"cannot reach the token service {urlsplit(realm).netloc} of {self.host}: "
                             f"{e.__cause__ or e}") from None
+        except httpx.TooManyRedirects:
+            raise AuthError(f"the token service of {self.host} redirects in a loop ({realm})") from None
         with closing(r):
             if r.status_code in (401, 403):
                 raise AuthError(error_message(r, f"the token service of {self.host} refused the credentials"))
@@ -283,7 +287,11 @@ class Registry:
             r = self._http.send(req, stream=stream)
             if r.status_code in _REDIRECTS and "location" in r.headers:
                 r.close()
-                current = urljoin(current, r.headers["location"])
+                target = _http_url(r.headers["location"], current)
+                if target is None:
+                    raise RegistryError(f"{method} {url}: the registry redirects to {r.headers['location']!r}, "
+                                        "which is not an HTTP URL")
+                current = target
                 if r.status_code == 303:
                     method, body = "GET", None
                 continue
@@ -353,12 +361,8 @@ class Registry:
     def get_manifest(self, repo: str, reference: str) -> FetchedManifest:
         """A manifest or index by tag or digest; a digest reference is checked against the bytes."""
         what = f"{self.domain}/{repo}{'@' if reference.startswith('sha256:') else ':'}{reference}"
-        r = self.request("GET", f"/v2/{repo}/manifests/{reference}", self.pull_scope(repo),
-                         headers={"Accept": MANIFEST_ACCEPT}, stream=True)
-        with closing(r):
-            if r.status_code != 200:
-                raise self.fail(r, f"cannot get the manifest of {what}")
-            data = _read_limited(r, MAX_MANIFEST, f"the manifest of {what}")
+        r, data = self._get_whole(f"/v2/{repo}/manifests/{reference}", self.pull_scope(repo),
+                                  {"Accept": MANIFEST_ACCEPT}, MAX_MANIFEST, f"the manifest of {what}")
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         if reference.startswith("sha256:") and digest != reference:
             raise DigestMismatch(f"the manifest of {what}", reference, digest)
@@ -373,12 +377,29 @@ class Registry:
         # The document's own mediaType wins over a Content-Type some registries get wrong.
         return FetchedManifest(data, declared or media_type or oci.MT_OCI_MANIFEST, digest)
 
+    def _get_whole(self, path: str, scope: str, headers: dict[str, str], limit: int, what: str
+                   ) -> tuple[httpx.Response, bytes]:
+        """A small document (a manifest, a config) read whole; one whose body breaks off is
+        asked for again, as a dropped blob download is resumed."""
+        import httpx
+
+        for attempt in range(ATTEMPTS):
+            r = self.request("GET", path, scope, headers=headers, stream=True)
+            with closing(r):
+                if r.status_code != 200:
+                    raise self.fail(r, f"cannot get {what}")
+                try:
+                    return r, _read_limited(r, limit, what)
+                except httpx.TransportError as e:
+                    if attempt == ATTEMPTS - 1:
+                        raise RegistryUnreachable(f"reading {what} from {self.host} failed: "
+                                                  f"{str(e) or type(e).__name__}") from e
+            time.sleep(BACKOFF * 2 ** attempt)
+        raise AssertionError("unreachable")
+
     def get_blob_bytes(self, repo: str, digest: str, limit: int, what: str) -> bytes:
-        r = self.request("GET", f"/v2/{repo}/blobs/{digest}", self.pull_scope(repo), stream=True)
-        with closing(r):
-            if r.status_code != 200:
-                raise self.fail(r, f"cannot get {what} {digest} from {self.domain}/{repo}")
-            data = _read_limited(r, limit, what)
+        _, data = self._get_whole(f"/v2/{repo}/blobs/{digest}", self.pull_scope(repo), {}, limit,
+                                  f"{what} {digest} from {self.domain}/{repo}")
         got = "sha256:" + hashlib.sha256(data).hexdigest()
         if got != digest:
             raise DigestMismatch(f"{what} from {self.domain}/{repo}", digest, got)
@@ -464,7 +485,14 @@ class Registry:
             min_chunk = int(r.headers.get("oci-chunk-min-length", 0))
         except ValueError:
             min_chunk = 0
-        return UploadSession(urljoin(self.base + "/", r.headers["location"]), min_chunk)
+        return UploadSession(self._upload_location(r.headers["location"], self.base + "/", repo), min_chunk)
+
+    def _upload_location(self, location: str, base: str, repo: str) -> str:
+        url = _http_url(location, base)
+        if url is None:
+            raise RegistryError(f"the registry {self.host} gave an upload to {repo} the location {location!r}, "
+                                "which is not an HTTP URL")
+        return url
 
     def upload_blob(self, repo: str, scope: str, session: UploadSession, digest: str, path: Path, size: int
                     ) -> None:
@@ -493,7 +521,7 @@ class Registry:
             if r.status_code != 202 or "location" not in r.headers:
                 raise self.fail(r, f"uploading bytes {offset}-{offset + n - 1} of the blob {digest} to "
                                    f"{self.domain}/{repo} failed")
-            location = urljoin(location, r.headers["location"])
+            location = self._upload_location(r.headers["location"], location, repo)
             offset += n
         r = self.request("PUT", _with_digest(location, digest), scope, headers={"Content-Length": "0"})
         r.close()
@@ -528,6 +556,18 @@ def _read_limited(r: httpx.Response, limit: int, what: str) -> bytes:
         if len(out) > limit:
             raise RegistryError(f"{what} is larger than {limit} bytes: refusing it")
     return bytes(out)
+
+
+def _http_url(text: str, base: str = "") -> str | None:
+    """`text` (relative to `base`) as an absolute http(s) URL, or None when it is not one: a
+    registry's redirects and token realms are not to be trusted to parse."""
+    try:
+        url = urljoin(base, text)
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is no number
+    except ValueError:
+        return None
+    return url if parts.scheme in ("http", "https") and parts.hostname else None
 
 
 def _with_digest(location: str, digest: str) -> str:

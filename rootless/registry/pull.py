@@ -29,6 +29,7 @@ from rootless.registry.errors import (
     RegistryError,
     RegistryUnreachable,
 )
+from rootless.store.blobs import DIGEST_RE
 from rootless.store.records import ImageRecord
 from rootless.store.store import IngestedLayer, LayerSource, Store
 from rootless.store.unpack import LayerInput
@@ -76,6 +77,8 @@ def _pick(data: bytes, want: Platform, where: str) -> oci.Descriptor:
         doc = json.loads(data)
         entries = doc["manifests"]
         children = [(oci.Descriptor.from_json(d, where), d.get("platform") or {}) for d in entries]
+        # Only the platform's string fields count: whatever else a registry sends is no platform.
+        children = [(d, {k: v for k, v in p.items() if isinstance(v, str)}) for d, p in children]
     except (ValueError, KeyError, TypeError, AttributeError, ArchiveError):
         raise RegistryError(f"{where} is not a valid image index") from None
     matches = [(d, p) for d, p in children
@@ -85,7 +88,7 @@ def _pick(data: bytes, want: Platform, where: str) -> oci.Descriptor:
         matches = [(d, p) for d, p in matches if p.get("variant") == want.variant]
     if not matches:
         have = sorted({"/".join(x for x in (p.get("os"), p.get("architecture"), p.get("variant")) if x)
-                       for _, p in children if isinstance(p, dict) and p.get("os")})
+                       for _, p in children if p.get("os")})
         raise RegistryError(f"{where} has no image for {want} (it has {', '.join(have) or 'none'}): "
                             "choose one with --platform")
     # Without a variant asked for, an entry without one is the plain form of the architecture.
@@ -99,7 +102,7 @@ def resolve_manifest(reg: Registry, ref: Reference, want: Platform) -> tuple[Fet
     repo = ref.path
     fetched = reg.get_manifest(repo, ref.digest or ref.tag or "latest")
     top_digest = fetched.digest
-    for _ in range(MAX_NESTING):
+    for depth in range(MAX_NESTING + 1):
         if fetched.media_type in oci.MANIFEST_TYPES:
             return fetched, top_digest
         if fetched.media_type in MT_DOCKER_SCHEMA1:
@@ -107,12 +110,18 @@ def resolve_manifest(reg: Registry, ref: Reference, want: Platform) -> tuple[Fet
         if fetched.media_type not in oci.INDEX_TYPES:
             raise RegistryError(f"{ref.familiar()} is not an image: its manifest has media type "
                                 f"{fetched.media_type!r}")
+        if depth == MAX_NESTING:
+            raise RegistryError(f"the image indexes of {ref.familiar()} nest more than {MAX_NESTING} deep")
         child = _pick(fetched.data, want, f"the image index of {ref.familiar()}")
+        if not DIGEST_RE.match(child.digest):
+            # Anything else would be fetched as a tag, unverified: an index pinned by digest
+            # would not pin what it leads to.
+            raise RegistryError(f"the image index of {ref.familiar()} names {child.digest!r}, not a sha256 digest")
         fetched = reg.get_manifest(repo, child.digest)
         if len(fetched.data) != child.size:
             raise RegistryError(f"the manifest {child.digest} of {ref.familiar()} is {len(fetched.data)} "
                                 f"bytes, its index says {child.size}")
-    raise RegistryError(f"the image indexes of {ref.familiar()} nest more than {MAX_NESTING} deep")
+    raise AssertionError("unreachable")
 
 
 ProgressFn = Callable[[str, int, int], None]  # (blob digest, bytes received, blob size)
@@ -164,11 +173,18 @@ def _pull(store: Store, name: str, platform: str | None, tls_verify: bool, say: 
 
 
 def _config(store: Store, reg: Registry, ref: Reference, desc: oci.Descriptor) -> bytes:
-    if store.blobs.has(desc.digest):
-        return store.blobs.read(desc.digest)
     if desc.size > MAX_CONFIG:
         raise RegistryError(f"the image config of {ref.familiar()} is {desc.size} bytes: too large")
-    return reg.get_blob_bytes(ref.path, desc.digest, MAX_CONFIG, "the image config")
+    if store.blobs.has(desc.digest):
+        config = store.blobs.read(desc.digest)
+    else:
+        config = reg.get_blob_bytes(ref.path, desc.digest, desc.size, "the image config")
+    # The digest vouches for the bytes, not for the size the manifest gives them, which the
+    # manifest is stored with.
+    if len(config) != desc.size:
+        raise RegistryError(f"the image config of {ref.familiar()} is {len(config)} bytes, its manifest says "
+                            f"{desc.size}")
+    return config
 
 
 def _layers(store: Store, reg: Registry, ref: Reference, descs: Sequence[oci.Descriptor], diff_ids: list[str],

@@ -192,26 +192,46 @@ def test_pull_by_digest_and_through_an_index(rl: Rl, rl2: Rl, busybox: str,
     assert rl2("images", "-q").out.strip() == busybox[7:19]  # not tagged: a digest names no tag
     rl2("pull", "-q", f"{registry.host}/index/busybox:1@{src.manifest_digest}")
     assert _record(rl2.root, f"{registry.host}/index/busybox:1").id == busybox
-    # An index with the host's platform and another one: the host's is picked, or --platform's.
-    get = urllib.request.Request(registry.url(f"/v2/index/busybox/manifests/{src.manifest_digest}"),
-                                 headers={"Accept": OCI_MANIFEST})
-    with urllib.request.urlopen(get) as r:
-        manifest = r.read()
+    # An index of two images, the foreign one first, under arm64/v8 and plain arm64 entries: the
+    # host's is picked, or the one --platform names; the plain entry serves a platform without a variant.
+    other_root = Path(rl.root).parent / "other-root"
+    other_root.mkdir()
+    (other_root / "marker").write_text("foreign\n")
+    foreign = rl("import", str(other_root), "foreign:1").out.strip()
+    assert foreign != busybox
+    rl("push", "-q", "--compression", "none", "foreign:1", f"{registry.host}/index/busybox:foreign")
     os_name, arch = host_platform()
-    other = "s390x" if arch != "s390x" else "amd64"
-    entries = [{"mediaType": OCI_MANIFEST, "digest": src.manifest_digest,
-                "size": len(manifest), "platform": {"os": os_name, "architecture": a}} for a in (other, arch)]
+    other = "arm64" if arch != "arm64" else "amd64"
+
+    def entry(tag: str, platform: dict[str, str]) -> dict[str, object]:
+        get = urllib.request.Request(registry.url(f"/v2/index/busybox/manifests/{tag}"),
+                                     headers={"Accept": OCI_MANIFEST})
+        with urllib.request.urlopen(get) as r:
+            data = r.read()
+        return {"mediaType": OCI_MANIFEST, "digest": f"sha256:{hashlib.sha256(data).hexdigest()}",
+                "size": len(data), "platform": {"os": os_name, **platform}}
+
+    entries = [entry("foreign", {"architecture": other, "variant": "v8"}),
+               entry("1", {"architecture": arch}),
+               entry("1", {"architecture": other})]
     index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}).encode()
     req = urllib.request.Request(registry.url("/v2/index/busybox/manifests/multi"), data=index, method="PUT",
                                  headers={"Content-Type": OCI_INDEX})
     urllib.request.urlopen(req).close()
-    pulled = rl2("pull", f"{registry.host}/index/busybox:multi")
+    multi = f"{registry.host}/index/busybox:multi"
+    pulled = rl2("pull", multi)
     assert pulled.out.strip() == busybox
     assert f"Digest: sha256:{hashlib.sha256(index).hexdigest()}" in pulled.err
-    assert rl2("pull", "-q", "--platform", f"linux/{other}", f"{registry.host}/index/busybox:multi").code == 0
-    r = rl2("pull", "--platform", "linux/mips64le", f"{registry.host}/index/busybox:multi", check=False)
-    assert r.code == 125
-    assert "no image for linux/mips64le" in _one_line_error(r.err)
+    assert rl2("pull", "-q", "--platform", f"linux/{other}/v8", multi).out.strip() == foreign
+    assert rl2("pull", "-q", "--platform", f"linux/{other}", multi).out.strip() == busybox
+    assert rl2("pull", "-q", "--platform", f"linux/{arch}", multi).out.strip() == busybox
+    for platform, said in (("linux/mips64le", "no image for linux/mips64le"),
+                           (f"linux/{other}/v7", f"no image for linux/{other}/v7"),
+                           ("linux", "invalid platform"), ("linux//v8", "invalid platform"),
+                           ("linux/arm64/v8/x", "invalid platform")):
+        r = rl2("pull", "--platform", platform, multi, check=False)
+        assert r.code == 125, (platform, r)
+        assert said in _one_line_error(r.err)
 
 
 def test_chunked_upload(tmp_path: Path, registry: LocalRegistry) -> None:  # noqa: F811
