@@ -1,5 +1,6 @@
 """Dockerfiles of public projects (tests/interop/corpus/NAME: Dockerfile, reduced context, SOURCE
-saying where each comes from and what was changed, `run`: the command whose output is compared),
+saying where each comes from and what was changed, `run`: a shell command whose output is compared,
+or nothing for the image's default command),
 built by rl and by podman build on the same base: the same config, files and output.
 
 Left out of the comparison, each for a reason:
@@ -12,7 +13,6 @@ Left out of the comparison, each for a reason:
 from __future__ import annotations
 
 import json
-import shlex
 import shutil
 from pathlib import Path
 
@@ -52,7 +52,8 @@ def test_corpus_dockerfile_builds_as_podman_build(case: str, rl: Rl, busybox: st
         pytest.skip("the images hold files of other ids, which needs a subordinate id range")
     ctx = tmp_path / "ctx"
     shutil.copytree(CORPUS / case, ctx, ignore=shutil.ignore_patterns("SOURCE", "run"))
-    command = shlex.split((CORPUS / case / "run").read_text())
+    script = (CORPUS / case / "run").read_text().strip()
+    command = ["sh", "-c", script] if script else []
     rl("save", "-o", str(tmp_path / "base.tar"), "busybox")
     podman("load", "-q", "-i", str(tmp_path / "base.tar"))
     rl("build", "-t", "mine", str(ctx))
