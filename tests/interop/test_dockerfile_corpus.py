@@ -54,7 +54,9 @@ def test_corpus_dockerfile_builds_as_podman_build(case: str, rl: Rl, busybox: st
     shutil.copytree(CORPUS / case, ctx, ignore=shutil.ignore_patterns("SOURCE", "run"))
     script = (CORPUS / case / "run").read_text().strip()
     command = ["sh", "-c", script] if script else []
-    rl("save", "-o", str(tmp_path / "base.tar"), "busybox")
+    # Names some of the Dockerfiles give the base, all for the one local busybox.
+    rl("tag", "busybox", "busybox:1.35-musl")
+    rl("save", "-o", str(tmp_path / "base.tar"), "busybox", "busybox:1.35-musl")
     podman("load", "-q", "-i", str(tmp_path / "base.tar"))
     rl("build", "-t", "mine", str(ctx))
     podman("build", "-q", "--network", "host", "--format", "docker", "-t", "theirs", str(ctx), timeout=600)
