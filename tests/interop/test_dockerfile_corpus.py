@@ -23,7 +23,17 @@ from tests.interop.conftest import Podman
 from tests.interop.test_build_interop import BUILDAH_MOUNT_POINTS
 
 CORPUS = Path(__file__).parent / "corpus"
-CASES = sorted(p.name for p in CORPUS.iterdir() if (p / "Dockerfile").is_file())
+# Cases where rl and podman build disagree, with what differs and whose bug it is taken to be.
+DIFFERENCES = {
+    "busybox-file-type-mix": (
+        "`RUN ln file-1.txt hardlink-1` on a file of a lower layer: rl's image keeps the two names "
+        "one inode (link count 2, as BuildKit's overlay diff gives), podman build's (buildah 1.28, "
+        "vfs driver) has two separate files (link count 1 each); taken as buildah's layer diff "
+        "losing the hard link, not yet confirmed against its layer tar"),
+}
+CASES = [pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=DIFFERENCES[name]))
+         if name in DIFFERENCES else name
+         for name in sorted(p.name for p in CORPUS.iterdir() if (p / "Dockerfile").is_file())]
 
 # LISTING of test_build_interop, one line a path, with the link count (hard links) and a content
 # hash of each file. A directory's link count is left out: overlay file systems report 1.
