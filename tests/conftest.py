@@ -88,6 +88,21 @@ class Rl:
         return subprocess.Popen([sys.executable, "-m", "rootless", *args], env=self.env, **kw)  # type: ignore[call-overload]
 
 
+# What rl needs from the environment the suite runs in; everything else (a developer's
+# REGISTRY_AUTH_FILE, DOCKER_CONFIG, CONTAINERS_REGISTRIES_CONF, ~/.docker/config.json...)
+# would change what rl does, so the tests must not see it.
+_KEPT_ENV = ("PATH", "XDG_RUNTIME_DIR", "LANG", "LANGUAGE", "TZ", "TMPDIR", "USER", "LOGNAME", "TERM")
+
+
+def rl_env(store_root: Path, home: Path) -> dict[str, str]:
+    """A clean environment for rl: HOME and XDG_CONFIG_HOME private to the test."""
+    home.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items()
+           if k in _KEPT_ENV or k.startswith(("LC_", "PYTHON")) or (k.startswith("RL_") and k != "RL_DEBUG")}
+    env.update(HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"), RL_ROOT=str(store_root))
+    return env
+
+
 @pytest.fixture
 def store_root(tmp_path: Path) -> Path:
     return tmp_path / "store"
@@ -95,9 +110,7 @@ def store_root(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def rl(store_root: Path, tmp_path: Path) -> Iterator[Rl]:
-    env = dict(os.environ)
-    env["RL_ROOT"] = str(store_root)
-    env.pop("RL_DEBUG", None)
+    env = rl_env(store_root, tmp_path / "home")
     yield Rl(store_root, env)
     # Layers hold files of subordinate ids, which pytest cannot remove from its temp dirs.
     if store_root.exists():

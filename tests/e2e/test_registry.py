@@ -580,3 +580,13 @@ def test_a_killed_pull_leaves_no_image_and_the_next_one_resumes(rl: Rl, rl2: Rl,
     again = rl2("pull", f"{registry.host}/killed/busybox:1")
     assert f"{base.removeprefix('sha256:')[:12]}: Already exists" in again.err
     assert rl2("run", "--rm", f"{registry.host}/killed/busybox:1", "cat", "/marker").out == "killed\n"
+
+
+def test_rl_sees_none_of_the_hosts_registry_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     request: pytest.FixtureRequest) -> None:
+    for var in ("REGISTRY_AUTH_FILE", "DOCKER_CONFIG", "CONTAINERS_REGISTRIES_CONF"):
+        monkeypatch.setenv(var, str(tmp_path / "host" / var))
+    rl = request.getfixturevalue("rl")
+    assert not {"REGISTRY_AUTH_FILE", "DOCKER_CONFIG", "CONTAINERS_REGISTRIES_CONF"} & set(rl.env)
+    assert Path(rl.env["HOME"]).is_relative_to(tmp_path)
+    assert Path(rl.env["XDG_CONFIG_HOME"]).is_relative_to(tmp_path)
