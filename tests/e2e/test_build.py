@@ -273,7 +273,8 @@ def test_heredoc_shell_entrypoint_and_cmd(rl: Rl, busybox: str, tmp_path: Path) 
         'CMD ["/script-out"]\n')
     rl("build", "-t", "hd", str(tmp_path))
     assert rl("run", "--rm", "hd").out == "one\ntwo\nshell-ok\n"
-    assert rl("run", "--rm", "hd", "/etc/hostname").code == 0
+    # Arguments replace CMD, not add to it: cat gets /etc/hostname alone.
+    assert rl("run", "--rm", "--hostname", "box", "hd", "/etc/hostname").out == "box\n"
     (tmp_path / "Dockerfile").write_text("FROM hd\nENTRYPOINT echo shell-form\n")
     rl("build", "-t", "hd2", str(tmp_path))
     config = json.loads(rl("inspect", "hd2").out)[0]["Config"]
