@@ -390,7 +390,12 @@ def test_a_command_that_never_started(rl: Rl, busybox: str) -> None:
     assert rl("stop", "never").out == "never\n"
     r = rl("kill", "never", check=False)
     assert (r.code, r.err) == (125, "Error: container never is not running\n")
+    # Started again it fails again: as rl's error when detached, with the command's code attached.
     r = rl("start", "never", check=False)
-    assert (r.code, r.err) == (127, "Error: nosuchcommand: executable file not found in $PATH\n")
+    assert (r.code, r.out, r.err) == (125, "", "Error: nosuchcommand: executable file not found in $PATH\n")
+    r = rl("start", "-a", "never", check=False)
+    assert (r.code, r.out, r.err) == (127, "", "Error: nosuchcommand: executable file not found in $PATH\n")
+    assert rl("ps", "-a", "--format", "{{.Names}} {{.State}}").out == "never exited\n"
+    assert rl("wait", "never").out == "127\n"
     assert rl("rm", "never").out == "never\n"
     assert rl("ps", "-a", "-q").out == "" and os.listdir(rl.root / "containers") == []
