@@ -120,11 +120,56 @@ def test_cache_misses_exactly_when_an_input_changes(rl: Rl, busybox: str, contex
         extra = ("--build-arg", "GREETING=bye")
     else:
         (context / "Dockerfile").write_text(APP.replace("ENV NAME=world", "ENV NAME=moon"))
-    out = rl("build", *extra, str(context)).out.splitlines()
-    hits = [i for i, ln in enumerate(out) if ln.startswith("---> Using cache")]
-    steps = [i for i, ln in enumerate(out) if ln.startswith("STEP ")]
-    cached_steps = {int(out[s].split()[1].split("/")[0]) for s in steps if s + 1 in hits}
-    assert cached_steps == set(range(3, first_miss)), out
+    out = rl("build", *extra, str(context)).out
+    assert _cached_steps(out) == set(range(3, first_miss)), out
+
+
+def _cached_steps(build_output: str) -> set[int]:
+    """The numbers of the steps `rl build` took from its cache."""
+    out = build_output.splitlines()
+    return {int(line.split()[1].split("/")[0]) for line, after in zip(out, out[1:])
+            if line.startswith("STEP ") and after.startswith("---> Using cache")}
+
+
+CACHED = """\
+FROM base
+RUN echo "base=$MARK" > /seen
+COPY --chown=1:2 f /f
+RUN stat -c %u:%g /f >> /seen
+CMD ["cat", "/seen"]
+"""
+
+
+@pytest.mark.parametrize("change, cached, seen", [
+    ("rmi a step's image", {2}, "base=one\n1:2\n"),
+    ("system prune -a", set(), "base=one\n1:2\n"),
+    ("base retagged", set(), "base=two\n1:2\n"),
+    ("COPY --chown", {2}, "base=one\n3:4\n"),
+])
+def test_what_takes_a_step_out_of_the_cache(rl: Rl, busybox_tar: Path, tmp_path: Path, change: str,
+                                              cached: set[int], seen: str) -> None:
+    """Every step from the change misses, and the build then succeeds with what changed."""
+    rl("import", "-c", "ENV MARK=one", str(busybox_tar), "base")
+    (tmp_path / "Dockerfile").write_text(CACHED)
+    (tmp_path / "f").write_text("f\n")
+    first = rl("build", "-t", "app", str(tmp_path)).out
+    assert rl("run", "--rm", "app").out == "base=one\n1:2\n"
+    if change == "rmi a step's image":
+        copied = first.split("STEP 3/5")[1].split("--> ")[1].split()[0]
+        assert rl("rmi", "-f", copied).code == 0
+    elif change == "system prune -a":
+        rl("rmi", "app")
+        rl("system", "prune", "-a", "-f")
+        assert rl("images", "-a", "-q").out == ""
+        rl("import", "-c", "ENV MARK=one", str(busybox_tar), "base")
+    elif change == "base retagged":
+        rl("import", "-c", "ENV MARK=two", str(busybox_tar), "base")
+    else:
+        (tmp_path / "Dockerfile").write_text(CACHED.replace("--chown=1:2", "--chown=3:4"))
+    again = rl("build", "-t", "app", str(tmp_path)).out
+    assert _cached_steps(again) == cached, again
+    assert rl("run", "--rm", "app").out == seen
+    assert _cached_steps(rl("build", "-t", "app", str(tmp_path)).out) == {2, 3, 4, 5}
 
 
 def test_no_cache_rebuilds_every_step(rl: Rl, busybox: str, context: Path) -> None:
@@ -273,7 +318,8 @@ def test_heredoc_shell_entrypoint_and_cmd(rl: Rl, busybox: str, tmp_path: Path) 
         'CMD ["/script-out"]\n')
     rl("build", "-t", "hd", str(tmp_path))
     assert rl("run", "--rm", "hd").out == "one\ntwo\nshell-ok\n"
-    assert rl("run", "--rm", "hd", "/etc/hostname").code == 0
+    # Arguments replace CMD, not add to it: cat gets /etc/hostname alone.
+    assert rl("run", "--rm", "--hostname", "box", "hd", "/etc/hostname").out == "box\n"
     (tmp_path / "Dockerfile").write_text("FROM hd\nENTRYPOINT echo shell-form\n")
     rl("build", "-t", "hd2", str(tmp_path))
     config = json.loads(rl("inspect", "hd2").out)[0]["Config"]

@@ -298,7 +298,8 @@ def _fuse_daemon_killed_under_a_running_container(rl: Rl) -> None:
     assert _mounts_under(rl.root) == []
     assert _container_dirs(rl) == []
     _store_checks_clean(rl)
-    assert rl("--storage-driver", "fuse-overlay", "run", "--rm", "busybox", "cat", "/etc/hostname").code == 0
+    r = rl("--storage-driver", "fuse-overlay", "run", "--rm", "--hostname", "h", "busybox", "cat", "/etc/hostname")
+    assert r.out == "h\n"
 
 
 def test_fuse_daemon_killed_under_a_running_container(rl: Rl, busybox: str) -> None:

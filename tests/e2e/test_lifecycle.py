@@ -333,3 +333,69 @@ def test_single_id_detached_lifecycle(rl: Rl, detached: Callable[..., str]) -> N
     rl("stop", cid)
     assert rl("logs", cid).out == "hi\nbye\n"
     assert rl("wait", cid).out == "0\n"
+
+
+@pytest.mark.parametrize("image_signal, flag_signal, code", [
+    (None, "USR1", 3),        # --stop-signal
+    ("SIGUSR1", None, 3),     # the image's STOPSIGNAL
+    ("SIGUSR1", "USR2", 4),   # the flag wins over the image
+])
+def test_stop_sends_the_stop_signal(rl: Rl, detached: Callable[..., str], busybox_tar: Path,
+                                    image_signal: str | None, flag_signal: str | None, code: int) -> None:
+    image = "busybox"
+    if image_signal:
+        rl("import", "-c", f"STOPSIGNAL {image_signal}", str(busybox_tar), "stopper")
+        image = "stopper"
+    flag = ("--stop-signal", flag_signal) if flag_signal else ()
+    cid = detached(*flag, image, "sh", "-c", 'trap "echo usr1; exit 3" USR1; trap "echo usr2; exit 4" USR2; '
+                                             f'trap "echo term; exit 5" TERM; echo ready; {LOOP}')
+    wait_for(logs_have(rl, cid, "ready"))
+    assert rl("stop", "-t", "60", cid).out == f"{cid}\n"
+    assert rl("wait", cid).out == f"{code}\n"
+    assert rl("logs", cid).out == f"ready\nusr{code - 2}\n"
+
+
+def test_a_reused_pid_is_never_signalled(rl: Rl, detached: Callable[..., str], store) -> None:  # type: ignore[no-untyped-def]
+    """A record names its processes by pid and start time: once they are gone, another process
+    that took the same number (here one of the test's) is not theirs to kill."""
+    from rootless.runtime.launch import start_ticks
+
+    cid = detached("--name", "old", "busybox", "true")
+    assert rl("wait", cid).out == "0\n"
+    stranger = subprocess.Popen(["sleep", "56789"])
+    try:
+        other_start = start_ticks(stranger.pid) + 1
+        store.update_container(cid, status="running", pid=stranger.pid, pid_start=other_start,
+                               init_pid=stranger.pid, init_start=other_start)
+        (rl.root / "containers" / cid / "pid1").write_text(str(stranger.pid))
+        r = rl("kill", "old", check=False)
+        assert (r.code, r.err) == (125, "Error: container old is not running\n")
+        assert rl("stop", "old").out == "old\n"
+        assert rl("inspect", "--format", "{{.State.Running}}", "old").out == "false\n"
+        assert rl("rm", "-f", "old").out == "old\n"
+        assert stranger.poll() is None, "rl killed a process that only shares a number with the container's"
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
+def test_a_command_that_never_started(rl: Rl, busybox: str) -> None:
+    """Without --rm the container stays, exited with the start failure's code, and every command
+    treats it as a container that is not running."""
+    r = rl("run", "-d", "--name", "never", "busybox", "nosuchcommand", check=False)
+    assert (r.code, r.out, r.err) == (127, "", "Error: nosuchcommand: executable file not found in $PATH\n")
+    assert rl("ps", "-a", "--format", "{{.Names}} {{.State}}").out == "never exited\n"
+    assert rl("inspect", "--format", "{{.State.Running}} {{.State.ExitCode}}", "never").out == "false 127\n"
+    assert rl("wait", "never").out == "127\n"
+    assert rl("stop", "never").out == "never\n"
+    r = rl("kill", "never", check=False)
+    assert (r.code, r.err) == (125, "Error: container never is not running\n")
+    # Started again it fails again: as rl's error when detached, with the command's code attached.
+    r = rl("start", "never", check=False)
+    assert (r.code, r.out, r.err) == (125, "", "Error: nosuchcommand: executable file not found in $PATH\n")
+    r = rl("start", "-a", "never", check=False)
+    assert (r.code, r.out, r.err) == (127, "", "Error: nosuchcommand: executable file not found in $PATH\n")
+    assert rl("ps", "-a", "--format", "{{.Names}} {{.State}}").out == "never exited\n"
+    assert rl("wait", "never").out == "127\n"
+    assert rl("rm", "never").out == "never\n"
+    assert rl("ps", "-a", "-q").out == "" and os.listdir(rl.root / "containers") == []
