@@ -109,8 +109,9 @@ def store_root(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def rl(store_root: Path, tmp_path: Path) -> Iterator[Rl]:
-    env = rl_env(store_root, tmp_path / "home")
+def rl(store_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rl]:
+    # HOME beside the test's tmp_path, not in it: tests own what is in theirs.
+    env = rl_env(store_root, tmp_path_factory.mktemp("home"))
     yield Rl(store_root, env)
     # Layers hold files of subordinate ids, which pytest cannot remove from its temp dirs.
     if store_root.exists():

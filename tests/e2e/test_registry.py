@@ -582,11 +582,13 @@ def test_a_killed_pull_leaves_no_image_and_the_next_one_resumes(rl: Rl, rl2: Rl,
     assert rl2("run", "--rm", f"{registry.host}/killed/busybox:1", "cat", "/marker").out == "killed\n"
 
 
-def test_rl_sees_none_of_the_hosts_registry_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+def test_rl_sees_none_of_the_hosts_registry_settings(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory,
+                                                     monkeypatch: pytest.MonkeyPatch,
                                                      request: pytest.FixtureRequest) -> None:
     for var in ("REGISTRY_AUTH_FILE", "DOCKER_CONFIG", "CONTAINERS_REGISTRIES_CONF"):
         monkeypatch.setenv(var, str(tmp_path / "host" / var))
     rl = request.getfixturevalue("rl")
     assert not {"REGISTRY_AUTH_FILE", "DOCKER_CONFIG", "CONTAINERS_REGISTRIES_CONF"} & set(rl.env)
-    assert Path(rl.env["HOME"]).is_relative_to(tmp_path)
-    assert Path(rl.env["XDG_CONFIG_HOME"]).is_relative_to(tmp_path)
+    private = tmp_path_factory.getbasetemp()
+    assert Path(rl.env["HOME"]).is_relative_to(private) and Path(rl.env["HOME"]) != Path.home()
+    assert Path(rl.env["XDG_CONFIG_HOME"]).is_relative_to(private)
