@@ -4,6 +4,7 @@ A test that needs a tool that is not installed is skipped; any other trouble wit
 """
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import shutil
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import tree_snapshot
+from tests.conftest import Rl, tree_snapshot
 
 OVERRIDE_XATTR = "user.containers.override_stat"
 
@@ -72,6 +73,20 @@ class Podman:
         path = Path(self("unshare", *self.base, "image", "mount", image).strip())
         self("unshare", *self.base, "image", "umount", image)
         return path
+
+
+def build_both(rl: Rl, podman: Podman, ctx: Path, tmp_path: Path, bases: tuple[str, ...] = ("busybox",),
+               fmt: str = "oci") -> str:
+    """Build `ctx` as the image `mine` with rl and with podman on rl's `bases`; podman's image is
+    loaded into rl's store, and its id returned, so that both are looked at by the same tools."""
+    rl("save", "-o", str(tmp_path / "base.tar"), *bases)
+    podman("load", "-q", "-i", str(tmp_path / "base.tar"))
+    rl("build", "-t", "mine", str(ctx))
+    podman("build", "-q", "--network", "host", "--format", fmt, "-t", "theirs", str(ctx), timeout=600)
+    podman("save", "--format", f"{fmt}-archive", "-o", str(tmp_path / "theirs.tar"), "theirs")
+    rl("load", "-i", str(tmp_path / "theirs.tar"))
+    return next(json.loads(n)["ID"] for n in rl("images", "--format", "json").out.split("\n")
+                if n and "theirs" in json.loads(n)["Repository"])
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ build of the same Dockerfile: the same files, owners and modes.
 gives the unpacked files the --chown owner, as rl does, buildah keeps the archive's."""
 from __future__ import annotations
 
-import json
 import tarfile
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import pytest
 
 from tests.conftest import Rl, has_subuid_range
 from tests.e2e.test_build_copy import LONG, make_archive
-from tests.interop.conftest import Podman
+from tests.interop.conftest import Podman, build_both
 from tests.interop.test_build_interop import BUILDAH_MOUNT_POINTS, LISTING
 
 DOCKERFILE = """\
@@ -54,14 +53,7 @@ def test_copy_and_add_own_files_as_podman_build(rl: Rl, busybox: str, podman: Po
         ("static", tarfile.DIRTYPE, 0o755, 33, 33, ""),
         (LONG, tarfile.REGTYPE, 0o600, 33, 33, "long\n"),
     ])
-    rl("save", "-o", str(tmp_path / "base.tar"), "busybox")
-    podman("load", "-q", "-i", str(tmp_path / "base.tar"))
-    rl("build", "-t", "mine", str(ctx))
-    podman("build", "-q", "--network", "host", "--format", "oci", "-t", "theirs", str(ctx), timeout=600)
-    podman("save", "--format", "oci-archive", "-o", str(tmp_path / "theirs.tar"), "theirs")
-    rl("load", "-i", str(tmp_path / "theirs.tar"))
-    theirs = next(json.loads(n)["ID"] for n in rl("images", "--format", "json").out.split("\n")
-                  if n and "theirs" in json.loads(n)["Repository"])
+    theirs = build_both(rl, podman, ctx, tmp_path)
 
     def listing(image: str) -> list[str]:
         return [ln for ln in rl("run", "--rm", "-u", "0", image, "sh", "-c", LISTING).out.splitlines()

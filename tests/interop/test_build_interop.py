@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Rl, has_subuid_range
-from tests.interop.conftest import Podman, need, run
+from tests.interop.conftest import Podman, build_both, need, run
 
 DOCKERFILE = """\
 FROM busybox
@@ -55,15 +55,7 @@ def test_same_tree_and_config_as_podman_build(rl: Rl, busybox: str, podman: Podm
     if not has_subuid_range():
         pytest.skip("the Dockerfile chowns to other ids, which needs a subordinate id range")
     ctx = _context(tmp_path)
-    rl("save", "-o", str(tmp_path / "base.tar"), "busybox")
-    podman("load", "-q", "-i", str(tmp_path / "base.tar"))
-    rl("build", "-t", "mine", str(ctx))
-    podman("build", "-q", "--network", "host", "--format", "oci", "-t", "theirs", str(ctx), timeout=600)
-    podman("save", "--format", "oci-archive", "-o", str(tmp_path / "theirs.tar"), "theirs")
-    rl("load", "-i", str(tmp_path / "theirs.tar"))
-    theirs_name = next(n for n in rl("images", "--format", "json").out.split("\n")
-                       if n and "theirs" in json.loads(n)["Repository"])
-    theirs = json.loads(theirs_name)["ID"]
+    theirs = build_both(rl, podman, ctx, tmp_path)
 
     def listing(image: str) -> list[str]:
         return rl("run", "--rm", "-u", "0", image, "sh", "-c", LISTING).out.splitlines()

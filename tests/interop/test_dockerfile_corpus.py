@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Rl, has_subuid_range
-from tests.interop.conftest import Podman
+from tests.interop.conftest import Podman, build_both
 from tests.interop.test_build_interop import BUILDAH_MOUNT_POINTS
 
 CORPUS = Path(__file__).parent / "corpus"
@@ -66,14 +66,7 @@ def test_corpus_dockerfile_builds_as_podman_build(case: str, rl: Rl, busybox: st
     command = ["sh", "-c", script] if script else []
     # Names some of the Dockerfiles give the base, all for the one local busybox.
     rl("tag", "busybox", "busybox:1.35-musl")
-    rl("save", "-o", str(tmp_path / "base.tar"), "busybox", "busybox:1.35-musl")
-    podman("load", "-q", "-i", str(tmp_path / "base.tar"))
-    rl("build", "-t", "mine", str(ctx))
-    podman("build", "-q", "--network", "host", "--format", "docker", "-t", "theirs", str(ctx), timeout=600)
-    podman("save", "--format", "docker-archive", "-o", str(tmp_path / "theirs.tar"), "theirs")
-    rl("load", "-i", str(tmp_path / "theirs.tar"))
-    theirs = next(json.loads(n)["ID"] for n in rl("images", "--format", "json").out.split("\n")
-                  if n and "theirs" in json.loads(n)["Repository"])
+    theirs = build_both(rl, podman, ctx, tmp_path, bases=("busybox", "busybox:1.35-musl"), fmt="docker")
 
     assert _config(rl, "mine") == _config(rl, theirs)
 
