@@ -130,7 +130,8 @@ class Overlay(pyfuse3.Operations):
         self.roots += [beneath.open_root(d) for d in config.lowerdirs]
         self.work_fd = beneath.open_root(workdir) if workdir is not None else None
         root_layers = tuple(range(0 if self.upper else 1, len(self.roots)))
-        self.inodes = Inodes(self._merge_root(root_layers))
+        # A layer's root is never opaque, as with the kernel: every layer's root merges.
+        self.inodes = Inodes(root_layers)
         native.fuse_flag(self.inodes.root.ino, native.FUSE_CACHE_DIR, self.inodes.root.layer > 0)
         self.files: dict[int, Node] = {}
         self.dirs: dict[int, _DirHandle] = {}
@@ -139,12 +140,6 @@ class Overlay(pyfuse3.Operations):
         # Far above any file descriptor: file handles are the descriptors themselves.
         self._next_dir_fh = 1 << 40
         self.uid, self.gid = os.geteuid(), os.getegid()
-
-    def _merge_root(self, layers: tuple[int, ...]) -> tuple[int, ...]:
-        for i, layer in enumerate(layers):
-            if len(layers) > 1 and merge.dir_is_opaque(self.roots[layer]):
-                return layers[: i + 1]
-        return layers
 
     def close(self) -> None:
         """Close the descriptors of the layers and of deleted nodes (at unmount)."""

@@ -26,6 +26,9 @@ MS_PRIVATE = 1 << 18
 MS_SLAVE = 1 << 19
 MS_SHARED = 1 << 20
 
+# The kernel's limit on symlinks followed in one lookup (ELOOP past it), openat2's too.
+MAXSYMLINKS = 40
+
 RENAME_NOREPLACE = 1
 RENAME_EXCHANGE = 2
 

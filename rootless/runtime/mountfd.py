@@ -24,7 +24,6 @@ import stat
 import native
 from rootless.errors import RlError
 
-_MAX_LINKS = 255  # as paths.secure_join
 _O_PATH = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 _MS_REMOUNT_KEEP = {  # statvfs flag -> mount flag, for remounts that must keep locked flags
     1: native.MS_RDONLY, 2: native.MS_NOSUID, 4: native.MS_NODEV, 8: native.MS_NOEXEC,
@@ -125,7 +124,7 @@ def _walk(root_fd: int, target: str, is_dir: bool, created: list[str] | None) ->
             if stat.S_ISLNK(st.st_mode):
                 os.close(fd)
                 links += 1
-                if links > _MAX_LINKS:
+                if links > native.MAXSYMLINKS:
                     raise RlError(f"cannot mount on {target}: too many levels of symbolic links")
                 # Read by name: whatever it says by now is resolved inside the root all the same.
                 try:

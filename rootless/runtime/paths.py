@@ -4,9 +4,8 @@ from __future__ import annotations
 import os
 import stat
 
+import native
 from rootless.errors import RlError
-
-_MAX_LINKS = 255
 
 
 def secure_join(root: str, unsafe: str) -> str:
@@ -31,7 +30,7 @@ def secure_join(root: str, unsafe: str) -> str:
             continue
         if stat.S_ISLNK(st.st_mode):
             links += 1
-            if links > _MAX_LINKS:
+            if links > native.MAXSYMLINKS:
                 raise RlError(f"too many levels of symbolic links in {unsafe}")
             target = os.readlink(candidate)
             if target.startswith("/"):

@@ -1,7 +1,7 @@
 """The `vfs` storage driver's core: a container's root filesystem as a full copy of its image.
 
 `merge_layers` writes, as real files, exactly what the kernel overlay shows of the layers mounted
-as lowerdirs (the rules of `rootless.image.layerfs`). The walk is top-down: for each merged directory
+as lowerdirs (the rules of `fuse_overlay.merge`). The walk is top-down: for each merged directory
 every contributing layer is listed once and each name is copied from the one layer that shows it,
 so nothing that an upper layer hides or replaces is ever copied.
 
@@ -16,8 +16,8 @@ import resource
 import stat
 from collections.abc import Sequence
 
+from fuse_overlay import merge
 from rootless.errors import StoreError
-from rootless.image import layerfs
 from rootless.values import field, valueclass
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -68,7 +68,7 @@ class _Frame:
     path: str  # relative to dest, "" or ending with "/"
     dest_fd: int
     src: dict[int, int] = field(default_factory=dict)  # layer index -> fd of this directory in it
-    pending: list[tuple[str, layerfs.Merging]] = field(default_factory=list)
+    pending: list[tuple[str, merge.Merging]] = field(default_factory=list)
     st: os.stat_result | None = None  # the topmost layer's directory, whose attributes it takes
     xattrs: list[tuple[str, bytes]] = field(default_factory=list)
 
@@ -170,7 +170,7 @@ class _Merger:
 
     # -- directories -----------------------------------------------------------------------------
 
-    def _enter(self, parent: _Frame, name: str, sub: layerfs.Merging) -> _Frame:
+    def _enter(self, parent: _Frame, name: str, sub: merge.Merging) -> _Frame:
         path = parent.path + name
         try:
             os.mkdir(name, 0o700, dir_fd=parent.dest_fd)
@@ -189,7 +189,7 @@ class _Merger:
               check_opaque: bool) -> None:
         """List the directory in each layer that may contribute, top first, decide what each name
         shows, copy the non-directories and queue the subdirectories."""
-        merged = layerfs.MergedDir()
+        merged = merge.Listing()
         try:
             for n, (layer, parent_fd) in enumerate(candidates):
                 fd = parent_fd if name is None else os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
@@ -205,12 +205,12 @@ class _Merger:
             raise self._fail(frame.path, e) from e
         self.whiteouts += merged.hidden
         for child, shown in merged.names.items():
-            if isinstance(shown, layerfs.Leaf):
+            if isinstance(shown, merge.Leaf):
                 try:
                     self._copy(frame, child, shown)
                 except OSError as e:
                     raise self._fail(frame.path + child, e) from e
-            elif isinstance(shown, layerfs.Merging):
+            elif isinstance(shown, merge.Merging):
                 frame.pending.append((child, shown))
         # Only the layers that have one of the subdirectories are needed any more (the layers'
         # roots stay open: merge_layers owns them).
@@ -233,7 +233,7 @@ class _Merger:
 
     # -- other entries ---------------------------------------------------------------------------
 
-    def _copy(self, frame: _Frame, name: str, leaf: layerfs.Leaf) -> None:
+    def _copy(self, frame: _Frame, name: str, leaf: merge.Leaf) -> None:
         assert leaf.entry is not None
         st = leaf.entry.stat(follow_symlinks=False)
         dir_fd = frame.src[leaf.layer]

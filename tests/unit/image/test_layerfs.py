@@ -1,5 +1,5 @@
 """layerfs: the overlay's rules over unpacked layers, by lookup (`resolve`) and by listing
-(`MergedDir`), which must agree with each other; and no lookup leaves the layers."""
+(`fuse_overlay.merge.Listing`, as the vfs driver lists), which must agree with each other; and no lookup leaves the layers."""
 from __future__ import annotations
 
 import errno
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fuse_overlay import upperfmt
+from fuse_overlay import merge, upperfmt
 from rootless.image import layerfs
 from tests.unit.runtime.test_vfs import layers_of, whiteout, write
 
@@ -32,7 +32,7 @@ def resolve(layers: list[Path], path: str, follow: bool = False) -> list[str] | 
 
 
 def listing(layers: list[Path], rel: str = "") -> dict[str, object]:
-    """What MergedDir shows of a directory, walked to from the root as vfs does: name -> its
+    """What merge.Listing shows of a directory, walked to from the root as vfs does: name -> its
     layers (top first) for a directory, its layer for a non-directory, or "hidden"."""
     tops = list(reversed(layers))
     candidates = list(range(len(tops)))
@@ -40,22 +40,22 @@ def listing(layers: list[Path], rel: str = "") -> dict[str, object]:
     names = _list(tops, candidates, where)
     for name in [p for p in rel.split("/") if p]:
         shown = names[name]
-        assert isinstance(shown, layerfs.Merging)
+        assert isinstance(shown, merge.Merging)
         candidates, where = shown.layers, f"{where}/{name}"
         names = _list(tops, candidates, where)
     out: dict[str, object] = {}
     for name, shown in names.items():
-        if isinstance(shown, layerfs.Merging):
+        if isinstance(shown, merge.Merging):
             out[name] = [tops[i].name for i in shown.layers]
-        elif isinstance(shown, layerfs.Leaf):
+        elif isinstance(shown, merge.Leaf):
             out[name] = tops[shown.layer].name
         else:
             out[name] = "hidden"
     return out
 
 
-def _list(tops: list[Path], candidates: list[int], where: str) -> dict[str, layerfs.Shown]:
-    merged = layerfs.MergedDir()
+def _list(tops: list[Path], candidates: list[int], where: str) -> dict[str, merge.Shown]:
+    merged = merge.Listing()
     for n, i in enumerate(candidates):
         fd = os.open(f"{tops[i]}{where}", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
         try:
@@ -109,12 +109,18 @@ def test_wh_file_beside_a_directory_replaces_the_lower_one(tmp_path: Path) -> No
     assert_lookup_agrees_with_listing([low, mid, top], "r")
 
 
-def test_only_a_regular_wh_file_is_a_whiteout(tmp_path: Path) -> None:
+def test_a_wh_entry_of_any_type_is_a_whiteout_never_content(tmp_path: Path) -> None:
+    # The OCI layer format: an entry named `.wh.NAME`, whatever its type, hides NAME below.
     low, top = layers_of(tmp_path, 2)
-    write(low / "f", b"f")
+    for name in ("f", "g", "h"):
+        write(low / name, name.encode())
     (top / ".wh.f").mkdir()
-    assert resolve([low, top], "/f") == ["l0/f"]
-    assert resolve([low, top], "/.wh.f") == ["l1/.wh.f"]
+    os.symlink("x", top / ".wh.g")
+    os.mkfifo(top / ".wh.h")
+    for name in ("f", "g", "h"):
+        assert resolve([low, top], f"/{name}") is None
+        assert resolve([low, top], f"/.wh.{name}") is None
+    assert listing([low, top]) == {"f": "hidden", "g": "hidden", "h": "hidden"}
     assert_lookup_agrees_with_listing([low, top])
 
 
