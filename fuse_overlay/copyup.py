@@ -6,14 +6,13 @@ copied file in the upper directory.
 from __future__ import annotations
 
 import errno
-import fcntl
 import itertools
 import os
 import stat
 
+import native
 from fuse_overlay import beneath, upperfmt
 
-FICLONE = 0x40049409
 _counter = itertools.count()
 # A copy keeps the owner override (the real owner of the file in single-id mode) and the escaped
 # xattrs of a nested overlay, but not our own markers of the lower directory it came from.
@@ -29,7 +28,7 @@ def temp_name() -> str:
 def copy_data(src_fd: int, dst_fd: int, size: int) -> None:
     """Copy `size` bytes, sharing extents where the filesystem can (FICLONE) and keeping holes."""
     try:
-        fcntl.ioctl(dst_fd, FICLONE, src_fd)
+        native.ficlone(dst_fd, src_fd)
         return
     except OSError as e:
         if e.errno not in _CLONE_REFUSED:

@@ -6,64 +6,67 @@ from collections.abc import Sequence
 
 from native._native import ffi, lib
 
-CLONE_NEWNS = 0x00020000
-CLONE_NEWCGROUP = 0x02000000
-CLONE_NEWUTS = 0x04000000
-CLONE_NEWIPC = 0x08000000
-CLONE_NEWUSER = 0x10000000
-CLONE_NEWPID = 0x20000000
-CLONE_NEWNET = 0x40000000
+# The kernel's constants, with the values of its headers (see native/_build.py).
+CLONE_NEWNS = lib.CLONE_NEWNS
+CLONE_NEWCGROUP = lib.CLONE_NEWCGROUP
+CLONE_NEWUTS = lib.CLONE_NEWUTS
+CLONE_NEWIPC = lib.CLONE_NEWIPC
+CLONE_NEWUSER = lib.CLONE_NEWUSER
+CLONE_NEWPID = lib.CLONE_NEWPID
+CLONE_NEWNET = lib.CLONE_NEWNET
 
-MS_RDONLY = 1
-MS_NOSUID = 2
-MS_NODEV = 4
-MS_NOEXEC = 8
-MS_REMOUNT = 32
-MS_BIND = 4096
-MS_MOVE = 8192
-MS_REC = 16384
-MS_PRIVATE = 1 << 18
-MS_SLAVE = 1 << 19
-MS_SHARED = 1 << 20
+MS_RDONLY = lib.MS_RDONLY
+MS_NOSUID = lib.MS_NOSUID
+MS_NODEV = lib.MS_NODEV
+MS_NOEXEC = lib.MS_NOEXEC
+MS_REMOUNT = lib.MS_REMOUNT
+MS_BIND = lib.MS_BIND
+MS_MOVE = lib.MS_MOVE
+MS_REC = lib.MS_REC
+MS_PRIVATE = lib.MS_PRIVATE
+MS_SLAVE = lib.MS_SLAVE
+MS_SHARED = lib.MS_SHARED
+MS_NOATIME = lib.MS_NOATIME
+MS_NODIRATIME = lib.MS_NODIRATIME
+MS_RELATIME = lib.MS_RELATIME
+MNT_FORCE = lib.MNT_FORCE
+MNT_DETACH = lib.MNT_DETACH
 
-# The kernel's limit on symlinks followed in one lookup (ELOOP past it), openat2's too.
+# The kernel's limit on symlinks followed in one lookup (ELOOP past it), openat2's too. No
+# header a program can include has it (glibc's MAXSYMLINKS, 20, is another limit).
 MAXSYMLINKS = 40
 
-RENAME_NOREPLACE = 1
-RENAME_EXCHANGE = 2
-
-AT_FDCWD = -100
+RENAME_NOREPLACE = lib.RENAME_NOREPLACE
+RENAME_EXCHANGE = lib.RENAME_EXCHANGE
+AT_FDCWD = lib.AT_FDCWD
+AT_EMPTY_PATH = lib.AT_EMPTY_PATH
+AT_RECURSIVE = lib.AT_RECURSIVE
 
 # openat2(2)'s `resolve` flags.
-RESOLVE_NO_XDEV = 0x01
-RESOLVE_NO_MAGICLINKS = 0x02
-RESOLVE_NO_SYMLINKS = 0x04
-RESOLVE_BENEATH = 0x08
-RESOLVE_IN_ROOT = 0x10
+RESOLVE_NO_XDEV = lib.RESOLVE_NO_XDEV
+RESOLVE_NO_MAGICLINKS = lib.RESOLVE_NO_MAGICLINKS
+RESOLVE_NO_SYMLINKS = lib.RESOLVE_NO_SYMLINKS
+RESOLVE_BENEATH = lib.RESOLVE_BENEATH
+RESOLVE_IN_ROOT = lib.RESOLVE_IN_ROOT
 # Never leave the directory, never follow a link: how a path a container controls is walked.
 RESOLVE_CONTAINED = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS
 
-CLOSE_RANGE_CLOEXEC = 1 << 2
+CLOSE_RANGE_CLOEXEC = lib.CLOSE_RANGE_CLOEXEC
 
-# The new mount API's flags (linux/mount.h, linux/fcntl.h).
-OPEN_TREE_CLONE = 1
-OPEN_TREE_CLOEXEC = os.O_CLOEXEC
-AT_EMPTY_PATH = 0x1000
-AT_RECURSIVE = 0x8000
-MOVE_MOUNT_F_EMPTY_PATH = 0x04
-MOVE_MOUNT_T_EMPTY_PATH = 0x40
-MOUNT_ATTR_RDONLY = 0x01
+# The new mount API.
+OPEN_TREE_CLONE = lib.OPEN_TREE_CLONE
+OPEN_TREE_CLOEXEC = lib.OPEN_TREE_CLOEXEC
+MOVE_MOUNT_F_EMPTY_PATH = lib.MOVE_MOUNT_F_EMPTY_PATH
+MOVE_MOUNT_T_EMPTY_PATH = lib.MOVE_MOUNT_T_EMPTY_PATH
+MOUNT_ATTR_RDONLY = lib.MOUNT_ATTR_RDONLY
 
-MNT_FORCE = 1
-MNT_DETACH = 2
-
-PR_SET_NO_NEW_PRIVS = 38
-PR_SET_PDEATHSIG = 1
-PR_SET_DUMPABLE = 4
-PR_SET_KEEPCAPS = 8
-PR_CAPBSET_DROP = 24
-PR_CAP_AMBIENT = 47
-PR_CAP_AMBIENT_CLEAR_ALL = 4
+PR_SET_NO_NEW_PRIVS = lib.PR_SET_NO_NEW_PRIVS
+PR_SET_PDEATHSIG = lib.PR_SET_PDEATHSIG
+PR_SET_DUMPABLE = lib.PR_SET_DUMPABLE
+PR_SET_KEEPCAPS = lib.PR_SET_KEEPCAPS
+PR_CAPBSET_DROP = lib.PR_CAPBSET_DROP
+PR_CAP_AMBIENT = lib.PR_CAP_AMBIENT
+PR_CAP_AMBIENT_CLEAR_ALL = lib.PR_CAP_AMBIENT_CLEAR_ALL
 
 
 def _check(ret: int, *paths: str | None) -> int:
@@ -186,10 +189,10 @@ def fuse_hooks_enable() -> None:
     _check(lib.rl_fuse_hooks_enable())
 
 
-FUSE_CACHE_DIR = 1
-FUSE_NO_CAPS = 2
+FUSE_CACHE_DIR = lib.RL_FUSE_CACHE_DIR
+FUSE_NO_CAPS = lib.RL_FUSE_NO_CAPS
 # The bit of the file handles the FUSE hooks open themselves (a directory's handle is its inode).
-FUSE_C_FH = 1 << 62
+FUSE_C_FH = lib.RL_FUSE_C_FH
 
 
 def fuse_flag(ino: int, flag: int, on: bool) -> None:
@@ -262,3 +265,14 @@ def seccomp_install(program: bytes) -> None:
     """Load a BPF program (seccomp_compile's) as the calling thread's seccomp filter: it needs
     no_new_privs or CAP_SYS_ADMIN in the thread's user namespace."""
     _check(lib.rl_seccomp_install(program, len(program)))
+
+
+def ficlone(dst_fd: int, src_fd: int) -> None:
+    """Make `dst_fd` share `src_fd`'s extents (a reflink copy); OSError where the file system
+    cannot (EOPNOTSUPP, EXDEV, ...)."""
+    _check(lib.rl_ficlone(dst_fd, src_fd))
+
+
+def link_up(ifname: str) -> None:
+    """Bring a network interface of the caller's network namespace up (`ip link set NAME up`)."""
+    _check(lib.rl_link_up(os.fsencode(ifname)), ifname)

@@ -48,8 +48,6 @@ static size_t (*rl_buf_size)(const struct fuse_bufvec *);
 static struct fuse_lowlevel_ops rl_ops;
 
 /* Per-inode flags the overlay sets (inode numbers are never reused within a mount). */
-#define RL_CACHE_DIR 1
-#define RL_NO_CAPS 2
 static unsigned char *rl_flags;
 static uint64_t rl_flags_size;
 
@@ -57,8 +55,8 @@ static int rl_flag(fuse_ino_t ino, int flag) {
     return ino < rl_flags_size && (rl_flags[ino] & flag);
 }
 
-/* File handles opened here: the descriptor of a lower file, or the inode of a directory. */
-#define RL_C_FH (1ULL << 62)
+/* File handles opened here (RL_FUSE_C_FH): the descriptor of a lower file, or the inode of a
+   directory. */
 
 /* The kernel may keep the listing of a directory that only lower layers hold across opens
    (such a directory never changes; the overlay turns the flag off when it copies one up),
@@ -69,18 +67,18 @@ static void (*rl_py_opendir)(fuse_req_t, fuse_ino_t, struct fuse_file_info *);
 static void (*rl_py_releasedir)(fuse_req_t, fuse_ino_t, struct fuse_file_info *);
 
 static void rl_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
-    if (!rl_flag(ino, RL_CACHE_DIR)) {
+    if (!rl_flag(ino, RL_FUSE_CACHE_DIR)) {
         rl_py_opendir(req, ino, fi);
         return;
     }
-    fi->fh = ino | RL_C_FH;
+    fi->fh = ino | RL_FUSE_C_FH;
     fi->cache_readdir = 1;
     fi->keep_cache = 1;
     rl_reply_open(req, fi);
 }
 
 static void rl_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
-    if (fi->fh & RL_C_FH)
+    if (fi->fh & RL_FUSE_C_FH)
         rl_reply_err(req, 0);
     else
         rl_py_releasedir(req, ino, fi);
@@ -91,7 +89,7 @@ static void rl_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 static void (*rl_py_getxattr)(fuse_req_t, fuse_ino_t, const char *, size_t);
 
 static int rl_no_caps(fuse_ino_t ino, const char *name) {
-    return rl_flag(ino, RL_NO_CAPS) && strcmp(name, "security.capability") == 0;
+    return rl_flag(ino, RL_FUSE_NO_CAPS) && strcmp(name, "security.capability") == 0;
 }
 
 static void rl_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size) {
@@ -241,7 +239,7 @@ static void rl_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
         return;
     }
     l->fds[l->nfds++] = fd;
-    fi->fh = (uint64_t)fd | RL_C_FH;
+    fi->fh = (uint64_t)fd | RL_FUSE_C_FH;
     fi->keep_cache = 1;
     fi->direct_io = 0;
     rl_reply_open(req, fi);
@@ -250,7 +248,7 @@ static void rl_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
 static void rl_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
     struct rl_lower *l;
     int fd = (int)fi->fh, i;
-    if (!(fi->fh & RL_C_FH)) {
+    if (!(fi->fh & RL_FUSE_C_FH)) {
         rl_py_release(req, ino, fi);
         return;
     }
@@ -405,12 +403,12 @@ static int rl_answers(const struct fuse_buf *buf) {
             && rl_lower_open(in->nodeid, ((const struct fuse_open_in *)arg)->flags);
     case FUSE_RELEASE:
         return rl_ops.release == rl_release && size >= sizeof *in + sizeof(uint64_t)
-            && (((const struct fuse_release_in *)arg)->fh & RL_C_FH);
+            && (((const struct fuse_release_in *)arg)->fh & RL_FUSE_C_FH);
     case FUSE_OPENDIR:
-        return rl_ops.opendir == rl_opendir && rl_flag(in->nodeid, RL_CACHE_DIR);
+        return rl_ops.opendir == rl_opendir && rl_flag(in->nodeid, RL_FUSE_CACHE_DIR);
     case FUSE_RELEASEDIR:
         return rl_ops.releasedir == rl_releasedir && size >= sizeof *in + sizeof(uint64_t)
-            && (((const struct fuse_release_in *)arg)->fh & RL_C_FH);
+            && (((const struct fuse_release_in *)arg)->fh & RL_FUSE_C_FH);
     case FUSE_GETXATTR:
         return rl_ops.getxattr == rl_getxattr
             && size > sizeof *in + sizeof(struct fuse_getxattr_in)

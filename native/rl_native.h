@@ -5,6 +5,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Per-inode flags of the FUSE hooks (rl_fuse_flag), and the bit of the file handles they open
+   themselves (a directory's handle is its inode). Python reads them through cffi. */
+#define RL_FUSE_CACHE_DIR 1
+#define RL_FUSE_NO_CAPS 2
+#define RL_FUSE_C_FH (1ULL << 62)
+
 int rl_unshare(int flags);
 int rl_setns(int fd, int nstype);
 int rl_mount(const char *source, const char *target, const char *fstype,
@@ -45,5 +51,7 @@ int rl_seccomp_rule(void *ctx, uint32_t action, int syscall_nr, unsigned int cou
                     const uint64_t *b);
 int rl_seccomp_export(void *ctx, int fd);
 int rl_seccomp_install(const void *program, size_t size);
+int rl_ficlone(int dst_fd, int src_fd);
+int rl_link_up(const char *ifname);
 
 #endif

@@ -26,8 +26,9 @@ from rootless.errors import RlError
 
 _O_PATH = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 _MS_REMOUNT_KEEP = {  # statvfs flag -> mount flag, for remounts that must keep locked flags
-    1: native.MS_RDONLY, 2: native.MS_NOSUID, 4: native.MS_NODEV, 8: native.MS_NOEXEC,
-    1024: 1024, 2048: 2048, 4096: 1 << 21,
+    os.ST_RDONLY: native.MS_RDONLY, os.ST_NOSUID: native.MS_NOSUID, os.ST_NODEV: native.MS_NODEV,
+    os.ST_NOEXEC: native.MS_NOEXEC, os.ST_NOATIME: native.MS_NOATIME,
+    os.ST_NODIRATIME: native.MS_NODIRATIME, os.ST_RELATIME: native.MS_RELATIME,
 }
 
 

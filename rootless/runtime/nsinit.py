@@ -17,7 +17,6 @@ import fcntl
 import os
 import signal
 import stat
-import struct
 from collections.abc import Iterator
 
 import native
@@ -310,9 +309,9 @@ def _pid1(spec: ContainerSpec, rootfs: str, err_fd: int) -> int:
         native.prctl(native.PR_SET_PDEATHSIG, signal.SIGKILL)
         handoff.not_dumpable()
         handoff.shed_host_descriptors(spec.preserve_fds, err_fd)
-        if spec.tty or spec.network == "none":
+        if spec.tty:
             # Loaded now, from the host's library: after pivot_root it is out of reach. Only
-            # these uses need it, and its import costs every other start ~1.5 ms.
+            # this use needs them, and socket's import costs every other start ~1.5 ms.
             __import__("socket")
         if spec.tty:
             __import__("termios")
@@ -324,7 +323,7 @@ def _pid1(spec: ContainerSpec, rootfs: str, err_fd: int) -> int:
         _mount_proc_dev_sys(spec, rootfs)
         native.sethostname(spec.hostname)
         if spec.network == "none":
-            _loopback_up()
+            native.link_up("lo")
         if spec.readonly_rootfs:
             mountfd.remount_ro(rootfs)
         os.chdir(rootfs)
@@ -372,7 +371,7 @@ def take_terminal() -> None:
     """-t: open a pty of our own devpts (so `tty` names /dev/pts/0), send its master to the
     supervisor over the socket that is our stdio until now, after setting the window size it sent
     first, and make the slave our stdio and controlling terminal (we are a session leader)."""
-    import socket  # already loaded by _pid1 before pivot_root (or by rl exec's pty module)
+    import socket  # loaded by _pid1 before pivot_root (or by rl exec's pty module)
     import termios
 
     sock = socket.socket(fileno=os.dup(0))
@@ -549,14 +548,4 @@ def _mask(name: str, top: int) -> None:
             mountfd.bind(fd, fd, readonly=True)
         finally:
             os.close(fd)
-
-
-def _loopback_up() -> None:
-    import socket  # already loaded by _pid1 before pivot_root
-
-    siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        ifreq = struct.pack("16sH14x", b"lo", 0)
-        flags = struct.unpack("16sH14x", fcntl.ioctl(s, siocgifflags, ifreq))[1]
-        fcntl.ioctl(s, siocsifflags, struct.pack("16sH14x", b"lo", flags | iff_up))
 
