@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from rootless.registry.client import ATTEMPTS, MAX_MANIFEST, MAX_REDIRECTS
-from rootless.registry.pull import MAX_NESTING
+from rootless.image.oci import MAX_INDEX_NESTING as MAX_NESTING
 from tests.bad_registry import (
     OCI_CONFIG,
     OCI_INDEX,
@@ -218,8 +218,9 @@ CASES: dict[str, tuple[Callable[[BadRegistry], None], str]] = {
     "not-an-image": (_not_an_image, "not a container image"),
     "unknown-media-type": (_unknown_media_type, "is not an image"),
     "nested-index": (_nested_index, f"nest more than {MAX_NESTING} deep"),
-    "index-platform-not-an-object": (_index_with_platform("linux/amd64"), "not a valid image index"),
-    "index-platform-not-strings": (_index_with_platform({"os": 1, "architecture": ["amd64"]}), "no image for"),
+    "index-platform-not-an-object": (_index_with_platform("linux/amd64"), "the platform of entry 1 is not"),
+    "index-platform-not-strings": (_index_with_platform({"os": 1, "architecture": ["amd64"]}),
+                                   "the platform of entry 1 is not"),
     "index-naming-a-tag": (_index_naming_a_tag, "not a sha256 digest"),
     "manifest-cut-short": (_cut_short("manifest"), "the manifest"),
     "config-cut-short": (_cut_short("config"), "config"),
