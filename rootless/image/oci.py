@@ -123,12 +123,11 @@ def _entry_platform(d: dict[str, Any], what: str, i: int) -> Platform | None:
     p = d.get("platform")
     if p is None:
         return None
-    fields = (p.get("os"), p.get("architecture"), p.get("variant")) if isinstance(p, dict) else ()
-    if not fields or not all(isinstance(f, str) and f for f in fields[:2]) or \
-            not (fields[2] is None or isinstance(fields[2], str)):
+    if not isinstance(p, dict) or not all(isinstance(p.get(k), str) and p[k] for k in ("os", "architecture")) \
+            or not isinstance(p.get("variant") or "", str):
         raise ArchiveError(f"{what} is malformed: the platform of entry {i + 1} is not an object "
                            "with os and architecture strings")
-    return Platform(fields[0], fields[1], fields[2] or None)
+    return Platform(p["os"], p["architecture"], p.get("variant") or None)
 
 
 def index_entries(data: bytes, what: str) -> tuple[tuple[Descriptor, Platform | None], ...]:
