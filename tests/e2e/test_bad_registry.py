@@ -1,5 +1,5 @@
-"""`rl pull` against registries that misbehave: each answer rl cannot use is one line, exit 125,
-and a store left as it was. And TLS: a certificate nobody vouches for is refused."""
+"""`rl pull` and `rl push` against registries that misbehave: each answer rl cannot use is one
+line, exit 125, and a store left as it was. And TLS: a certificate nobody vouches for is refused."""
 from __future__ import annotations
 
 import json
