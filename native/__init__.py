@@ -100,6 +100,13 @@ def umount2(target: str, flags: int = 0) -> None:
     _check(lib.rl_umount2(_c(target), flags), target)
 
 
+def fstatfs_type(fd: int) -> int:
+    """The file system type (statfs's f_type magic, e.g. 0x01021994 for tmpfs) of the open file."""
+    out = ffi.new("uint64_t *")
+    _check(lib.rl_fstatfs_type(fd, out))
+    return int(out[0])
+
+
 def pivot_root(new_root: str, put_old: str) -> None:
     _check(lib.rl_pivot_root(_c(new_root), _c(put_old)), new_root, put_old)
 

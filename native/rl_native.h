@@ -16,6 +16,7 @@ int rl_setns(int fd, int nstype);
 int rl_mount(const char *source, const char *target, const char *fstype,
              unsigned long flags, const char *data);
 int rl_umount2(const char *target, int flags);
+int rl_fstatfs_type(int fd, uint64_t *type);
 int rl_pivot_root(const char *new_root, const char *put_old);
 int rl_prctl(int option, unsigned long arg2, unsigned long arg3,
              unsigned long arg4, unsigned long arg5);

@@ -4,6 +4,7 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <errno.h>
@@ -23,6 +24,14 @@ int rl_mount(const char *source, const char *target, const char *fstype,
     return mount(source, target, fstype, flags, data);
 }
 int rl_umount2(const char *target, int flags) { return umount2(target, flags); }
+/* os.statvfs has no f_type: the magic number that says which file system a file is on. */
+int rl_fstatfs_type(int fd, uint64_t *type) {
+    struct statfs st;
+    if (fstatfs(fd, &st) < 0)
+        return -1;
+    *type = (uint64_t)(unsigned long)st.f_type;
+    return 0;
+}
 int rl_pivot_root(const char *new_root, const char *put_old) {
     return (int)syscall(SYS_pivot_root, new_root, put_old);
 }

@@ -9,6 +9,7 @@ import gzip
 import hashlib
 import io
 import json
+import socket
 import ssl
 import tarfile
 import threading
@@ -84,6 +85,8 @@ class BadRegistry:
     host: str  # ADDRESS:PORT, what image names start with
     routes: dict[str, Route] = field(default_factory=dict)  # request path (without the query) → answer
     hits: Counter[str] = field(default_factory=Counter)  # request path → how many times it was asked
+    # request path → how many bytes of a request body are read before the connection is cut
+    cut_after: dict[str, int] = field(default_factory=dict)
 
     def manifest(self, repo: str, reference: str, data: bytes, media_type: str = OCI_MANIFEST,
                  headers: tuple[tuple[str, str], ...] = ()) -> None:
@@ -100,6 +103,13 @@ class BadRegistry:
         self.blob(repo, image.config)
         self.blob(repo, image.layer)
 
+    def accept_uploads(self, repo: str) -> str:
+        """Take every blob pushed to `repo` (and forget it); the path of the upload session."""
+        session = f"/v2/{repo}/blobs/uploads/1"
+        self.routes[f"/v2/{repo}/blobs/uploads/"] = Reply(202, (("Location", session),))
+        self.routes[session] = Reply(201)
+        return session
+
 
 def _handler(reg: BadRegistry) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
@@ -112,6 +122,13 @@ def _handler(reg: BadRegistry) -> type[BaseHTTPRequestHandler]:
             self._answer(head=True)
 
         def do_POST(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path in reg.cut_after:
+                reg.hits[path] += 1
+                self.rfile.read(reg.cut_after[path])
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
             self._answer(head=False)
 

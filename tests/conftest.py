@@ -135,6 +135,20 @@ def busybox(rl: Rl, busybox_tar: Path) -> str:
     return rl("import", str(busybox_tar), "busybox:latest").out.strip()
 
 
+def kernel_allows_overlay(where: Path) -> bool:
+    """Asked of the kernel without rl: overlayfs with userxattr in a fresh user namespace, on the
+    test's file system, deleting a lower entry (where a missing userxattr shows, as EIO)."""
+    for d in ("lower/d", "upper", "work", "merged"):
+        (where / d).mkdir(parents=True)
+    (where / "lower" / "d" / "f").write_text("")
+    script = (f"mount -t overlay overlay -o lowerdir={where}/lower,upperdir={where}/upper,"
+              f"workdir={where}/work,userxattr {where}/merged && rm {where}/merged/d/f && rmdir {where}/merged/d")
+    p = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script], capture_output=True)
+    for work in (where / "work").iterdir():
+        work.chmod(0o700)  # the kernel's own work directory is mode 000
+    return p.returncode == 0
+
+
 def has_subuid_range() -> bool:
     from rootless.userns.idmap import detect_mapping
 

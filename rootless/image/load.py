@@ -41,7 +41,6 @@ from rootless.values import valueclass
 
 LEGACY_REPOSITORIES_FILE = "repositories"
 MAX_JSON = 64 << 20  # manifests and configs are kilobytes; refuse to read a huge "JSON" into memory
-MAX_NESTING = 8  # indexes within indexes
 _BLOCK = 512
 _CHUNK = 1 << 20
 _V1_ID_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -368,43 +367,12 @@ def _v1_history(v1: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in h.items() if v}
 
 
-def _index_children(data: bytes, where: str) -> list[tuple[oci.Descriptor, dict[str, Any]]]:
-    doc = _json(data, where)
-    if not isinstance(doc, dict) or doc.get("schemaVersion") != 2 or not isinstance(doc.get("manifests"), list):
-        raise ArchiveError(f"{where} is not an image index (schemaVersion 2 with a manifests list)")
-    media_type = doc.get("mediaType")
-    if media_type is not None and media_type not in oci.INDEX_TYPES:
-        raise ArchiveError(f"{where} has unsupported media type {media_type!r}")
-    out = []
-    for d in doc["manifests"]:
-        platform = d.get("platform") if isinstance(d, dict) else None
-        out.append((oci.Descriptor.from_json(d, where), platform if isinstance(platform, dict) else {}))
-    return out
+def _manifest(files: _Files, desc: oci.Descriptor) -> tuple[oci.Descriptor, bytes]:
+    """The image manifest an entry of index.json leads to, through nested indexes by the host's platform."""
+    def fetch(d: oci.Descriptor) -> bytes:
+        return files.blob(d, "image index" if d.media_type in oci.INDEX_TYPES else "manifest")
 
-
-def _pick_platform(children: list[tuple[oci.Descriptor, dict[str, Any]]], where: str) -> oci.Descriptor:
-    os_name, arch = oci.host_platform()
-    images = [(d, p) for d, p in children if d.media_type in oci.MANIFEST_TYPES + oci.INDEX_TYPES]
-    for d, p in images:
-        if p.get("os") == os_name and p.get("architecture") == arch:
-            return d
-    if len(images) == 1 and not images[0][1]:
-        return images[0][0]
-    have = sorted({f"{p.get('os')}/{p.get('architecture')}" for _, p in images if p})
-    raise ArchiveError(f"{where} has no image for {os_name}/{arch} (it has {', '.join(have) or 'none'})")
-
-
-def _resolve(files: _Files, desc: oci.Descriptor, where: str, depth: int = 0) -> tuple[oci.Descriptor, bytes]:
-    """The image manifest a descriptor leads to, through nested indexes by the host's platform."""
-    if desc.media_type in oci.MANIFEST_TYPES:
-        return desc, files.blob(desc, "manifest")
-    if desc.media_type not in oci.INDEX_TYPES:
-        raise ArchiveError(f"{where} lists {desc.digest} with unsupported media type {desc.media_type!r}")
-    if depth >= MAX_NESTING:
-        raise ArchiveError(f"the image indexes in {files.label} nest more than {MAX_NESTING} deep")
-    where = f"image index {desc.digest}"
-    child = _pick_platform(_index_children(files.blob(desc, "image index"), where), where)
-    return _resolve(files, child, where, depth + 1)
+    return oci.resolve_image(desc, fetch, oci.this_platform(), files.label)
 
 
 def _oci_names(desc: oci.Descriptor, config_digest: str, docker_tags: dict[str, list[Reference]]) -> list[Reference]:
@@ -437,8 +405,9 @@ def _plan_oci(files: _Files, store: Store) -> list[_Plan]:
                 docker_tags.setdefault(digest, []).extend(
                     _name(t, f"image {i + 1} of {DOCKER_MANIFEST_FILE}") for t in entry.get("RepoTags") or [])
     by_manifest: dict[str, _Plan] = {}
-    for desc, _ in _index_children(files.read(INDEX_FILE, "the image index"), f"{INDEX_FILE} in {files.label}"):
-        mdesc, manifest_bytes = _resolve(files, desc, INDEX_FILE)
+    # Every entry of index.json is an image of the archive; only nested indexes pick a platform.
+    for desc, _ in oci.index_entries(files.read(INDEX_FILE, "the image index"), f"{INDEX_FILE} in {files.label}"):
+        mdesc, manifest_bytes = _manifest(files, desc)
         manifest = oci.Manifest.parse(manifest_bytes, f"manifest {mdesc.digest}")
         if manifest.config.media_type not in (oci.MT_OCI_CONFIG, oci.MT_DOCKER_CONFIG):
             raise ArchiveError(f"manifest {mdesc.digest} is not an image: its config has media type "

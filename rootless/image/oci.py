@@ -9,6 +9,7 @@ from rootless.values import valueclass
 
 TYPE_CHECKING = False  # typing is for the type checker only: importing it costs every start ~2 ms
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 MT_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -27,8 +28,14 @@ MT_DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 MT_DOCKER_LAYER_PLAIN = "application/vnd.docker.image.rootfs.diff.tar"
 MT_DOCKER_LAYER_FOREIGN = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
 
+MT_DOCKER_SCHEMA1 = ("application/vnd.docker.distribution.manifest.v1+json",
+                     "application/vnd.docker.distribution.manifest.v1+prettyjws")
+
 MANIFEST_TYPES = (MT_OCI_MANIFEST, MT_DOCKER_MANIFEST)
 INDEX_TYPES = (MT_OCI_INDEX, MT_DOCKER_LIST)
+MAX_INDEX_NESTING = 4  # indexes within indexes: real multi-platform images have one level
+# The variant an architecture has when an entry names none: the image spec's arm64 is ARMv8.
+_DEFAULT_VARIANT = {"arm64": "v8"}
 
 # Compression by layer media type; Docker's gzip type is also used for uncompressed tars in the
 # wild, so the bytes' magic number has the last word (see sniff_compression).
@@ -87,6 +94,87 @@ def host_platform() -> tuple[str, str]:
     arch = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386",
             "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}.get(machine, machine)
     return "linux", arch
+
+
+@valueclass
+class Platform:
+    os: str
+    architecture: str
+    variant: str | None = None
+
+    def __str__(self) -> str:
+        return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
+
+    def serves(self, want: "Platform") -> bool:
+        """Whether an image of this platform runs where `want` is asked for: without a variant
+        asked, any variant of the architecture does."""
+        if (self.os, self.architecture) != (want.os, want.architecture):
+            return False
+        return want.variant is None or \
+            (self.variant or _DEFAULT_VARIANT.get(self.architecture)) == \
+            (want.variant or _DEFAULT_VARIANT.get(want.architecture))
+
+
+def this_platform() -> Platform:
+    return Platform(*host_platform())
+
+
+def _entry_platform(d: dict[str, Any], what: str, i: int) -> Platform | None:
+    p = d.get("platform")
+    if p is None:
+        return None
+    if not isinstance(p, dict) or not all(isinstance(p.get(k), str) and p[k] for k in ("os", "architecture")) \
+            or not isinstance(p.get("variant") or "", str):
+        raise ArchiveError(f"{what} is malformed: the platform of entry {i + 1} is not an object "
+                           "with os and architecture strings")
+    return Platform(p["os"], p["architecture"], p.get("variant") or None)
+
+
+def index_entries(data: bytes, what: str) -> tuple[tuple[Descriptor, Platform | None], ...]:
+    """The entries of an OCI image index or a Docker manifest list, each with the platform it
+    names (None for an entry that names none)."""
+    doc = json_object(data, what)
+    if doc.get("schemaVersion") != 2 or not isinstance(doc.get("manifests"), list):
+        raise ArchiveError(f"{what} is not an image index (schemaVersion 2 with a manifests list)")
+    media_type = doc.get("mediaType")
+    if media_type is not None and media_type not in INDEX_TYPES:
+        raise ArchiveError(f"{what} has unsupported media type {media_type!r}")
+    return tuple((Descriptor.from_json(d, what), _entry_platform(d, what, i)) for i, d in enumerate(doc["manifests"]))
+
+
+def pick_image(entries: tuple[tuple[Descriptor, Platform | None], ...], want: Platform, what: str) -> Descriptor:
+    """The entry of an index for platform `want`: the first that serves it, one naming exactly
+    the variant asked for (or none, when none is asked for) before the others; else the first
+    entry that names no platform, as containers/image picks."""
+    images = [(d, p) for d, p in entries if d.media_type in MANIFEST_TYPES + INDEX_TYPES]
+    matches = [(d, p) for d, p in images if p is not None and p.serves(want)]
+    if matches:
+        return min(matches, key=lambda m: m[1].variant != want.variant)[0]  # min keeps the first of equals
+    for d, p in images:
+        if p is None:
+            return d
+    have = sorted({str(p) for _, p in images if p is not None})
+    raise ArchiveError(f"{what} has no image for {want} (it has {', '.join(have) or 'none'})")
+
+
+def resolve_image(desc: Descriptor, fetch: Callable[[Descriptor], bytes], want: Platform, what: str
+                  ) -> tuple[Descriptor, bytes]:
+    """The image manifest `desc` leads to, through nested indexes by platform, and its bytes.
+    `fetch` gives the bytes a descriptor names, checked against its digest and size."""
+    for depth in range(MAX_INDEX_NESTING + 1):
+        if desc.media_type in MT_DOCKER_SCHEMA1:
+            raise ArchiveError(f"{what} is a Docker schema 1 image, which rl does not support")
+        if desc.media_type not in MANIFEST_TYPES + INDEX_TYPES:
+            raise ArchiveError(f"{what} is not an image: {desc.digest} has unsupported media type "
+                               f"{desc.media_type!r}")
+        if desc.media_type in INDEX_TYPES and depth == MAX_INDEX_NESTING:
+            break
+        data = fetch(desc)
+        if desc.media_type in MANIFEST_TYPES:
+            return desc, data
+        where = f"the image index {desc.digest} of {what}"
+        desc = pick_image(index_entries(data, where), want, where)
+    raise ArchiveError(f"the image indexes of {what} nest more than {MAX_INDEX_NESTING} deep")
 
 
 def rfc3339(ts: float) -> str:

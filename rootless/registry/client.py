@@ -16,7 +16,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import closing
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import urljoin, urlsplit
@@ -183,7 +183,7 @@ class Registry:
                     raise RegistryUnreachable(f"cannot reach the registry {self.host}: its certificate is not "
                                               "trusted (--tls-verify=false skips the check)") from e
                 if last:
-                    raise RegistryUnreachable(f"cannot reach the registry {self.host}: {reason}") from e
+                    raise RegistryUnreachable(self._transport_failure(e, reason)) from e
                 time.sleep(BACKOFF * 2 ** attempt)
                 continue
             if (r.status_code == 429 or r.status_code >= 500) and not last:
@@ -197,6 +197,21 @@ class Registry:
                 continue
             return r
         raise AssertionError("unreachable")
+
+    def _transport_failure(self, e: httpx.TransportError, reason: str) -> str:
+        """What broke: the connection to the registry, or to the host it sent rl to (an upload
+        location, a redirect), which is the one to name."""
+        import httpx
+
+        try:
+            host = urlsplit(str(e.request.url)).netloc
+        except RuntimeError:  # an error raised outside a request names none
+            host = self.host
+        where = f"the registry {self.host}" if host in ("", self.host) else \
+            f"{host} (where the registry {self.host} sent rl)"
+        if isinstance(e, (httpx.ConnectError, httpx.ConnectTimeout)):
+            return f"cannot reach {where}: {reason}"
+        return f"the connection to {where} broke off: {reason}"
 
     def _auth_header(self, scope: str) -> dict[str, str]:
         if self._challenge is None:
@@ -462,10 +477,19 @@ class Registry:
         if sent != desc.size:
             raise RegistryError(f"{what} is {sent} bytes, its manifest says {desc.size}")
 
-    def has_blob(self, repo: str, digest: str, scope: str) -> bool:
+    def has_blob(self, repo: str, digest: str, size: int, scope: str) -> bool:
         r = self.request("HEAD", f"/v2/{repo}/blobs/{digest}", scope)
         r.close()
         if r.status_code == 200:
+            # A manifest pushed on the word of a registry that has other bytes would name a
+            # blob nobody can pull.
+            said = f"the registry {self.host} says it has the blob {digest} in {self.domain}/{repo}"
+            length = r.headers.get("content-length")
+            if length is not None and length != str(size):
+                raise RegistryError(f"{said}, but of {length} bytes, not {size}")
+            got = r.headers.get("docker-content-digest")
+            if got is not None and got != digest:
+                raise RegistryError(f"{said}, but under the digest {got}")
             return True
         if r.status_code == 404:
             return False
@@ -497,12 +521,14 @@ class Registry:
     def upload_blob(self, repo: str, scope: str, session: UploadSession, digest: str, path: Path, size: int
                     ) -> None:
         """Monolithic upload: one PUT of the whole blob to the session's URL."""
-        r = self.request("PUT", _with_digest(session.location, digest), scope,
-                         headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
-                         body=lambda: _file_chunks(path, 0, size))
+        what = f"uploading the blob {digest} to {self.domain}/{repo} failed"
+        with _failing_as(what):
+            r = self.request("PUT", _with_digest(session.location, digest), scope,
+                             headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+                             body=lambda: _file_chunks(path, 0, size))
         r.close()
         if r.status_code != 201:
-            raise self.fail(r, f"uploading the blob {digest} to {self.domain}/{repo} failed")
+            raise self.fail(r, what)
 
     def upload_blob_chunked(self, repo: str, scope: str, session: UploadSession, digest: str, path: Path,
                             size: int, chunk: int) -> None:
@@ -513,14 +539,15 @@ class Registry:
         offset = 0
         while offset < size:
             n = min(chunk, size - offset)
-            r = self.request("PATCH", location, scope,
-                             headers={"Content-Type": "application/octet-stream", "Content-Length": str(n),
-                                      "Content-Range": f"{offset}-{offset + n - 1}"},
-                             body=lambda start=offset, length=n: _file_chunks(path, start, length))
+            what = f"uploading bytes {offset}-{offset + n - 1} of the blob {digest} to {self.domain}/{repo} failed"
+            with _failing_as(what):
+                r = self.request("PATCH", location, scope,
+                                 headers={"Content-Type": "application/octet-stream", "Content-Length": str(n),
+                                          "Content-Range": f"{offset}-{offset + n - 1}"},
+                                 body=lambda start=offset, length=n: _file_chunks(path, start, length))
             r.close()
             if r.status_code != 202 or "location" not in r.headers:
-                raise self.fail(r, f"uploading bytes {offset}-{offset + n - 1} of the blob {digest} to "
-                                   f"{self.domain}/{repo} failed")
+                raise self.fail(r, what)
             location = self._upload_location(r.headers["location"], location, repo)
             offset += n
         r = self.request("PUT", _with_digest(location, digest), scope, headers={"Content-Length": "0"})
@@ -539,6 +566,15 @@ class Registry:
         if got and got != digest:
             raise DigestMismatch(f"the manifest pushed to {self.domain}/{repo}", digest, got)
         return digest
+
+
+@contextmanager
+def _failing_as(what: str) -> Iterator[None]:
+    """A request whose connection failed, as a failure of what it was for."""
+    try:
+        yield
+    except RegistryUnreachable as e:
+        raise RegistryUnreachable(f"{what}: {e}") from e.__cause__
 
 
 class _Interrupted(Exception):

@@ -10,7 +10,6 @@ The image is recorded only after every layer is unpacked: a failure anywhere lea
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -22,7 +21,7 @@ from rootless.errors import ArchiveError, UsageError
 from rootless.image import oci
 from rootless.image.reference import Reference, parse
 from rootless.registry import conf
-from rootless.registry.client import FetchedManifest, Registry
+from rootless.registry.client import Registry
 from rootless.registry.errors import (
     AuthError,
     NotFoundError,
@@ -36,22 +35,9 @@ from rootless.store.unpack import LayerInput
 from rootless.values import valueclass
 
 MAX_CONFIG = 8 << 20
-MAX_NESTING = 4  # indexes within indexes
 DOWNLOADERS = 4  # concurrent layer downloads: enough to fill a link, few enough to be polite
 PIPE_SIZE = 1 << 20  # the most an unprivileged process may ask for (fs.pipe-max-size)
 CHUNK = 1 << 20
-MT_DOCKER_SCHEMA1 = ("application/vnd.docker.distribution.manifest.v1+json",
-                     "application/vnd.docker.distribution.manifest.v1+prettyjws")
-
-
-@valueclass
-class Platform:
-    os: str
-    architecture: str
-    variant: str | None = None
-
-    def __str__(self) -> str:
-        return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
 
 
 @valueclass
@@ -63,65 +49,39 @@ class PullResult:
     reused: tuple[str, ...]  # layer digests the store already had
 
 
-def parse_platform(value: str | None) -> Platform:
+def parse_platform(value: str | None) -> oci.Platform:
     if not value:
-        return Platform(*oci.host_platform())
+        return oci.this_platform()
     parts = value.split("/")
     if len(parts) not in (2, 3) or not all(parts):
         raise UsageError(f"invalid platform {value!r}: use OS/ARCH[/VARIANT], e.g. linux/arm64/v8")
-    return Platform(*parts)
+    return oci.Platform(*parts)
 
 
-def _pick(data: bytes, want: Platform, where: str) -> oci.Descriptor:
-    try:
-        doc = json.loads(data)
-        entries = doc["manifests"]
-        children = [(oci.Descriptor.from_json(d, where), d.get("platform") or {}) for d in entries]
-        # Only the platform's string fields count: whatever else a registry sends is no platform.
-        children = [(d, {k: v for k, v in p.items() if isinstance(v, str)}) for d, p in children]
-    except (ValueError, KeyError, TypeError, AttributeError, ArchiveError):
-        raise RegistryError(f"{where} is not a valid image index") from None
-    matches = [(d, p) for d, p in children
-               if d.media_type in oci.MANIFEST_TYPES + oci.INDEX_TYPES
-               and p.get("os") == want.os and p.get("architecture") == want.architecture]
-    if want.variant is not None:
-        matches = [(d, p) for d, p in matches if p.get("variant") == want.variant]
-    if not matches:
-        have = sorted({"/".join(x for x in (p.get("os"), p.get("architecture"), p.get("variant")) if x)
-                       for _, p in children if p.get("os")})
-        raise RegistryError(f"{where} has no image for {want} (it has {', '.join(have) or 'none'}): "
-                            "choose one with --platform")
-    # Without a variant asked for, an entry without one is the plain form of the architecture.
-    matches.sort(key=lambda m: m[1].get("variant") is not None)
-    return matches[0][0]
-
-
-def resolve_manifest(reg: Registry, ref: Reference, want: Platform) -> tuple[FetchedManifest, str]:
+def resolve_manifest(reg: Registry, ref: Reference, want: oci.Platform) -> tuple[bytes, str]:
     """The image manifest a reference leads to (through indexes by platform), and the digest of
     what the reference itself named."""
-    repo = ref.path
-    fetched = reg.get_manifest(repo, ref.digest or ref.tag or "latest")
-    top_digest = fetched.digest
-    for depth in range(MAX_NESTING + 1):
-        if fetched.media_type in oci.MANIFEST_TYPES:
-            return fetched, top_digest
-        if fetched.media_type in MT_DOCKER_SCHEMA1:
-            raise RegistryError(f"{ref.familiar()} is a Docker schema 1 image, which rl does not support")
-        if fetched.media_type not in oci.INDEX_TYPES:
-            raise RegistryError(f"{ref.familiar()} is not an image: its manifest has media type "
-                                f"{fetched.media_type!r}")
-        if depth == MAX_NESTING:
-            raise RegistryError(f"the image indexes of {ref.familiar()} nest more than {MAX_NESTING} deep")
-        child = _pick(fetched.data, want, f"the image index of {ref.familiar()}")
-        if not DIGEST_RE.match(child.digest):
+    top = reg.get_manifest(ref.path, ref.digest or ref.tag or "latest")
+
+    def fetch(desc: oci.Descriptor) -> bytes:
+        if desc.digest == top.digest and desc.size == len(top.data):
+            return top.data
+        if not DIGEST_RE.match(desc.digest):
             # Anything else would be fetched as a tag, unverified: an index pinned by digest
             # would not pin what it leads to.
-            raise RegistryError(f"the image index of {ref.familiar()} names {child.digest!r}, not a sha256 digest")
-        fetched = reg.get_manifest(repo, child.digest)
-        if len(fetched.data) != child.size:
-            raise RegistryError(f"the manifest {child.digest} of {ref.familiar()} is {len(fetched.data)} "
-                                f"bytes, its index says {child.size}")
-    raise AssertionError("unreachable")
+            raise RegistryError(f"the image index of {ref.familiar()} names {desc.digest!r}, not a sha256 digest")
+        data = reg.get_manifest(ref.path, desc.digest).data
+        if len(data) != desc.size:
+            raise RegistryError(f"the manifest {desc.digest} of {ref.familiar()} is {len(data)} "
+                                f"bytes, its index says {desc.size}")
+        return data
+
+    try:
+        _, data = oci.resolve_image(oci.Descriptor(top.media_type, top.digest, len(top.data)), fetch, want,
+                                    ref.familiar())
+    except ArchiveError as e:
+        raise RegistryError(str(e)) from None
+    return data, top.digest
 
 
 ProgressFn = Callable[[str, int, int], None]  # (blob digest, bytes received, blob size)
@@ -151,9 +111,9 @@ def _pull(store: Store, name: str, platform: str | None, tls_verify: bool, say: 
     want = parse_platform(platform)
     with Registry(ref.domain, tls_verify) as reg:
         say(f"{ref.tag or ref.digest}: Pulling from {ref.path}")
-        fetched, top_digest = resolve_manifest(reg, ref, want)
+        manifest_bytes, top_digest = resolve_manifest(reg, ref, want)
         try:
-            manifest = oci.Manifest.parse(fetched.data, f"the manifest of {ref.familiar()}")
+            manifest = oci.Manifest.parse(manifest_bytes, f"the manifest of {ref.familiar()}")
         except ArchiveError as e:
             raise RegistryError(str(e)) from None
         if manifest.config.media_type not in (oci.MT_OCI_CONFIG, oci.MT_DOCKER_CONFIG):
@@ -167,7 +127,7 @@ def _pull(store: Store, name: str, platform: str | None, tls_verify: bool, say: 
             diff_ids = oci.diff_ids(oci.parse_config(config, f"the image config of {ref.familiar()}"))
             layers, fetched_layers, reused = _layers(store, reg, ref, manifest.layers, diff_ids, say, progress)
             # Named by its tag only: a name@digest reference finds it by its manifest digest.
-            image = store.commit_image(config, layers, [ref.with_tag(ref.tag)] if ref.tag else [], fetched.data)
+            image = store.commit_image(config, layers, [ref.with_tag(ref.tag)] if ref.tag else [], manifest_bytes)
     say(f"Digest: {top_digest}")
     return PullResult(image, ref, top_digest, fetched_layers, reused)
 

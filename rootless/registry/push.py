@@ -114,7 +114,7 @@ def _send_blob(reg: Registry, ref: Reference, scope: str, mount_from: list[str],
                path: Path, say: Callable[[str], None]) -> str:
     """Make the registry have one blob; how: "skipped" (it had it), "mounted" or "uploaded"."""
     short = desc.digest.removeprefix("sha256:")[:12]
-    if reg.has_blob(ref.path, desc.digest, scope):
+    if reg.has_blob(ref.path, desc.digest, desc.size, scope):
         say(f"{short}: Layer already exists")
         return "skipped"
     session = None

@@ -21,13 +21,27 @@ class DriverChoice:
     reason: str
 
 
+def probe_cache_name(root: Path, mode: str) -> str:
+    """The name the kernel overlay probe's answer is remembered under: per kernel, id mode and
+    the file system of the store (its type and device), since whether overlay takes its upper
+    directory there differs between file systems (tmpfs, ext4, xfs, a FUSE mount...)."""
+    import native
+
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fs_type, dev = native.fstatfs_type(fd), os.fstat(fd).st_dev
+    finally:
+        os.close(fd)
+    return f"overlay-probe-{os.uname().release}-{mode}-{fs_type:x}-{dev:x}.json"
+
+
 def kernel_overlay_usable(store: Store) -> tuple[bool, str]:
-    """Probed once per kernel and id mode, then remembered in the runtime dir (the probe forks a
-    user namespace and mounts, which would cost every `rl run`). Without a safe runtime dir
-    nothing is remembered: every run probes."""
+    """Probed once per kernel, id mode and store file system, then remembered in the runtime dir
+    (the probe forks a user namespace and mounts, which would cost every `rl run`). Without a
+    safe runtime dir nothing is remembered: every run probes."""
     from rootless.errors import RuntimeDirError
 
-    name = f"overlay-probe-{os.uname().release}-{store.mapping.mode}.json"
+    name = probe_cache_name(store.root, store.mapping.mode)
     try:
         dir_fd = open_runtime_dir()
     except RuntimeDirError:

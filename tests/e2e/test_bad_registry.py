@@ -1,15 +1,18 @@
-"""`rl pull` against registries that misbehave: each answer rl cannot use is one line, exit 125,
-and a store left as it was. And TLS: a certificate nobody vouches for is refused."""
+"""`rl pull` and `rl push` against registries that misbehave: each answer rl cannot use is one
+line, exit 125, and a store left as it was. And TLS: a certificate nobody vouches for is refused."""
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from rootless.image.oci import MAX_INDEX_NESTING, Descriptor
 from rootless.registry.client import ATTEMPTS, MAX_MANIFEST, MAX_REDIRECTS
-from rootless.registry.pull import MAX_NESTING
+from rootless.registry.errors import RegistryUnreachable
+from rootless.store.store import Store
 from tests.bad_registry import (
     OCI_CONFIG,
     OCI_INDEX,
@@ -141,7 +144,7 @@ def _unknown_media_type(reg: BadRegistry) -> None:
                  "application/vnd.example.thing+json")
 
 
-def _nested_index(reg: BadRegistry, depth: int = MAX_NESTING + 1, repo: str = "bad/img") -> None:
+def _nested_index(reg: BadRegistry, depth: int = MAX_INDEX_NESTING + 1, repo: str = "bad/img") -> None:
     reg.image(repo, "x", GOOD)
     child, child_type = GOOD.manifest, OCI_MANIFEST
     for _ in range(depth):
@@ -217,9 +220,10 @@ CASES: dict[str, tuple[Callable[[BadRegistry], None], str]] = {
     "schema-1": (_schema1, "schema 1"),
     "not-an-image": (_not_an_image, "not a container image"),
     "unknown-media-type": (_unknown_media_type, "is not an image"),
-    "nested-index": (_nested_index, f"nest more than {MAX_NESTING} deep"),
-    "index-platform-not-an-object": (_index_with_platform("linux/amd64"), "not a valid image index"),
-    "index-platform-not-strings": (_index_with_platform({"os": 1, "architecture": ["amd64"]}), "no image for"),
+    "nested-index": (_nested_index, f"nest more than {MAX_INDEX_NESTING} deep"),
+    "index-platform-not-an-object": (_index_with_platform("linux/amd64"), "the platform of entry 1 is not"),
+    "index-platform-not-strings": (_index_with_platform({"os": 1, "architecture": ["amd64"]}),
+                                   "the platform of entry 1 is not"),
     "index-naming-a-tag": (_index_naming_a_tag, "not a sha256 digest"),
     "manifest-cut-short": (_cut_short("manifest"), "the manifest"),
     "config-cut-short": (_cut_short("config"), "config"),
@@ -258,7 +262,7 @@ def test_the_bad_registry_serves_a_good_image(rl: Rl) -> None:
         reg.image("good/img", "1", GOOD)
         assert rl("pull", "-q", f"{reg.host}/good/img:1").out.strip() == GOOD.id
         # Indexes within indexes are followed, up to the limit.
-        _nested_index(reg, MAX_NESTING, "good/nested")
+        _nested_index(reg, MAX_INDEX_NESTING, "good/nested")
         assert rl("pull", "-q", f"{reg.host}/good/nested:1").out.strip() == GOOD.id
     assert rl("system", "check").code == 0
 
@@ -269,6 +273,116 @@ def test_an_upload_location_that_is_no_url_fails_in_one_line(rl: Rl, busybox: st
         r = rl("push", "busybox", f"{reg.host}/bad/img:1", check=False)
         assert r.code == 125
         assert "not an HTTP URL" in _one_line_error(r.err)
+
+
+# ---- push ----------------------------------------------------------------------------------------
+
+def _upload_retries_run_out(reg: BadRegistry, config: Descriptor) -> None:
+    reg.routes[reg.accept_uploads("bad/img")] = Reply(
+        500, (("Retry-After", "0"),), b'{"errors":[{"code":"UNKNOWN","message":"disk on fire"}]}')
+
+
+def _upload_token_service_fails(reg: BadRegistry, config: Descriptor) -> None:
+    reg.routes["/v2/bad/img/blobs/uploads/"] = Reply(
+        401, (("WWW-Authenticate", f'Bearer realm="http://{reg.host}/token",service="bad"'),))
+    reg.routes["/token"] = Reply(500, (), b"the token service is down")
+
+
+def _closed_port(address: str) -> int:
+    with socket.socket() as s:
+        s.bind((address, 0))
+        return int(s.getsockname()[1])
+
+
+ELSEWHERE = f"127.0.0.2:{_closed_port('127.0.0.2')}"
+
+
+def _upload_location_elsewhere(reg: BadRegistry, config: Descriptor) -> None:
+    reg.routes["/v2/bad/img/blobs/uploads/"] = Reply(202, (("Location", f"http://{ELSEWHERE}/upload"),))
+
+
+def _upload_redirect_loop(reg: BadRegistry, config: Descriptor) -> None:
+    session = reg.accept_uploads("bad/img")
+    reg.routes[session] = Reply(307, (("Location", session),))
+
+
+def _manifest_invalid(reg: BadRegistry, config: Descriptor) -> None:
+    reg.accept_uploads("bad/img")
+    reg.routes["/v2/bad/img/manifests/1"] = Reply(400, (("Content-Type", "application/json"),), json.dumps(
+        {"errors": [{"code": "MANIFEST_INVALID", "message": "manifest invalid:\n  layer 0 is unknown",
+                     "detail": {"why": "a\nb"}}]}).encode())
+
+
+def _blob_there_as(size: int | None = None, digest: str | None = None) -> Callable[[BadRegistry, Descriptor], None]:
+    """The registry says it has the image's config, of this size and digest (else the right ones)."""
+    def setup(reg: BadRegistry, config: Descriptor) -> None:
+        reg.accept_uploads("bad/img")
+        reg.routes[f"/v2/bad/img/blobs/{config.digest}"] = Reply(200, (
+            ("Content-Length", str(config.size if size is None else size)),
+            ("Docker-Content-Digest", digest or config.digest)))
+    return setup
+
+
+def _upload_cut(reg: BadRegistry, config: Descriptor) -> None:
+    reg.cut_after[reg.accept_uploads("bad/img")] = 100
+
+
+PUSH_CASES: dict[str, tuple[Callable[[BadRegistry, Descriptor], None], str]] = {
+    "upload-retries-run-out": (_upload_retries_run_out, "disk on fire (UNKNOWN)"),
+    "upload-token-service-fails": (_upload_token_service_fails, "the token service"),
+    "upload-location-elsewhere": (_upload_location_elsewhere, f"cannot reach {ELSEWHERE}"),
+    "upload-redirect-loop": (_upload_redirect_loop, f"more than {MAX_REDIRECTS} redirects"),
+    "manifest-invalid": (_manifest_invalid, "refused the manifest of 127.0.0.1:"),
+    "blob-there-of-another-size": (_blob_there_as(size=1), "but of 1 bytes"),
+    "blob-there-under-another-digest": (_blob_there_as(digest=digest_of(b"x")),
+                                        f"but under the digest {digest_of(b'x')}"),
+    "upload-cut-off": (_upload_cut, "uploading the blob"),
+}
+
+
+@pytest.mark.parametrize("case", PUSH_CASES)
+def test_a_push_to_a_misbehaving_registry_fails_in_one_line_and_leaves_the_store_alone(
+        rl: Rl, busybox: str, case: str) -> None:
+    setup, said = PUSH_CASES[case]
+    before = _state(rl)
+    with Store(rl.root) as s:
+        config = Descriptor(OCI_CONFIG, busybox, s.blobs.size(busybox))
+    with bad_registry() as reg:
+        setup(reg, config)
+        r = rl("push", "busybox", f"{reg.host}/bad/img:1", check=False)
+        assert r.code == 125, r
+        line = _one_line_error(r.err)
+        assert said in line, line
+        if case == "manifest-invalid":
+            assert line.endswith("manifest invalid: layer 0 is unknown (MANIFEST_INVALID)"), line
+        if case in ("upload-retries-run-out", "upload-cut-off"):
+            assert reg.hits["/v2/bad/img/blobs/uploads/1"] == 2 * ATTEMPTS  # config and layer, each tried again
+        if case != "manifest-invalid":
+            assert reg.hits["/v2/bad/img/manifests/1"] == 0  # no manifest naming blobs that are not there
+    assert _state(rl) == before
+    assert rl("images", "-q", "--no-trunc", "busybox").out.strip() == busybox
+    check = rl("system", "check", check=False)
+    assert check.code == 0, check
+
+
+def test_a_chunked_upload_cut_off_fails_in_one_line(tmp_path: Path) -> None:
+    from rootless.registry.client import Registry
+
+    data = b"x" * 250_000
+    (tmp_path / "blob").write_bytes(data)
+    with bad_registry() as reg, Registry(reg.host) as client:
+        session_path = reg.accept_uploads("bad/img")
+        reg.cut_after[session_path] = 1000
+        scope = client.push_scope("bad/img")
+        session = client.start_upload("bad/img", scope)
+        assert session is not None
+        with pytest.raises(RegistryUnreachable) as e:
+            client.upload_blob_chunked("bad/img", scope, session, digest_of(data), tmp_path / "blob", len(data),
+                                       100_000)
+        assert reg.hits[session_path] == ATTEMPTS
+    message = str(e.value)
+    assert "\n" not in message
+    assert message.startswith(f"uploading bytes 0-99999 of the blob {digest_of(data)} to {reg.host}/bad/img failed: ")
 
 
 # ---- TLS ----------------------------------------------------------------------------------------

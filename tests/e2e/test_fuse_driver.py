@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Rl
+from tests.conftest import Rl, kernel_allows_overlay
 
 
 def _daemons_serving(rl: Rl) -> list[int]:
@@ -79,25 +78,11 @@ def test_single_id_mode_uses_the_fuse_overlay_and_shows_real_owners(rl: Rl, busy
     assert r.out == "0 600\n"
 
 
-def _kernel_allows_overlay(where: Path) -> bool:
-    """Asked of the kernel without rl: overlayfs with userxattr in a fresh user namespace, on the
-    test's file system, deleting a lower entry (where a missing userxattr shows, as EIO)."""
-    for d in ("lower/d", "upper", "work", "merged"):
-        (where / d).mkdir(parents=True)
-    (where / "lower" / "d" / "f").write_text("")
-    script = (f"mount -t overlay overlay -o lowerdir={where}/lower,upperdir={where}/upper,"
-              f"workdir={where}/work,userxattr {where}/merged && rm {where}/merged/d/f && rmdir {where}/merged/d")
-    p = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script], capture_output=True)
-    for work in (where / "work").iterdir():
-        work.chmod(0o700)  # the kernel's own work directory is mode 000
-    return p.returncode == 0
-
-
 def test_the_default_driver_is_the_kernel_overlay_where_the_kernel_allows_it(rl: Rl, busybox: str,
                                                                               tmp_path: Path) -> None:
     """Every test without --storage-driver runs on what the remembered probe says: here the
     probe runs afresh (an empty runtime dir) and its answer is checked against the kernel's."""
-    allowed = _kernel_allows_overlay(tmp_path / "oracle")
+    allowed = kernel_allows_overlay(tmp_path / "oracle")
     xdg = tmp_path / "xdg"
     xdg.mkdir(mode=0o700)
     env = {"XDG_RUNTIME_DIR": str(xdg), "RL_STORAGE_DRIVER": ""}

@@ -245,7 +245,7 @@ def test_chunked_upload(tmp_path: Path, registry: LocalRegistry) -> None:  # noq
         session = reg.start_upload("chunked/blob", scope)
         assert session is not None
         reg.upload_blob_chunked("chunked/blob", scope, session, digest, tmp_path / "blob", len(data), 100_000)
-        assert reg.has_blob("chunked/blob", digest, scope)
+        assert reg.has_blob("chunked/blob", digest, len(data), scope)
     assert _requests(registry, "PATCH", "/v2/chunked/blob/blobs/uploads/") == 3
     with urllib.request.urlopen(registry.url(f"/v2/chunked/blob/blobs/{digest}")) as r:
         assert r.read() == data
@@ -442,7 +442,7 @@ def test_a_chunked_upload_outlives_its_token(rl2: Rl, tmp_path: Path, monkeypatc
                 client.upload_blob_chunked("expiring/chunked", scope, session, digest, tmp_path / "blob",
                                            len(data), 100_000)
                 assert len(tokens.requests) > before
-                assert client.has_blob("expiring/chunked", digest, scope)
+                assert client.has_blob("expiring/chunked", digest, len(data), scope)
     finally:
         tokens.lifetime = 300
 

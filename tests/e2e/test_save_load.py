@@ -386,6 +386,24 @@ def test_load_nested_index_picks_the_host_platform(rl2: Rl, tmp_path: Path, smal
     assert _record(rl2.root, "example.org/multi:2").manifest_digest == _sha(manifest)
 
 
+def test_load_picks_from_a_multi_platform_archive_as_pull_does(rl2: Rl, tmp_path: Path, small_layer: bytes) -> None:
+    """An archive of `skopeo copy --all`'s shape: the host's plain entry is picked over a foreign
+    one listed first and over a variant of the host's architecture, as `rl pull` picks."""
+    manifest, config, blobs = _oci_image([small_layer])
+    other = b'{"schemaVersion":2}'  # an image for another platform: refused if read
+    other_arch = "s390x" if _host_arch() != "s390x" else "amd64"
+    nested = json.dumps(_index(
+        _desc(OCI_MANIFEST, other, platform={"os": "linux", "architecture": other_arch}),
+        _desc(OCI_MANIFEST, other, platform={"os": "linux", "architecture": _host_arch(), "variant": "v99"}),
+        _desc(OCI_MANIFEST, manifest, platform={"os": "linux", "architecture": _host_arch()}),
+    )).encode()
+    top = _index(_desc(OCI_INDEX, nested, annotations={"org.opencontainers.image.ref.name": "example.org/multi:3"}))
+    archive = _oci_archive(tmp_path / "multi.tar", top, {**blobs, **dict([_blob(nested), _blob(other)])})
+    assert rl2("load", "-i", str(archive)).out.strip() == "Loaded image: example.org/multi:3"
+    assert _record(rl2.root, "example.org/multi:3").manifest_digest == _sha(manifest)
+    assert _record(rl2.root, "example.org/multi:3").id == _sha(config)
+
+
 def test_load_oci_ref_name_forms(rl2: Rl, tmp_path: Path, small_layer: bytes) -> None:
     manifest, config, blobs = _oci_image([gzip.compress(small_layer)], [_sha(small_layer)], OCI_LAYER_GZIP)
     tag_only = _oci_archive(tmp_path / "a.tar", _index(
@@ -551,6 +569,14 @@ def test_bad_no_image_for_this_platform(rl2: Rl, tmp_path: Path, small_layer: by
     nested = json.dumps(_index(_desc(OCI_MANIFEST, manifest, platform={"os": "plan9", "architecture": "mips"}))).encode()
     archive = _oci_archive(tmp_path / "a.tar", _index(_desc(OCI_INDEX, nested)), {**blobs, **dict([_blob(nested)])})
     _refused(rl2("load", "-i", str(archive), check=False), "no image for linux/", "plan9/mips")
+
+
+def test_bad_malformed_platform_in_a_nested_index(rl2: Rl, tmp_path: Path, small_layer: bytes,
+                                                  clean_after: None) -> None:
+    manifest, _, blobs = _oci_image([small_layer])
+    nested = json.dumps(_index(_desc(OCI_MANIFEST, manifest, platform=f"linux/{_host_arch()}"))).encode()
+    archive = _oci_archive(tmp_path / "a.tar", _index(_desc(OCI_INDEX, nested)), {**blobs, **dict([_blob(nested)])})
+    _refused(rl2("load", "-i", str(archive), check=False), "is malformed: the platform of entry 1 is not an object")
 
 
 def test_bad_none_of_the_formats(rl2: Rl, tmp_path: Path, clean_after: None) -> None:

@@ -16,24 +16,25 @@ from pathlib import Path
 
 import pytest
 
+from rootless.runtime.storage import probe_cache_name
 from tests.conftest import Rl
 
 _ESCAPE = "\x1b]0;owned\x07\x1b[2J"
 
 
-def _plant_links(runtime: Path, victim: Path) -> None:
+def _plant_links(runtime: Path, victim: Path, root: Path) -> None:
     """Symlinks to the victim under every name rl's next temporary file may take (its pid comes
     soon after the last one given out)."""
     first = int(subprocess.run(["sh", "-c", "echo $$"], capture_output=True, text=True).stdout)
     for mode in ("subuid", "single"):
         for pid in range(first, first + 20000):
-            (runtime / f"overlay-probe-{os.uname().release}-{mode}.{pid}").symlink_to(victim)
+            (runtime / f"{probe_cache_name(root, mode).removesuffix('.json')}.{pid}").symlink_to(victim)
 
 
-def _plant_result(runtime: Path) -> None:
+def _plant_result(runtime: Path, root: Path) -> None:
     """A fake probe result: the kernel overlay "does not work", said with escape sequences."""
     for mode in ("subuid", "single"):
-        path = runtime / f"overlay-probe-{os.uname().release}-{mode}.json"
+        path = runtime / probe_cache_name(root, mode)
         path.write_text(json.dumps({"ok": False, "detail": _ESCAPE}))
         path.chmod(0o666)
 
@@ -50,10 +51,10 @@ def _probe_and_remember(rl: Rl, env: dict[str, str], tmp_path: Path) -> None:
 def _attack(rl: Rl, runtime: Path, env: dict[str, str], tmp_path: Path) -> None:
     victim = tmp_path / "victim"
     victim.write_text("precious\n")
-    _plant_links(runtime, victim)
+    _plant_links(runtime, victim, rl.root)
     _probe_and_remember(rl, env, tmp_path)
     assert victim.read_text() == "precious\n", "rl wrote through the attacker's symlink"
-    _plant_result(runtime)
+    _plant_result(runtime, rl.root)
     info = rl("info", env=env).out
     assert "\x1b" not in info, "rl info printed the attacker's escape sequences"
     assert "runtime state:    none, the runtime directory" in info
@@ -80,7 +81,7 @@ def test_a_runtime_dir_that_is_a_symlink_is_refused(rl: Rl, busybox: str, tmp_pa
     (xdg / "rl").symlink_to(elsewhere)
     victim = tmp_path / "victim"
     victim.write_text("precious\n")
-    _plant_links(elsewhere, victim)
+    _plant_links(elsewhere, victim, rl.root)
     env = {"XDG_RUNTIME_DIR": str(xdg)}
     _probe_and_remember(rl, env, tmp_path)
     assert victim.read_text() == "precious\n"
@@ -94,16 +95,15 @@ def test_hostile_cache_files_in_our_own_dir_are_ignored(rl: Rl, busybox: str, tm
     runtime = xdg / "rl"
     runtime.mkdir(parents=True, mode=0o700)
     xdg.chmod(0o700)
-    release = os.uname().release
     env = {"XDG_RUNTIME_DIR": str(xdg)}
     for mode in ("subuid", "single"):
-        os.mkfifo(runtime / f"overlay-probe-{release}-{mode}.json")
+        os.mkfifo(runtime / probe_cache_name(rl.root, mode))
     _probe_and_remember(rl, env, tmp_path)
     for make in (lambda p: p.write_bytes(b" " * (1 << 20) + b'{"ok": false, "detail": "x"}'),
                  lambda p: p.symlink_to("/dev/zero"),
                  lambda p: p.write_text(json.dumps({"ok": False, "detail": _ESCAPE}))):
         for mode in ("subuid", "single"):
-            path = runtime / f"overlay-probe-{release}-{mode}.json"
+            path = runtime / probe_cache_name(rl.root, mode)
             path.unlink()
             make(path)
         _probe_and_remember(rl, env, tmp_path)
