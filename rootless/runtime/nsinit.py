@@ -91,6 +91,23 @@ def _bind_file(root_fd: int, source: str, target: str, created: list[str]) -> No
 
 
 def ns_init(spec: ContainerSpec, cdir: str, rootfs: str, err_fd: int) -> int:
+    """The namespace init: root of the container's user namespace, in a mount namespace of its
+    own; returns the container's exit code (or the start's, 125-127, after report()ing why).
+
+    The order is the design:
+    1. the root file system (`mount_rootfs`: the kernel overlay, the FUSE overlay's daemon or the
+       vfs copy) and every mount point in it, each target resolved once to a descriptor beneath
+       the root (`mountfd`), so that a symlink the image or a shared volume swaps in cannot
+       redirect a mount; the mount points rl made are remembered (they are not the container's
+       changes);
+    2. the new pid, uts, ipc (and for --network none, net) namespaces, unshared here so that the
+       next fork is pid 1 of the container;
+    3. the fork of pid 1 (`_pid1`) with the forwarded signals held across it: none sent during
+       the fork is lost or reaches the wrong process;
+    4. then this process only forwards signals to pid 1 and waits for it (and, on the FUSE
+       overlay, watches the daemon: a container whose file system died is ended, not left to
+       hang). It stays because only root of the user namespace may signal pid 1 there.
+    """
     # A supervisor that dies takes its container with it, never leaving it running unwatched.
     native.prctl(native.PR_SET_PDEATHSIG, signal.SIGKILL)
     # Before pid 1 exists, a forwarded signal ends us, and with us the start (as Docker's would).
@@ -305,6 +322,14 @@ def describe(e: BaseException) -> str:
 
 
 def _pid1(spec: ContainerSpec, rootfs: str, err_fd: int) -> int:
+    """The container's pid 1, up to the exec of its command (or rl's --init, which stays pid 1).
+
+    Descriptors of the host are shed and the process made non-dumpable first, before anything of
+    the container is resolved (CVE-2024-21626, and /proc/PID of a process the container may
+    reach). Then /proc, /dev and /sys of the new pid namespace, pivot_root into the root, the
+    user resolved from the container's own /etc/passwd (hostile input: read, never executed),
+    the working directory, credentials and capabilities (`become`), seccomp last before exec.
+    Returns only on failure, with the code report()ed to the supervisor."""
     try:
         native.prctl(native.PR_SET_PDEATHSIG, signal.SIGKILL)
         handoff.not_dumpable()
@@ -313,7 +338,6 @@ def _pid1(spec: ContainerSpec, rootfs: str, err_fd: int) -> int:
             # Loaded now, from the host's library: after pivot_root it is out of reach. Only
             # this use needs them, and socket's import costs every other start ~1.5 ms.
             __import__("socket")
-        if spec.tty:
             __import__("termios")
         # A mount namespace of our own: pivot_root moves the root of every process of the
         # namespace it runs in, and the namespace init must keep the host's view (it writes the
