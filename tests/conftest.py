@@ -108,17 +108,47 @@ def store_root(tmp_path: Path) -> Path:
     return tmp_path / "store"
 
 
+def remove_store_trees(root: Path) -> None:
+    """Layers and containers hold files of subordinate ids, which pytest cannot remove from its
+    temp dirs: rl removes them, in its user namespace."""
+    if root.exists():
+        from rootless.store.store import Store
+
+        with Store(root) as s:
+            s.remove_trees([p for p in root.iterdir() if p.name not in ("rl.db", "rl.db-wal", "rl.db-shm")])
+
+
 @pytest.fixture
 def rl(store_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rl]:
     # HOME beside the test's tmp_path, not in it: tests own what is in theirs.
     env = rl_env(store_root, tmp_path_factory.mktemp("home"))
     yield Rl(store_root, env)
-    # Layers hold files of subordinate ids, which pytest cannot remove from its temp dirs.
-    if store_root.exists():
-        from rootless.store.store import Store
+    remove_store_trees(store_root)
 
-        with Store(store_root) as s:
-            s.remove_trees([p for p in store_root.iterdir() if p.name not in ("rl.db", "rl.db-wal", "rl.db-shm")])
+
+class OtherStores:
+    """Makes `Rl`s on further stores (rl's environment, another RL_ROOT) and removes their trees
+    as the `rl` fixture does its own."""
+
+    def __init__(self, rl: Rl) -> None:
+        self._env = rl.env
+        self._roots: list[Path] = []
+
+    def __call__(self, root: Path, **env: str) -> Rl:
+        self._roots.append(root)
+        return Rl(root, {**self._env, **env, "RL_ROOT": str(root)})
+
+    def remove(self) -> None:
+        for root in self._roots:
+            remove_store_trees(root)
+
+
+@pytest.fixture
+def other_store(rl: Rl) -> Iterator[OtherStores]:
+    """`other_store(root, VAR=value...)`: an `Rl` on the store at root, cleaned up after the test."""
+    stores = OtherStores(rl)
+    yield stores
+    stores.remove()
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Rl
+from tests.conftest import OtherStores, Rl
 from tests.registry_fixture import LocalRegistry, registry  # noqa: F401 - the fixture
 
 TOKEN = "rl-faults-token"  # in the command line of every container process these tests start
@@ -263,9 +263,9 @@ def test_kill_rl_rmi_at_every_step(rl: Rl, busybox: str) -> None:
     assert "victim" not in rl("images").out
 
 
-def test_kill_rl_push_and_pull_at_every_step(rl: Rl, busybox: str, tmp_path: Path,
-                                             registry: LocalRegistry) -> None:  # noqa: F811
-    dst = Rl(tmp_path / "pulled", {**rl.env, "RL_ROOT": str(tmp_path / "pulled")})
+def test_kill_rl_push_and_pull_at_every_step(rl: Rl, busybox: str, tmp_path: Path, registry: LocalRegistry,  # noqa: F811
+                                             other_store: OtherStores) -> None:
+    dst = other_store(tmp_path / "pulled")
     pushes = iter(range(1000))
 
     def push(i: int) -> tuple[str, ...]:
@@ -312,13 +312,13 @@ def test_fuse_daemon_killed_under_a_running_container_as_root(rl: Rl, busybox: s
 
 
 @pytest.mark.as_root
-def test_full_disk_during_a_build(rl: Rl, busybox_tar: Path, tmp_path: Path) -> None:
+def test_full_disk_during_a_build(other_store: OtherStores, busybox_tar: Path, tmp_path: Path) -> None:
     """A 32 MB store filled by a RUN: a one-line error, and a store that still works."""
     root = tmp_path / "small"
     root.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m,mode=0700", "tmpfs", str(root)], check=True)
     try:
-        small = Rl(root / "store", {**rl.env, "RL_ROOT": str(root / "store")})
+        small = other_store(root / "store")
         small("import", str(busybox_tar), "busybox:latest")
         (tmp_path / "ctx").mkdir()
         (tmp_path / "ctx" / "Dockerfile").write_text(

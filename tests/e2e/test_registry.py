@@ -17,7 +17,7 @@ import pytest
 
 from rootless.image.oci import host_platform
 from rootless.store.store import Store
-from tests.conftest import Rl, tree_snapshot
+from tests.conftest import OtherStores, Rl, tree_snapshot
 from tests.registry_fixture import (  # noqa: F401 - the fixtures
     PASSWORD,
     USER,
@@ -39,10 +39,9 @@ OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
 
 @pytest.fixture
-def rl2(tmp_path: Path, rl: Rl) -> Rl:
+def rl2(tmp_path: Path, other_store: OtherStores) -> Rl:
     """A second, empty store: where images are pulled."""
-    root = tmp_path / "store2"
-    return Rl(root, {**rl.env, "RL_ROOT": str(root), "XDG_CONFIG_HOME": str(tmp_path / "config")})
+    return other_store(tmp_path / "store2", XDG_CONFIG_HOME=str(tmp_path / "config"))
 
 
 def _record(root: Path, name: str):  # type: ignore[no-untyped-def]

@@ -1,0 +1,33 @@
+"""The suite's own fixtures: what they leave behind on the host."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import OtherStores, has_subuid_range
+
+
+def _not_mine(top: Path) -> list[str]:
+    """Everything under top that belongs to another uid than the test's (walked without
+    following links; unreadable directories are listed, not entered)."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(top, onerror=lambda e: None):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            if os.lstat(path).st_uid != os.getuid():
+                found.append(path)
+    return found
+
+
+def test_another_store_leaves_no_file_of_a_subordinate_id(tmp_path: Path, busybox_tar: Path,
+                                                          other_store: OtherStores) -> None:
+    if not has_subuid_range():
+        pytest.skip("a file of another id needs a subordinate id range")
+    second = other_store(tmp_path / "second")
+    second("import", str(busybox_tar), "busybox:latest")
+    second("run", "--name", "c", "busybox", "sh", "-c", "echo x > /owned && chown 1000:1000 /owned")
+    assert _not_mine(tmp_path), "the container's file belongs to a subordinate id on the host"
+    other_store.remove()
+    assert _not_mine(tmp_path) == []
