@@ -2,8 +2,8 @@
 with htpasswd Basic auth, or with Bearer tokens from a small token service run here.
 
 Test modules import the fixtures they use from here. A test that needs one is skipped only when
-a tool it needs (docker-registry; openssl for tokens; bcrypt in crypt(3) for htpasswd) is
-missing; a registry that does not come up fails it.
+a tool it needs (docker-registry; openssl for tokens) is missing; a registry that does not come
+up fails it, and so does a missing bcrypt package (the htpasswd file's hash).
 """
 from __future__ import annotations
 
@@ -130,20 +130,13 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry
     yield from start_registry(tmp_path_factory.mktemp("registry"))
 
 
-def _bcrypt(password: str) -> str:
-    import warnings
+def bcrypt_hash(password: str) -> str:
+    """A line's hash for an htpasswd file (bcrypt, the only kind docker-registry takes), made by
+    the bcrypt package that scripts/install puts in the venv: its absence fails the test."""
+    import bcrypt
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # crypt leaves the standard library in 3.13
-        try:
-            import crypt
-        except ImportError:
-            pytest.skip("no crypt module to make an htpasswd file with")
     # The lowest cost: the registry checks the hash on every request.
-    hashed = crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16))
-    if not hashed or not hashed.startswith("$2"):
-        pytest.skip("crypt(3) here cannot make bcrypt hashes for htpasswd")
-    return hashed
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +146,7 @@ def htpasswd_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loca
         pytest.skip("docker-registry is not installed")
     work = tmp_path_factory.mktemp("htpasswd-registry")
     htpasswd = work.parent / f"{work.name}.htpasswd"
-    htpasswd.write_text(f"{USER}:{_bcrypt(PASSWORD)}\n")
+    htpasswd.write_text(f"{USER}:{bcrypt_hash(PASSWORD)}\n")
     extra = f"auth:\n  htpasswd:\n    realm: rl-test\n    path: {htpasswd}\n"
     yield from start_registry(work, extra)
 

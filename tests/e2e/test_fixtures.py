@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import OtherStores, has_subuid_range
+from tests.registry_fixture import PASSWORD, bcrypt_hash
 
 
 def _not_mine(top: Path) -> list[str]:
@@ -31,3 +33,14 @@ def test_another_store_leaves_no_file_of_a_subordinate_id(tmp_path: Path, busybo
     assert _not_mine(tmp_path), "the container's file belongs to a subordinate id on the host"
     other_store.remove()
     assert _not_mine(tmp_path) == []
+
+
+def test_the_htpasswd_file_needs_no_crypt_module(monkeypatch: pytest.MonkeyPatch) -> None:
+    import bcrypt
+
+    monkeypatch.setitem(sys.modules, "crypt", None)  # as in Python 3.13, where it is gone
+    try:
+        hashed = bcrypt_hash(PASSWORD)
+    except pytest.skip.Exception as e:
+        pytest.fail(f"the Basic-auth tests would be skipped: {e}")
+    assert bcrypt.checkpw(PASSWORD.encode(), hashed.encode())
