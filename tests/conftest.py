@@ -61,6 +61,35 @@ def debian_tar() -> Path:
     return _test_image("debian-bookworm.tar")
 
 
+def need_reachable(what: str, url: str, timeout: float = 5) -> None:
+    """Skips the test unless an HTTP HEAD of url, a file the test will fetch, succeeds (an error
+    status counts as unreachable: it is what a proxy that blocks the host answers)."""
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout).close()
+    except OSError as e:
+        pytest.skip(f"the package mirror {what} is unreachable: HEAD {url}: {e}")
+
+
+# Session-scoped: checked once, and a skip is cached with the fixture for every test after.
+@pytest.fixture(scope="session")
+def apt_mirror() -> str:
+    """The host's Debian mirror, which the Debian test image's apt uses."""
+    url = subprocess.run([str(REPO / "scripts" / "make-test-images"), "--mirror"], capture_output=True,
+                         text=True, check=True).stdout.strip()
+    need_reachable(url, f"{url}/dists/bookworm/Release")
+    return url
+
+
+@pytest.fixture(scope="session")
+def pypi() -> str:
+    """PyPI itself: pip in the Debian test image has no other index configured."""
+    url = "https://pypi.org/simple/"
+    need_reachable(url, f"{url}six/")
+    return url
+
+
 @dataclass(frozen=True)
 class Result:
     code: int

@@ -413,7 +413,7 @@ def test_heredoc_changes_are_not_taken_from_the_cache(rl: Rl, busybox: str, tmp_
     assert rl("run", "--rm", "hd-cache", "cat", "/who").out == "two\nsecond\n"
 
 
-def test_build_with_apt_get_install(rl: Rl, debian_tar: Path, tmp_path: Path) -> None:
+def test_build_with_apt_get_install(rl: Rl, debian_tar: Path, tmp_path: Path, apt_mirror: str) -> None:
     if not has_subuid_range():
         pytest.skip("apt drops privileges to _apt, which needs a subordinate id range")
     rl("import", str(debian_tar), "debian:bookworm")
@@ -503,7 +503,7 @@ def test_format_docker_gives_docker_media_types(rl: Rl, busybox: str, context: P
         assert index["manifests"][0]["mediaType"] == manifest_type
 
 
-def test_build_with_pip_install(rl: Rl, debian_tar: Path, tmp_path: Path) -> None:
+def test_build_with_pip_install(rl: Rl, debian_tar: Path, tmp_path: Path, apt_mirror: str, pypi: str) -> None:
     if not has_subuid_range():
         pytest.skip("apt drops privileges to _apt, which needs a subordinate id range")
     rl("import", str(debian_tar), "debian:bookworm")

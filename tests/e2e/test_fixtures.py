@@ -1,13 +1,17 @@
 """The suite's own fixtures: what they leave behind on the host."""
 from __future__ import annotations
 
+import functools
 import os
+import socket
 import sys
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import OtherStores, has_subuid_range
+from tests.conftest import OtherStores, has_subuid_range, need_reachable
 from tests.registry_fixture import PASSWORD, bcrypt_hash
 
 
@@ -44,3 +48,24 @@ def test_the_htpasswd_file_needs_no_crypt_module(monkeypatch: pytest.MonkeyPatch
     except pytest.skip.Exception as e:
         pytest.fail(f"the Basic-auth tests would be skipped: {e}")
     assert bcrypt.checkpw(PASSWORD.encode(), hashed.encode())
+
+
+def test_an_unreachable_package_mirror_skips_with_its_name(tmp_path: Path) -> None:
+    (tmp_path / "Release").write_text("here\n")
+    server = ThreadingHTTPServer(("127.0.0.1", 0),
+                                 functools.partial(SimpleHTTPRequestHandler, directory=str(tmp_path)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    mirror = f"http://127.0.0.1:{server.server_address[1]}"
+    # Bound, never listening: connections are refused, and no other test can take the port.
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        refused = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        try:
+            need_reachable(mirror, f"{mirror}/Release")
+            with pytest.raises(pytest.skip.Exception, match=f"the package mirror {mirror} is unreachable"):
+                need_reachable(mirror, f"{mirror}/missing")
+            with pytest.raises(pytest.skip.Exception, match=f"the package mirror {refused} is unreachable"):
+                need_reachable(refused, f"{refused}/Release")
+        finally:
+            server.shutdown()
+            server.server_close()

@@ -293,7 +293,7 @@ def test_single_id_runs_busybox_and_says_what_it_cannot_do(rl: Rl, busybox: str)
     assert r.code == 125 and "not mapped" in r.err and "subordinate" in r.err
 
 
-def test_apt_get_install_in_debian(rl: Rl, debian_tar: Path) -> None:
+def test_apt_get_install_in_debian(rl: Rl, debian_tar: Path, apt_mirror: str) -> None:
     if not has_subuid_range():
         pytest.skip("apt drops privileges to _apt, which needs a subordinate id range")
     rl("import", str(debian_tar), "debian:bookworm")
