@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import OtherStores, Rl
+from tests.conftest import OtherStores, Rl, wait_for
 from tests.registry_fixture import LocalRegistry, registry  # noqa: F401 - the fixture
 
 TOKEN = "rl-faults-token"  # in the command line of every container process these tests start
@@ -41,15 +41,6 @@ def _procs_with(needle: bytes) -> list[int]:
     return found
 
 
-def _eventually(check: Callable[[], bool], timeout: float = 60.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.1)
-    return check()
-
-
 def _mounts_under(root: Path) -> list[str]:
     """Mount points under the store in any mount namespace we can see."""
     found = set()
@@ -65,9 +56,8 @@ def _mounts_under(root: Path) -> list[str]:
 
 
 def _nothing_left_running(rl: Rl) -> None:
-    assert _eventually(lambda: not _procs_with(TOKEN.encode())), \
-        f"container processes outlived their rl: {_procs_with(TOKEN.encode())}"
-    assert _eventually(lambda: not _fuse_daemons(rl)), "a FUSE daemon outlived its container"
+    wait_for(lambda: not _procs_with(TOKEN.encode()), 60, "the container processes of a killed rl to end")
+    wait_for(lambda: not _fuse_daemons(rl), 60, "the FUSE daemons of a killed rl's containers to exit")
 
 
 def _fuse_daemons(rl: Rl) -> list[int]:
@@ -198,8 +188,8 @@ def test_kill_rl_run_d_rm_at_every_step(rl: Rl, busybox: str) -> None:
             # Only one its supervisor runs (or is about to): it removes it.
             assert c["State"] in ("created", "running"), f"a --rm container outlived its killed rl: {c}"
             rl("wait", c["ID"], check=False)
-        assert _eventually(lambda: _containers(rl) == [] and _container_dirs(rl) == []), \
-            "a --rm container outlived its killed rl"
+        wait_for(lambda: _containers(rl) == [] and _container_dirs(rl) == [], 60,
+                 "the supervisor to remove the --rm container of a killed rl")
         _nothing_left_running(rl)
         _store_checks_clean(rl)
 

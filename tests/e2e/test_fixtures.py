@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import functools
 import os
-import socket
 import sys
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -11,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import OtherStores, has_subuid_range, need_reachable
-from tests.registry_fixture import PASSWORD, bcrypt_hash
+from tests.conftest import OtherStores, has_subuid_range, need_reachable, wait_for
+from tests.registry_fixture import PASSWORD, bcrypt_hash, refused_port
 
 
 def _not_mine(top: Path) -> list[str]:
@@ -56,10 +55,8 @@ def test_an_unreachable_package_mirror_skips_with_its_name(tmp_path: Path) -> No
                                  functools.partial(SimpleHTTPRequestHandler, directory=str(tmp_path)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     mirror = f"http://127.0.0.1:{server.server_address[1]}"
-    # Bound, never listening: connections are refused, and no other test can take the port.
-    with socket.socket() as closed:
-        closed.bind(("127.0.0.1", 0))
-        refused = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    with refused_port() as port:
+        refused = f"http://127.0.0.1:{port}"
         try:
             need_reachable(mirror, f"{mirror}/Release")
             with pytest.raises(pytest.skip.Exception, match=f"the package mirror {mirror} is unreachable"):
@@ -69,3 +66,10 @@ def test_an_unreachable_package_mirror_skips_with_its_name(tmp_path: Path) -> No
         finally:
             server.shutdown()
             server.server_close()
+
+
+def test_wait_for_returns_what_came_true_and_names_what_never_did() -> None:
+    answers = iter([0, "", "ready"])
+    assert wait_for(lambda: next(answers), 10, "an answer") == "ready"
+    with pytest.raises(AssertionError, match="waiting for the impossible"):
+        wait_for(lambda: False, 0.1, "the impossible")
