@@ -4,9 +4,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -34,6 +36,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = keep
 
 
+T = TypeVar("T")
+
+
+def wait_for(predicate: Callable[[], T], timeout: float, what: str) -> T:
+    """Polls predicate until it returns something true, and returns that; fails the test when
+    timeout seconds pass first (a guard against a hang, not a measurement)."""
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.05)
+    return value
+
+
 def test_images_dir() -> Path:
     env = os.environ.get("RL_TEST_IMAGES")
     if env:
@@ -59,6 +75,35 @@ def busybox_tar() -> Path:
 @pytest.fixture(scope="session")
 def debian_tar() -> Path:
     return _test_image("debian-bookworm.tar")
+
+
+def need_reachable(what: str, url: str, timeout: float = 5) -> None:
+    """Skips the test unless an HTTP HEAD of url, a file the test will fetch, succeeds (an error
+    status counts as unreachable: it is what a proxy that blocks the host answers)."""
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout).close()
+    except OSError as e:
+        pytest.skip(f"the package mirror {what} is unreachable: HEAD {url}: {e}")
+
+
+# Session-scoped: checked once, and a skip is cached with the fixture for every test after.
+@pytest.fixture(scope="session")
+def apt_mirror() -> str:
+    """The host's Debian mirror, which the Debian test image's apt uses."""
+    url = subprocess.run([str(REPO / "scripts" / "make-test-images"), "--mirror"], capture_output=True,
+                         text=True, check=True).stdout.strip()
+    need_reachable(url, f"{url}/dists/bookworm/Release")
+    return url
+
+
+@pytest.fixture(scope="session")
+def pypi() -> str:
+    """PyPI itself: pip in the Debian test image has no other index configured."""
+    url = "https://pypi.org/simple/"
+    need_reachable(url, f"{url}six/")
+    return url
 
 
 @dataclass(frozen=True)
@@ -108,17 +153,47 @@ def store_root(tmp_path: Path) -> Path:
     return tmp_path / "store"
 
 
+def remove_store_trees(root: Path) -> None:
+    """Layers and containers hold files of subordinate ids, which pytest cannot remove from its
+    temp dirs: rl removes them, in its user namespace."""
+    if root.exists():
+        from rootless.store.store import Store
+
+        with Store(root) as s:
+            s.remove_trees([p for p in root.iterdir() if p.name not in ("rl.db", "rl.db-wal", "rl.db-shm")])
+
+
 @pytest.fixture
 def rl(store_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rl]:
     # HOME beside the test's tmp_path, not in it: tests own what is in theirs.
     env = rl_env(store_root, tmp_path_factory.mktemp("home"))
     yield Rl(store_root, env)
-    # Layers hold files of subordinate ids, which pytest cannot remove from its temp dirs.
-    if store_root.exists():
-        from rootless.store.store import Store
+    remove_store_trees(store_root)
 
-        with Store(store_root) as s:
-            s.remove_trees([p for p in store_root.iterdir() if p.name not in ("rl.db", "rl.db-wal", "rl.db-shm")])
+
+class OtherStores:
+    """Makes `Rl`s on further stores (rl's environment, another RL_ROOT) and removes their trees
+    as the `rl` fixture does its own."""
+
+    def __init__(self, rl: Rl) -> None:
+        self._env = rl.env
+        self._roots: list[Path] = []
+
+    def __call__(self, root: Path, **env: str) -> Rl:
+        self._roots.append(root)
+        return Rl(root, {**self._env, **env, "RL_ROOT": str(root)})
+
+    def remove(self) -> None:
+        for root in self._roots:
+            remove_store_trees(root)
+
+
+@pytest.fixture
+def other_store(rl: Rl) -> Iterator[OtherStores]:
+    """`other_store(root, VAR=value...)`: an `Rl` on the store at root, cleaned up after the test."""
+    stores = OtherStores(rl)
+    yield stores
+    stores.remove()
 
 
 @pytest.fixture

@@ -2,23 +2,22 @@
 with htpasswd Basic auth, or with Bearer tokens from a small token service run here.
 
 Test modules import the fixtures they use from here. A test that needs one is skipped only when
-a tool it needs (docker-registry; openssl for tokens; bcrypt in crypt(3) for htpasswd) is
-missing; a registry that does not come up fails it.
+a tool it needs (docker-registry; openssl for tokens) is missing; a registry that does not come
+up fails it, and so does a missing bcrypt package (the htpasswd file's hash).
 """
 from __future__ import annotations
 
 import base64
 import json
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -26,6 +25,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import wait_for
 
 DOCKER_REGISTRY = "/usr/bin/docker-registry"
 START_TIMEOUT = 30.0
@@ -65,35 +66,40 @@ def outside_address() -> str:
     return address
 
 
-def free_port() -> int:
+@contextmanager
+def refused_port() -> Iterator[int]:
+    """A loopback port that refuses connections while the block runs: bound, never listening,
+    so that no other process can take it meanwhile."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        yield int(s.getsockname()[1])
 
 
-def _config(port: int, storage: Path, extra: str = "", address: str = "127.0.0.1") -> str:
+def _config(storage: Path, extra: str = "", address: str = "127.0.0.1") -> str:
+    # Port 0: the registry binds a free port itself and logs it (no port chosen here that
+    # another process could take before the registry binds it).
     return (
         "version: 0.1\n"
         "log:\n  level: info\n  accesslog:\n    disabled: true\n"
         f"storage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\n"
-        f"http:\n  addr: {address}:{port}\n"
+        f"http:\n  addr: {address}:0\n"
         f"{extra}"
     )
 
 
-def _wait_ready(proc: subprocess.Popen[bytes], host: str, log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
+# distribution logs this once its socket listens, before it serves: connections queue from then.
+_LISTENING = re.compile(r'msg="listening on ([^,"]+)')
+
+
+def _listening_on(proc: subprocess.Popen[bytes], log: Path) -> str:
+    def address() -> str | None:
+        text = log.read_text(errors="replace")
         if proc.poll() is not None:
-            raise AssertionError(f"docker-registry exited {proc.returncode}:\n{log.read_text(errors='replace')}")
-        try:
-            with urllib.request.urlopen(f"http://{host}/v2/", timeout=2):
-                return
-        except urllib.error.HTTPError:
-            return  # it answers (401 when auth is on)
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError(f"docker-registry did not answer on {host} within {START_TIMEOUT} s")
+            raise AssertionError(f"docker-registry exited {proc.returncode}:\n{text}")
+        found = _LISTENING.search(text)
+        return found.group(1) if found else None
+
+    return wait_for(address, START_TIMEOUT, "docker-registry to listen")
 
 
 def start_registry(workdir: Path, extra_config: str = "", address: str = "127.0.0.1") -> Iterator[LocalRegistry]:
@@ -103,17 +109,14 @@ def start_registry(workdir: Path, extra_config: str = "", address: str = "127.0.
         pytest.skip("docker-registry is not installed")
     storage = workdir / "storage"
     storage.mkdir(parents=True)
-    port = free_port()
     config = workdir / "config.yml"
-    config.write_text(_config(port, storage, extra_config, address))
+    config.write_text(_config(storage, extra_config, address))
     log = workdir / "registry.log"
-    host = f"{address}:{port}"
     with open(log, "wb") as out:
         proc = subprocess.Popen([DOCKER_REGISTRY, "serve", str(config)], stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
     try:
-        _wait_ready(proc, host, log)
-        yield LocalRegistry(host, storage, log)
+        yield LocalRegistry(_listening_on(proc, log), storage, log)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -130,20 +133,13 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry
     yield from start_registry(tmp_path_factory.mktemp("registry"))
 
 
-def _bcrypt(password: str) -> str:
-    import warnings
+def bcrypt_hash(password: str) -> str:
+    """A line's hash for an htpasswd file (bcrypt, the only kind docker-registry takes), made by
+    the bcrypt package that scripts/install puts in the venv: its absence fails the test."""
+    import bcrypt
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # crypt leaves the standard library in 3.13
-        try:
-            import crypt
-        except ImportError:
-            pytest.skip("no crypt module to make an htpasswd file with")
     # The lowest cost: the registry checks the hash on every request.
-    hashed = crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16))
-    if not hashed or not hashed.startswith("$2"):
-        pytest.skip("crypt(3) here cannot make bcrypt hashes for htpasswd")
-    return hashed
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +149,7 @@ def htpasswd_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loca
         pytest.skip("docker-registry is not installed")
     work = tmp_path_factory.mktemp("htpasswd-registry")
     htpasswd = work.parent / f"{work.name}.htpasswd"
-    htpasswd.write_text(f"{USER}:{_bcrypt(PASSWORD)}\n")
+    htpasswd.write_text(f"{USER}:{bcrypt_hash(PASSWORD)}\n")
     extra = f"auth:\n  htpasswd:\n    realm: rl-test\n    path: {htpasswd}\n"
     yield from start_registry(work, extra)
 

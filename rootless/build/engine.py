@@ -214,13 +214,18 @@ class Builder:
         return StageState(image, self.store.config(image), {})
 
     def image_named(self, name: str, what: str) -> ImageRecord:
-        """An image of the store, pulled first as --pull says."""
+        """An image of the store, pulled first as --pull says. A base image that cannot be had
+        fails the build as a step does (docker build's exit 1), whether it is missing under
+        --pull=never or its registry fails the pull."""
         from rootless.registry import policy
+        from rootless.registry.errors import RegistryError
 
         try:
             return policy.resolve(self.store, name, self.opts.pull, self.say)
         except ImageNotFound:
             raise BuildFailed(f"{what} is not in the store (and --pull=never)") from None
+        except RegistryError as e:
+            raise BuildFailed(f"{what}: {e}") from None
 
     def image_for(self, name: str, line: int) -> ImageRecord:
         """What `COPY --from=NAME` copies from: a stage built before (by name or index), else an

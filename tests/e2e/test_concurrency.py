@@ -6,7 +6,7 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
-from tests.conftest import Rl, tree_snapshot
+from tests.conftest import OtherStores, Rl, tree_snapshot
 
 
 def _check_store(rl: Rl) -> None:
@@ -21,9 +21,9 @@ def _check_store(rl: Rl) -> None:
                 assert s.blobs.has(d), f"{img.tags} lost blob {d}"
 
 
-def test_two_loads_and_an_rmi_at_once(tmp_path: Path, busybox_tar: Path, debian_tar: Path) -> None:
-    src_env = dict(os.environ, RL_ROOT=str(tmp_path / "src"))
-    src = Rl(tmp_path / "src", src_env)
+def test_two_loads_and_an_rmi_at_once(tmp_path: Path, busybox_tar: Path, debian_tar: Path,
+                                      other_store: OtherStores) -> None:
+    src = other_store(tmp_path / "src")
     src("import", str(busybox_tar), "bb1")
     src("import", str(debian_tar), "deb")
     src("save", "-o", str(tmp_path / "bb1.tar"), "bb1")
@@ -33,7 +33,7 @@ def test_two_loads_and_an_rmi_at_once(tmp_path: Path, busybox_tar: Path, debian_
 
     for round_ in range(3):
         root = tmp_path / f"dst{round_}"
-        rl = Rl(root, dict(os.environ, RL_ROOT=str(root)))
+        rl = other_store(root)
         # The victim shares its only layer with bb1: removing it must not take the layer from the load.
         rl("load", "-i", str(tmp_path / "bb1.tar"))
         rl("tag", "bb1", "victim")

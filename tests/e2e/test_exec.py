@@ -4,13 +4,12 @@ from __future__ import annotations
 import re
 import signal
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import DRIVERS, Rl, has_subuid_range
+from tests.conftest import DRIVERS, Rl, has_subuid_range, wait_for
 from tests.e2e.test_lifecycle import run_in_terminal
 
 # pid 1 leaves on SIGTERM, which `rl run` forwards: the test can stop it cleanly.
@@ -25,10 +24,7 @@ def start_container(rl: Rl, driver: str, name: str, *run_args: str, script: str 
     if p.stdout.readline() != b"ready\n":
         p.kill()
         raise AssertionError(f"rl run failed: {p.stderr.read().decode(errors='replace')}")
-    deadline = time.monotonic() + 10
-    while (r := rl("exec", name, "true", check=False)).code != 0:
-        assert time.monotonic() < deadline, f"the container never became enterable: {r.err}"
-        time.sleep(0.05)
+    wait_for(lambda: rl("exec", name, "true", check=False).code == 0, 10, f"rl exec to enter {name}")
     return p
 
 
@@ -101,10 +97,8 @@ def test_exec_stdin_only_with_i_and_detach(rl: Rl, container) -> None:  # type: 
     assert rl("exec", "-i", name, "cat", input=b"data\n").out == "data\n"
     assert rl("exec", name, "cat", input=b"data\n").out == ""
     assert rl("exec", "-d", name, "sh", "-c", "sleep 0.2; echo done > /detached").out == ""
-    deadline = time.monotonic() + 10
-    while rl("exec", name, "cat", "/detached", check=False).out != "done\n":
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    wait_for(lambda: rl("exec", name, "cat", "/detached", check=False).out == "done\n", 10,
+             "the detached exec to write /detached")
 
 
 def test_exec_refuses_a_stopped_or_unknown_container_and_a_detached_tty(rl: Rl, busybox: str) -> None:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Rl, kernel_allows_overlay
+from tests.conftest import Rl, kernel_allows_overlay, wait_for
 
 
 def _daemons_serving(rl: Rl) -> list[int]:
@@ -28,21 +27,12 @@ def _daemons_serving(rl: Rl) -> list[int]:
     return found
 
 
-def _eventually(check, timeout: float = 20.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.1)
-    return False
-
-
 def test_one_daemon_per_container_gone_with_it(rl: Rl, busybox: str) -> None:
     cid = rl("--storage-driver", "fuse-overlay", "run", "-d", "busybox", "sleep", "1000").out.strip()
     assert len(_daemons_serving(rl)) == 1
     assert rl("exec", cid, "sh", "-c", "echo hi > /f && cat /f").out == "hi\n"
     rl("stop", "-t", "1", cid)
-    assert _eventually(lambda: not _daemons_serving(rl)), "the daemon outlived its container"
+    wait_for(lambda: not _daemons_serving(rl), 20, "the daemon to exit with its container")
     rl("rm", cid)
 
 

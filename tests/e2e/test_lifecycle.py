@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import DRIVERS, Rl
+from tests.conftest import DRIVERS, Rl, wait_for
 
 # sh as pid 1 gets only the signals it traps; the short sleeps let the trap run soon.
 LOOP = "while true; do sleep 0.1; done"
@@ -41,13 +41,6 @@ def detached(rl: Rl, busybox: str) -> Iterator[Callable[..., str]]:
     yield run
     for cid in made:
         rl("rm", "-f", cid, check=False)
-
-
-def wait_for(cond: Callable[[], bool], timeout: float = 15) -> None:
-    end = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < end, "timed out"
-        time.sleep(0.05)
 
 
 def logs_have(rl: Rl, cid: str, text: str) -> Callable[[], bool]:
@@ -76,7 +69,7 @@ def processes_with(word: str) -> list[int]:
 
 def test_detach_logs_ps_stop_rm(rl: Rl, detached: Callable[..., str]) -> None:
     cid = detached("--name", "web", "busybox", "sh", "-c", f'trap "echo bye; exit 0" TERM; echo hello; {LOOP}')
-    wait_for(logs_have(rl, cid, "hello"))
+    wait_for(logs_have(rl, cid, "hello"), 15, "hello in the logs")
     ps = rl("ps").out
     assert "web" in ps and "Up " in ps and cid[:12] in ps
     assert rl("stop", "web").out == "web\n"
@@ -118,7 +111,7 @@ def test_foreground_run_keeps_logs(rl: Rl, busybox: str) -> None:
 
 def test_stop_escalates_to_sigkill(rl: Rl, detached: Callable[..., str]) -> None:
     cid = detached("busybox", "sh", "-c", f'trap "" TERM; echo ready; {LOOP}')
-    wait_for(logs_have(rl, cid, "ready"))
+    wait_for(logs_have(rl, cid, "ready"), 15, "ready in the logs")
     t0 = time.monotonic()
     rl("stop", "-t", "1", cid)
     assert 0.9 < time.monotonic() - t0 < 8
@@ -127,7 +120,7 @@ def test_stop_escalates_to_sigkill(rl: Rl, detached: Callable[..., str]) -> None
 
 def test_kill_sends_the_signal_to_a_trap(rl: Rl, detached: Callable[..., str]) -> None:
     cid = detached("busybox", "sh", "-c", f'trap "echo got usr1; exit 3" USR1; echo ready; {LOOP}')
-    wait_for(logs_have(rl, cid, "ready"))
+    wait_for(logs_have(rl, cid, "ready"), 15, "ready in the logs")
     assert rl("kill", "-s", "USR1", cid).out == f"{cid}\n"
     assert rl("wait", cid).out == "3\n"
     assert rl("logs", cid).out == "ready\ngot usr1\n"
@@ -147,13 +140,13 @@ def test_wait_blocks_until_exit(rl: Rl, detached: Callable[..., str]) -> None:
 def test_start_after_stop_keeps_the_container_s_files(rl: Rl, detached: Callable[..., str], driver: str) -> None:
     cid = detached("--name", "keep", "busybox", "sh", "-c",
                    f'echo run >> /runs; wc -l < /runs; trap "exit 0" TERM; {LOOP}', driver=driver)
-    wait_for(logs_have(rl, cid, "1"))
+    wait_for(logs_have(rl, cid, "1"), 15, "1 in the logs")
     rl("stop", "keep")
     assert rl("start", "keep").out == "keep\n"
-    wait_for(logs_have(rl, cid, "2"))
+    wait_for(logs_have(rl, cid, "2"), 15, "2 in the logs")
     assert state(rl, cid)["Running"] is True
     assert rl("restart", "-t", "5", "keep").out == "keep\n"
-    wait_for(logs_have(rl, cid, "3"))
+    wait_for(logs_have(rl, cid, "3"), 15, "3 in the logs")
     assert rl("logs", "keep").out == "1\n2\n3\n"
 
 
@@ -167,20 +160,20 @@ def test_start_attached_streams_and_returns_the_code(rl: Rl, detached: Callable[
 
 def test_rm_force_kills_a_running_container(rl: Rl, detached: Callable[..., str]) -> None:
     cid = detached("--name", "doomed", "busybox", "sleep", "23456")
-    wait_for(lambda: bool(processes_with("sleep 23456")))
+    wait_for(lambda: processes_with("sleep 23456"), 15, "the container's command to start")
     r = rl("rm", "doomed", check=False)
     assert r.code == 125 and "is running" in r.err
     assert rl("rm", "-f", "doomed").out == "doomed\n"
     assert "doomed" not in rl("ps", "-a").out
-    wait_for(lambda: not processes_with("sleep 23456"), timeout=5)
+    wait_for(lambda: not processes_with("sleep 23456"), 5, "the container's command to end")
     assert not (rl.root / "containers" / cid).exists()
 
 
 def test_run_detached_rm_removes_it_after_exit(rl: Rl, detached: Callable[..., str]) -> None:
     cid = detached("--rm", "busybox", "sleep", "0.3")
-    wait_for(lambda: cid[:12] not in rl("ps", "-a").out)
+    wait_for(lambda: cid[:12] not in rl("ps", "-a").out, 15, "the container to leave rl ps -a")
     # The record goes first, then the directory: the supervisor may still be removing it.
-    wait_for(lambda: not (rl.root / "containers" / cid).exists(), timeout=5)
+    wait_for(lambda: not (rl.root / "containers" / cid).exists(), 5, "the container's directory to go")
 
 
 def test_generated_names_are_free_even_when_every_plain_one_is_taken(rl: Rl, busybox: str, store) -> None:  # type: ignore[no-untyped-def]
@@ -208,13 +201,13 @@ def test_start_failure_is_reported_by_run_detached(rl: Rl, busybox: str) -> None
 
 def test_killed_supervisor_is_found_and_cleaned(rl: Rl, detached: Callable[..., str], store) -> None:  # type: ignore[no-untyped-def]
     cid = detached("--name", "orphan", "busybox", "sleep", "34567")
-    wait_for(lambda: bool(processes_with("sleep 34567")))
+    wait_for(lambda: processes_with("sleep 34567"), 15, "the container's command to start")
     supervisor = store.container(cid).pid
     os.kill(supervisor, signal.SIGKILL)
-    wait_for(lambda: "Exited (137)" in rl("ps", "-a").out)
+    wait_for(lambda: "Exited (137)" in rl("ps", "-a").out, 15, "rl ps -a to say Exited (137)")
     assert rl("wait", "orphan").out == "137\n"
     assert rl("rm", "orphan").out == "orphan\n"
-    wait_for(lambda: not processes_with("sleep 34567"), timeout=5)
+    wait_for(lambda: not processes_with("sleep 34567"), 5, "the container's command to end")
     assert not (rl.root / "containers" / cid).exists()
     # The store is not left locked: another container runs at once.
     assert rl("run", "--rm", "busybox", "echo", "ok", timeout=30).out == "ok\n"
@@ -231,7 +224,8 @@ def test_detached_container_survives_the_process_group_that_started_it(rl: Rl, b
                 break
         os.killpg(shell.pid, signal.SIGKILL)
         shell.wait()
-        time.sleep(0.5)
+        # Outside the killed group the SIGKILL never reached it: no waiting for a death to show.
+        assert os.getpgid(state(rl, "survivor")["Pid"]) != shell.pid
         assert state(rl, "survivor")["Running"] is True
         assert rl("logs", "survivor").out == "up\n"
     finally:
@@ -320,7 +314,7 @@ def test_interactive_tty_takes_keys_and_follows_the_window_size(rl: Rl, busybox:
 
 def test_detached_tty_is_logged(rl: Rl, detached: Callable[..., str]) -> None:
     cid = detached("-t", "busybox", "sh", "-c", f'tty; trap "echo bye; exit 0" TERM; {LOOP}')
-    wait_for(logs_have(rl, cid, "/dev/pts/0"))
+    wait_for(logs_have(rl, cid, "/dev/pts/0"), 15, "/dev/pts/0 in the logs")
     rl("stop", cid)
     assert rl("logs", cid).out == "/dev/pts/0\r\nbye\r\n"
     assert rl("wait", cid).out == "0\n"
@@ -329,7 +323,7 @@ def test_detached_tty_is_logged(rl: Rl, detached: Callable[..., str]) -> None:
 @pytest.mark.single_id
 def test_single_id_detached_lifecycle(rl: Rl, detached: Callable[..., str]) -> None:
     cid = detached("busybox", "sh", "-c", f'trap "echo bye; exit 0" TERM; echo hi; {LOOP}')
-    wait_for(logs_have(rl, cid, "hi"))
+    wait_for(logs_have(rl, cid, "hi"), 15, "hi in the logs")
     rl("stop", cid)
     assert rl("logs", cid).out == "hi\nbye\n"
     assert rl("wait", cid).out == "0\n"
@@ -349,7 +343,7 @@ def test_stop_sends_the_stop_signal(rl: Rl, detached: Callable[..., str], busybo
     flag = ("--stop-signal", flag_signal) if flag_signal else ()
     cid = detached(*flag, image, "sh", "-c", 'trap "echo usr1; exit 3" USR1; trap "echo usr2; exit 4" USR2; '
                                              f'trap "echo term; exit 5" TERM; echo ready; {LOOP}')
-    wait_for(logs_have(rl, cid, "ready"))
+    wait_for(logs_have(rl, cid, "ready"), 15, "ready in the logs")
     assert rl("stop", "-t", "60", cid).out == f"{cid}\n"
     assert rl("wait", cid).out == f"{code}\n"
     assert rl("logs", cid).out == f"ready\nusr{code - 2}\n"

@@ -3,19 +3,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.conftest import Rl
+from tests.conftest import OtherStores, Rl
 from tests.registry_fixture import LocalRegistry, registry  # noqa: F401 - the fixture
 
 
-def _fresh(tmp_path: Path, rl: Rl) -> Rl:
-    root = tmp_path / "fresh"
-    return Rl(root, {**rl.env, "RL_ROOT": str(root)})
-
-
-def test_run_pulls_a_missing_image(rl: Rl, busybox: str, registry: LocalRegistry, tmp_path: Path) -> None:  # noqa: F811
+def test_run_pulls_a_missing_image(rl: Rl, busybox: str, registry: LocalRegistry,  # noqa: F811
+                                   tmp_path: Path, other_store: OtherStores) -> None:
     name = f"{registry.host}/pp/busybox:1"
     rl("push", "-q", "busybox", name)
-    fresh = _fresh(tmp_path, rl)
+    fresh = other_store(tmp_path / "fresh")
     r = fresh("run", "--rm", "--pull=never", name, "true", check=False)
     assert r.code == 125 and "image not known" in r.err
     r = fresh("run", "--rm", name, "echo", "pulled and ran")
@@ -25,10 +21,11 @@ def test_run_pulls_a_missing_image(rl: Rl, busybox: str, registry: LocalRegistry
     assert "Pulling from" in fresh("run", "--rm", "--pull=always", name, "true").err
 
 
-def test_build_pulls_its_base_image(rl: Rl, busybox: str, registry: LocalRegistry, tmp_path: Path) -> None:  # noqa: F811
+def test_build_pulls_its_base_image(rl: Rl, busybox: str, registry: LocalRegistry,  # noqa: F811
+                                   tmp_path: Path, other_store: OtherStores) -> None:
     name = f"{registry.host}/pp/base:1"
     rl("push", "-q", "busybox", name)
-    fresh = _fresh(tmp_path, rl)
+    fresh = other_store(tmp_path / "fresh")
     ctx = tmp_path / "ctx"
     ctx.mkdir()
     (ctx / "Dockerfile").write_text(f"FROM {name}\nRUN echo built > /b\nCOPY --from={name} /bin/busybox /bb\n")

@@ -17,16 +17,16 @@ import pytest
 
 from rootless.image.oci import host_platform
 from rootless.store.store import Store
-from tests.conftest import Rl, tree_snapshot
+from tests.conftest import OtherStores, Rl, tree_snapshot, wait_for
 from tests.registry_fixture import (  # noqa: F401 - the fixtures
     PASSWORD,
     USER,
     LocalRegistry,
     TokenService,
-    free_port,
     htpasswd_registry,
     outside_address,
     redirecting_front,
+    refused_port,
     registry,
     start_registry,
     throttled,
@@ -39,10 +39,9 @@ OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
 
 @pytest.fixture
-def rl2(tmp_path: Path, rl: Rl) -> Rl:
+def rl2(tmp_path: Path, other_store: OtherStores) -> Rl:
     """A second, empty store: where images are pulled."""
-    root = tmp_path / "store2"
-    return Rl(root, {**rl.env, "RL_ROOT": str(root), "XDG_CONFIG_HOME": str(tmp_path / "config")})
+    return other_store(tmp_path / "store2", XDG_CONFIG_HOME=str(tmp_path / "config"))
 
 
 def _record(root: Path, name: str):  # type: ignore[no-untyped-def]
@@ -286,15 +285,15 @@ def test_unknown_names_fail_in_one_line(rl2: Rl, registry: LocalRegistry) -> Non
 
 
 def test_a_registry_that_is_down_fails_in_one_line(rl: Rl, rl2: Rl, busybox: str) -> None:
-    port = free_port()
-    start = time.monotonic()
-    r = rl2("pull", f"127.0.0.1:{port}/down/busybox:1", check=False)
-    assert r.code == 125
-    assert f"cannot reach the registry 127.0.0.1:{port}" in _one_line_error(r.err)
-    assert time.monotonic() - start < 20
-    r = rl("push", "busybox", f"127.0.0.1:{port}/down/busybox:1", check=False)
-    assert r.code == 125
-    assert "cannot reach the registry" in _one_line_error(r.err)
+    with refused_port() as port:
+        start = time.monotonic()
+        r = rl2("pull", f"127.0.0.1:{port}/down/busybox:1", check=False)
+        assert r.code == 125
+        assert f"cannot reach the registry 127.0.0.1:{port}" in _one_line_error(r.err)
+        assert time.monotonic() - start < 20
+        r = rl("push", "busybox", f"127.0.0.1:{port}/down/busybox:1", check=False)
+        assert r.code == 125
+        assert "cannot reach the registry" in _one_line_error(r.err)
 
 
 def test_a_corrupt_blob_is_refused_and_the_next_pull_resumes(rl: Rl, rl2: Rl, busybox: str,
@@ -570,9 +569,7 @@ def test_a_killed_pull_leaves_no_image_and_the_next_one_resumes(rl: Rl, rl2: Rl,
         p = rl2.popen("pull", "-q", f"{front.host}/killed/busybox:1", stdout=subprocess.DEVNULL,
                       stderr=subprocess.DEVNULL)
         base_blob = rl2.root / "blobs" / "sha256" / base.removeprefix("sha256:")
-        deadline = time.monotonic() + 60
-        while not base_blob.exists() and p.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: base_blob.exists() or p.poll() is not None, 60, "the pull to store the base layer's blob")
         assert base_blob.exists() and p.poll() is None
         p.kill()
         p.wait()

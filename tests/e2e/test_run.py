@@ -9,12 +9,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Rl, has_subuid_range
+from tests.conftest import Rl, has_subuid_range, wait_for
 
 
 def test_echo(run) -> None:  # type: ignore[no-untyped-def]
@@ -293,7 +292,7 @@ def test_single_id_runs_busybox_and_says_what_it_cannot_do(rl: Rl, busybox: str)
     assert r.code == 125 and "not mapped" in r.err and "subordinate" in r.err
 
 
-def test_apt_get_install_in_debian(rl: Rl, debian_tar: Path) -> None:
+def test_apt_get_install_in_debian(rl: Rl, debian_tar: Path, apt_mirror: str) -> None:
     if not has_subuid_range():
         pytest.skip("apt drops privileges to _apt, which needs a subordinate id range")
     rl("import", str(debian_tar), "debian:bookworm")
@@ -316,10 +315,8 @@ def test_killed_foreground_rl_takes_its_container_along(rl: Rl, busybox: str) ->
     assert p.stdout is not None and p.stdout.readline() == b"ready\n"
     p.kill()
     p.wait(timeout=30)
-    deadline = time.monotonic() + 10
-    while "sleep 1000" in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout:
-        assert time.monotonic() < deadline, "the container outlived the rl that ran it"
-        time.sleep(0.1)
+    wait_for(lambda: "sleep 1000" not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout,
+             10, "the container to end with the rl that ran it")
     line = rl("ps", "-a").out.splitlines()[1]
     assert "orphan" in line and "Exited (137)" in line
     rl("rm", "orphan")

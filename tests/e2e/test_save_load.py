@@ -18,7 +18,7 @@ import pytest
 from rootless.image.oci import host_platform
 from rootless.store.records import ImageRecord
 from rootless.store.store import Store
-from tests.conftest import Result, Rl, tree_snapshot
+from tests.conftest import OtherStores, Result, Rl, tree_snapshot
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -34,10 +34,9 @@ def _sha(data: bytes) -> str:
 
 
 @pytest.fixture
-def rl2(tmp_path: Path, rl: Rl) -> Rl:
+def rl2(tmp_path: Path, other_store: OtherStores) -> Rl:
     """A second, empty store: where archives are loaded."""
-    root = tmp_path / "store2"
-    return Rl(root, {**rl.env, "RL_ROOT": str(root)})
+    return other_store(tmp_path / "store2")
 
 
 def _trees(root: Path, name: str) -> list[dict[str, tuple]]:  # type: ignore[type-arg]

@@ -121,7 +121,7 @@ def test_sigterm_at_random_moments_of_the_start_never_hangs(rl: Rl, busybox: str
 
     def one(_i: int) -> int | str:
         p = rl.popen(*args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        time.sleep(random.uniform(0, span))
+        time.sleep(random.uniform(0, span))  # the point: a random moment of the start
         p.send_signal(signal.SIGTERM)
         code = _finish(p)
         assert p.stderr is not None

@@ -8,7 +8,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import fuse_overlay
+from tests.conftest import wait_for
 
 PROG = [sys.executable, "-m", "fuse_overlay"]
 REPO = Path(__file__).resolve().parents[2]
@@ -52,11 +52,8 @@ def mounted(path: Path) -> bool:
 
 def wait_unmounted(path: Path, proc: subprocess.Popen[bytes] | None = None) -> None:
     """Wait (bounded) for the mount to go, so that a hung daemon fails the test, not the run."""
-    for _ in range(200):
-        if not mounted(path) and (proc is None or proc.poll() is not None):
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{path} is still mounted or its daemon still runs")
+    wait_for(lambda: not mounted(path) and (proc is None or proc.poll() is not None), 10,
+             f"{path} to be unmounted and its daemon to exit")
 
 
 def daemon_pids(path: Path) -> list[int]:
@@ -103,11 +100,7 @@ def test_the_command_returns_once_the_mount_is_live_and_exits_on_unmount(dirs: D
     finally:
         subprocess.run(["fusermount3", "-u", str(dirs.merged)], check=False)
     wait_unmounted(dirs.merged)
-    for _ in range(200):
-        if not daemon_pids(dirs.merged):
-            break
-        time.sleep(0.05)
-    assert daemon_pids(dirs.merged) == []
+    wait_for(lambda: not daemon_pids(dirs.merged), 10, "the daemon to exit after its unmount")
 
 
 def test_a_bad_directory_is_one_line_and_status_1(dirs: Dirs) -> None:

@@ -8,12 +8,12 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import wait_for
 from tests.interop.conftest import Podman, need
 
 REPO = Path(__file__).resolve().parents[2]
@@ -105,7 +105,4 @@ def test_podman_runs_a_container_on_our_overlay(podman_fuse: tuple[Podman, Path,
     podman("rm", "c1")
     # The daemon learns of the unmount from its next read of /dev/fuse: it leaves soon after,
     # not before podman returns.
-    deadline = time.monotonic() + 15
-    while _daemons_under(root) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert _daemons_under(root) == [], "a daemon outlived its unmount"
+    wait_for(lambda: not _daemons_under(root), 15, "the daemon to exit after its unmount")

@@ -8,15 +8,14 @@ from pathlib import Path
 import pytest
 
 from rootless.store.store import Store
-from tests.conftest import Rl, tree_snapshot
+from tests.conftest import OtherStores, Rl, tree_snapshot
 from tests.interop.conftest import Podman, need, run
 from tests.registry_fixture import LocalRegistry, registry  # noqa: F401 - the fixture
 
 
 @pytest.fixture
-def rl2(tmp_path: Path, rl: Rl) -> Rl:
-    root = tmp_path / "store2"
-    return Rl(root, {**rl.env, "RL_ROOT": str(root)})
+def rl2(tmp_path: Path, other_store: OtherStores) -> Rl:
+    return other_store(tmp_path / "store2")
 
 
 def _files(root: Path, name: str) -> list[dict[str, tuple]]:  # type: ignore[type-arg]

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Rl
+from tests.conftest import Rl, wait_for
 
 FILES = 400
 # Copies until the victim changes (the old code), as many as a slow machine needs for the race
@@ -53,7 +52,7 @@ WAITING = "trap 'exit 0' TERM; echo ready; while true; do sleep 0.1; done"
 def racing(directory: Path, target: str) -> Iterator[None]:
     p = subprocess.Popen([sys.executable, "-c", _RACER, str(directory), target, "1000", str(FILES)])
     try:
-        time.sleep(0.2)
+        wait_for(lambda: (directory / "f1000").is_symlink(), 30, "the racer to swap in its first symlink")
         yield
     finally:
         p.kill()
@@ -74,10 +73,7 @@ def running(rl: Rl, name: str, *run_args: str) -> Iterator[None]:
     if p.stdout.readline() != b"ready\n":
         p.kill()
         raise AssertionError(f"rl run failed: {p.stderr.read().decode(errors='replace')}")
-    deadline = time.monotonic() + 60
-    while (r := rl("exec", name, "true", check=False)).code != 0:
-        assert time.monotonic() < deadline, f"the container never became enterable: {r.err}"
-        time.sleep(0.05)
+    wait_for(lambda: rl("exec", name, "true", check=False).code == 0, 60, f"rl exec to enter {name}")
     try:
         yield
     finally:

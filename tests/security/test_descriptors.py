@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import pty
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Rl
+from tests.conftest import Rl, wait_for
 from tests.security.leaks import (AS_USER_AND_ROOT, STRAY_FDS, assert_victim_unchanged, errors, fd_numbers, rl_with_fds, strays,
                                   victim_dir)
 
@@ -88,12 +87,16 @@ def test_run_with_a_terminal_gets_no_stray_descriptor(rl: Rl, busybox: str, tmp_
 @pytest.mark.parametrize("who", AS_USER_AND_ROOT)
 def test_exec_gets_no_stray_descriptor(rl: Rl, box: str, tmp_path: Path, who: str) -> None:
     host = victim_dir(tmp_path)
-    for detach in ((), ("-d",)):
-        r = rl_with_fds(rl, strays(host), "exec", *detach, box, "sh", "-c", f"exec > /exec-fds; {ATTACK}")
+    for how, detach in (("attached", ()), ("detached", ("-d",))):
+        # The list appears whole (mv) once the exec is done: the detached one is waited for.
+        r = rl_with_fds(rl, strays(host), "exec", *detach, box, "sh", "-c",
+                        f"exec > /fds.$$; {ATTACK}; mv /fds.$$ /{how}-fds")
         assert r.code == 0, r.err
-    time.sleep(1)  # the detached one
+    for how in ("attached", "detached"):
+        out = wait_for(lambda: rl("exec", box, "cat", f"/{how}-fds", check=False).out, 30,
+                       f"the {how} exec's list of its descriptors")
+        assert _fds_after_marker(out) == {0, 1, 2}, out
     assert_victim_unchanged(host)
-    assert _fds_after_marker(rl("exec", box, "cat", "/exec-fds").out) == {0, 1, 2}
 
 
 def test_build_run_steps_get_no_stray_descriptor(rl: Rl, busybox: str, tmp_path: Path) -> None:

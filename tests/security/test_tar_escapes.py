@@ -15,13 +15,12 @@ import json
 import os
 import subprocess
 import tarfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Rl
+from tests.conftest import Rl, wait_for
 
 Members = list[tuple[tarfile.TarInfo, bytes]]
 
@@ -102,10 +101,7 @@ def live(rl: Rl, busybox: str, tmp_path: Path) -> Iterator[Path]:
                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert p.stdout is not None
     assert p.stdout.readline() == b"ready\n"
-    deadline = time.monotonic() + 60
-    while rl("exec", "live", "true", check=False).code != 0:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_for(lambda: rl("exec", "live", "true", check=False).code == 0, 60, "rl exec to enter the container")
     try:
         yield vol
     finally:
