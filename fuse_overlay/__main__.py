@@ -10,7 +10,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 
-from fuse_overlay.options import Config, UsageError, parse_args
+from fuse_overlay.options import Config, OptionsError, parse_args
 
 PROG = "fuse-overlay"
 
@@ -77,7 +77,7 @@ def _daemonize(argv: list[str], config: Config) -> int:
 def main(argv: list[str]) -> int:
     try:
         config = parse_args(argv)
-    except UsageError as e:
+    except OptionsError as e:
         print(f"{PROG}: {e}", file=sys.stderr)
         return 1
     if config.foreground:

@@ -18,7 +18,7 @@ from fuse_overlay.options import Config
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
-class StartError(Exception):
+class MountRefused(Exception):
     """The mount could not be made; the text is the one-line reason."""
 
 
@@ -34,10 +34,10 @@ def check_dirs(config: Config) -> str | None:
     upper, work = os.path.realpath(config.upperdir), os.path.realpath(config.workdir)
     if os.path.commonpath([upper, work]) in (upper, work):
         # The copy-up scratch would show in the merged tree, or the upper in the scratch.
-        raise StartError(f"upperdir {config.upperdir} and workdir {config.workdir} must not "
+        raise MountRefused(f"upperdir {config.upperdir} and workdir {config.workdir} must not "
                          "contain one another")
     if os.stat(config.upperdir).st_dev != os.stat(config.workdir).st_dev:
-        raise StartError(f"upperdir {config.upperdir} and workdir {config.workdir} must be on "
+        raise MountRefused(f"upperdir {config.upperdir} and workdir {config.workdir} must be on "
                          "the same filesystem")
     # Our own subdirectory: the kernel overlay keeps `work` and `index` in a workdir.
     scratch = os.path.join(os.path.abspath(config.workdir), "fuse-overlay")
@@ -45,9 +45,9 @@ def check_dirs(config: Config) -> str | None:
         shutil.rmtree(scratch, ignore_errors=True)  # half copies of a crashed daemon
         os.makedirs(scratch, mode=0o700, exist_ok=True)
     except OSError as e:
-        raise StartError(f"workdir {config.workdir}: {e.strerror}") from None
+        raise MountRefused(f"workdir {config.workdir}: {e.strerror}") from None
     if not os.access(config.upperdir, os.W_OK | os.X_OK):
-        raise StartError(f"upperdir {config.upperdir} is not writable")
+        raise MountRefused(f"upperdir {config.upperdir} is not writable")
     return scratch
 
 
@@ -57,8 +57,8 @@ def _need_dir(what: str, path: str) -> None:
             os.listdir(path)
             return
     except OSError as e:
-        raise StartError(f"{what} {path}: {e.strerror}") from None
-    raise StartError(f"{what} {path} is not a directory")
+        raise MountRefused(f"{what} {path}: {e.strerror}") from None
+    raise MountRefused(f"{what} {path} is not a directory")
 
 
 def _enable_hooks() -> None:
@@ -112,7 +112,7 @@ def _init_capturing_stderr(ops: object, mountpoint: str, opts: set[str]) -> None
     os.close(read)
     if failure is not None:
         lines = [line.strip() for line in said.splitlines() if line.strip()]
-        raise StartError(f"mounting {mountpoint} failed: {lines[-1] if lines else failure}")
+        raise MountRefused(f"mounting {mountpoint} failed: {lines[-1] if lines else failure}")
 
 
 def serve(config: Config, report: Callable[[str | None], None]) -> int:
@@ -131,7 +131,7 @@ def serve(config: Config, report: Callable[[str | None], None]) -> int:
             logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
         ops = Overlay(config, scratch)
         _init_capturing_stderr(ops, config.mountpoint, fuse_options(config))
-    except StartError as e:
+    except MountRefused as e:
         report(str(e))
         return 1
     except OSError as e:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-class UsageError(Exception):
+class OptionsError(Exception):
     """A bad command line; its text is the one-line message to print."""
 
 
@@ -49,7 +49,7 @@ USAGE = ("usage: python -m fuse_overlay [-f] [-d] [--ready-fd N] "
 
 
 def parse_args(argv: list[str]) -> Config:
-    """The Config of a command line; UsageError with a one-line message when it is wrong."""
+    """The Config of a command line; OptionsError with a one-line message when it is wrong."""
     opts: list[str] = []
     positional: list[str] = []
     foreground = debug = False
@@ -63,7 +63,7 @@ def parse_args(argv: list[str]) -> Config:
         elif arg == "-o" or arg == "--ready-fd":
             value = next(args, None)
             if value is None:
-                raise UsageError(f"{arg} needs a value")
+                raise OptionsError(f"{arg} needs a value")
             if arg == "-o":
                 opts.append(value)
             else:
@@ -73,11 +73,11 @@ def parse_args(argv: list[str]) -> Config:
         elif arg.startswith("--ready-fd="):
             ready_fd = _int_option("--ready-fd", arg.split("=", 1)[1])
         elif arg.startswith("-") and arg != "-":
-            raise UsageError(f"unknown argument {arg!r}; {USAGE}")
+            raise OptionsError(f"unknown argument {arg!r}; {USAGE}")
         else:
             positional.append(arg)
     if len(positional) != 1:
-        raise UsageError(f"expected one MOUNTPOINT; {USAGE}")
+        raise OptionsError(f"expected one MOUNTPOINT; {USAGE}")
     return _config(",".join(opts).split(","), positional[0], foreground, debug, ready_fd)
 
 
@@ -108,7 +108,7 @@ def _config(items: list[str], mountpoint: str, foreground: bool, debug: bool,
             squash_uid = squash_gid = 0
         elif key == "xattr_permissions":
             if value not in ("0", "1", "2"):
-                raise UsageError(f"xattr_permissions must be 0, 1 or 2, not {value!r}")
+                raise OptionsError(f"xattr_permissions must be 0, 1 or 2, not {value!r}")
             # 1 keeps the owner in a privileged xattr that a rootless process cannot write, so
             # both 1 and 2 use the user.* xattr that a user namespace can write.
             xattr_permissions = value != "0"
@@ -123,15 +123,15 @@ def _config(items: list[str], mountpoint: str, foreground: bool, debug: bool,
         elif item in _PASSED_TO_FUSE or item.startswith(_PASSED_PREFIXES):
             fuse.append(item)
         else:
-            raise UsageError(f"unknown option {item!r}")
+            raise OptionsError(f"unknown option {item!r}")
     if not lower:
-        raise UsageError("lowerdir= is required")
+        raise OptionsError("lowerdir= is required")
     if read_only:
         upper = work = None
     elif upper is None:
-        raise UsageError("upperdir= is required (or ro for a read-only overlay)")
+        raise OptionsError("upperdir= is required (or ro for a read-only overlay)")
     elif work is None:
-        raise UsageError("workdir= is required with upperdir=")
+        raise OptionsError("workdir= is required with upperdir=")
     return Config(lowerdirs=lower, upperdir=upper, workdir=work, mountpoint=mountpoint,
                   foreground=foreground, debug=debug, ready_fd=ready_fd, squash_uid=squash_uid,
                   squash_gid=squash_gid, xattr_permissions=xattr_permissions, fsync=fsync,
@@ -140,5 +140,5 @@ def _config(items: list[str], mountpoint: str, foreground: bool, debug: bool,
 
 def _int_option(name: str, value: str) -> int:
     if not value.isdigit():
-        raise UsageError(f"{name} needs a non-negative integer, not {value!r}")
+        raise OptionsError(f"{name} needs a non-negative integer, not {value!r}")
     return int(value)

@@ -1,4 +1,34 @@
-"""The one exception tree of rl. Every message is a sentence a user can act on."""
+"""The one exception tree of rl. Every message is a sentence a user can act on; the CLI prints it
+as one line and exits with the class's code (125, rl's own error, unless it says otherwise).
+Causes are chained (`raise ... from e`): RL_DEBUG=1 shows the errno behind a message.
+
+    RlError                      125
+    ├── UsageError               the command line is wrong
+    │   └── ProfileError         a seccomp profile that cannot be used
+    ├── RuntimeDirError          the runtime directory is unsafe
+    ├── StoreError               the store cannot do what was asked
+    │   ├── StoreFull
+    │   ├── ImageNotFound
+    │   └── ImageInUse
+    ├── NameInvalid              an image reference that does not parse
+    ├── LayerError               a layer that cannot be unpacked
+    │   ├── LayerEscape
+    │   └── ArchiveCorrupt
+    ├── ArchiveError             an image archive rl cannot read
+    ├── DigestMismatch
+    ├── IdMapError               no user namespace mapping
+    ├── StartFailed              125, 126 or 127: the command did not start
+    ├── NameInUse
+    ├── ContainerNotFound
+    ├── VolumeError
+    ├── RegistryError            the registry refused or answered nonsense
+    │   ├── RegistryUnreachable
+    │   ├── AuthError
+    │   └── NotFoundError
+    ├── BuildFailed              1: a build step failed, as docker build exits
+    ├── DockerfileError          1: a Dockerfile that cannot be built as written
+    └── SourceError              1: a COPY or ADD source that is missing or outside the context
+"""
 from __future__ import annotations
 
 
@@ -10,6 +40,13 @@ class RlError(Exception):
 
 class UsageError(RlError):
     """The command line is wrong."""
+
+
+class ProfileError(UsageError):
+    """A seccomp profile (--security-opt seccomp=FILE) that cannot be read or used."""
+
+    def __init__(self, source: str, problem: str) -> None:
+        super().__init__(f"seccomp profile {source}: {problem}")
 
 
 class RuntimeDirError(RlError):
@@ -83,3 +120,47 @@ class ContainerNotFound(RlError):
 
 class VolumeError(RlError):
     """A volume that does not exist, is in use, or cannot be made."""
+
+
+class RegistryError(RlError):
+    """The registry refused a request or answered something rl cannot use; the message names the
+    registry and what it said."""
+
+
+class RegistryUnreachable(RegistryError):
+    """No connection to the registry (down, wrong port, DNS, TLS)."""
+
+
+class AuthError(RegistryError):
+    """Credentials missing, refused, or a token service that failed."""
+
+
+class NotFoundError(RegistryError):
+    """The repository, tag, manifest or blob is not in the registry."""
+
+
+class BuildFailed(RlError):
+    """A step failed: the build stops, with docker build's exit code."""
+
+    exit_code = 1
+
+
+class DockerfileError(RlError):
+    """A Dockerfile that cannot be built as written. A build failure exits 1, like docker build."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        super().__init__(f"Dockerfile:{line}: {message}" if line is not None else message)
+        self.line = line
+        self.bare = message
+
+    def at(self, line: int) -> DockerfileError:
+        """The same error, placed on a line of the Dockerfile (for errors found while expanding)."""
+        return DockerfileError(self.bare, line)
+
+
+class SourceError(RlError):
+    """A COPY or ADD source that is missing, excluded, or outside the context: exit 1."""
+
+    exit_code = 1

@@ -10,17 +10,11 @@ import stat
 from collections.abc import Iterator, Sequence
 
 from rootless.build.ignore import Ignore, clean, go_match, has_wildcards
-from rootless.errors import RlError
+from rootless.errors import RlError, SourceError
 from rootless.runtime.paths import secure_join
 from rootless.values import valueclass
 
 _BUFFER = 1 << 20
-
-
-class SourceError(RlError):
-    """A COPY or ADD source that is missing, excluded, or outside the context: exit 1."""
-
-    exit_code = 1
 
 
 @valueclass

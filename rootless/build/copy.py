@@ -25,10 +25,10 @@ from rootless.build.context import (
     match_sources,
     walk_sources,
 )
-from rootless.build.dockerfile import Dockerfile, DockerfileError, Instruction
+from rootless.build.dockerfile import Dockerfile, Instruction
+from rootless.errors import DockerfileError, RlError
 from rootless.build.expand import expand
 from rootless.build.ignore import Ignore
-from rootless.errors import RlError
 from rootless.image.derive import HashingWriter
 from rootless.runtime import users
 from rootless.runtime.vfs import merge_layers

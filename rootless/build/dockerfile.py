@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 
 import dockerfile as _bk
 
-from rootless.errors import RlError
+from rootless.errors import DockerfileError
 from rootless.values import replace, valueclass
 
 DEFAULT_SHELL: tuple[str, ...] = ("/bin/sh", "-c")
@@ -43,21 +43,6 @@ _REPEATABLE = frozenset({"mount", "exclude"})
 _STAGE_NAME = re.compile(r"^[a-z][a-z0-9\-_.]*$")
 _HEREDOC_WORD = re.compile(r"^(\d*)<<(-?)([^<]+)$")
 _DIRECTIVE = re.compile(r"^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$")
-
-
-class DockerfileError(RlError):
-    """A Dockerfile that cannot be built as written. A build failure exits 1, like docker build."""
-
-    exit_code = 1
-
-    def __init__(self, message: str, line: int | None = None) -> None:
-        super().__init__(f"Dockerfile:{line}: {message}" if line is not None else message)
-        self.line = line
-        self.bare = message
-
-    def at(self, line: int) -> DockerfileError:
-        """The same error, placed on a line of the Dockerfile (for errors found while expanding)."""
-        return DockerfileError(self.bare, line)
 
 
 @valueclass

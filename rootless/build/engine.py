@@ -17,17 +17,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from rootless.build import cache, heredoc
-from rootless.build.dockerfile import (
-    DEFAULT_SHELL,
-    Dockerfile,
-    DockerfileError,
-    Instruction,
-    Stage,
-    argv,
-    read,
-)
+from rootless.build.dockerfile import DEFAULT_SHELL, Dockerfile, Instruction, Stage, argv, read
+from rootless.errors import BuildFailed, DockerfileError, ImageNotFound, RlError
 from rootless.build.expand import EXPANDED, expand, expand_words, parse_key_values
-from rootless.errors import ImageNotFound, RlError
 from rootless.image import oci
 from rootless.image.derive import derive, scratch_config
 from rootless.image.reference import Reference, parse
@@ -41,12 +33,6 @@ PREDEFINED_ARGS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FT
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _METADATA = ("ENV", "LABEL", "CMD", "ENTRYPOINT", "WORKDIR", "USER", "EXPOSE", "VOLUME", "STOPSIGNAL",
              "SHELL", "HEALTHCHECK", "ONBUILD", "MAINTAINER")
-
-
-class BuildFailed(RlError):
-    """A step failed: the build stops, with docker build's exit code."""
-
-    exit_code = 1
 
 
 @valueclass
@@ -218,7 +204,7 @@ class Builder:
         fails the build as a step does (docker build's exit 1), whether it is missing under
         --pull=never or its registry fails the pull."""
         from rootless.registry import policy
-        from rootless.registry.errors import RegistryError
+        from rootless.errors import RegistryError
 
         try:
             return policy.resolve(self.store, name, self.opts.pull, self.say)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
-from rootless.build.dockerfile import DockerfileError
+from rootless.errors import DockerfileError
 
 # The instructions whose arguments BuildKit expands before using them. RUN, CMD, ENTRYPOINT,
 # SHELL and HEALTHCHECK are left to the shell in the container; ONBUILD triggers are expanded

@@ -14,7 +14,8 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from rootless.build.dockerfile import DockerfileError, Heredoc, Instruction, heredoc_word
+from rootless.build.dockerfile import Heredoc, Instruction, heredoc_word
+from rootless.errors import DockerfileError
 from rootless.build.expand import expand_heredoc
 
 # Where a shebang script is mounted, read-only, for its RUN. BuildKit uses /dev/pipes, but rl

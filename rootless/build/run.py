@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 def run_step(builder: Builder, state: StageState, command: list[str], network: str, created_by: str,
              script: Heredoc | None = None) -> ImageRecord:
     """`script`: a heredoc the command runs as a file, mounted read-only at heredoc.SCRIPT_DIR."""
-    from rootless.build.engine import BuildFailed, source_date_epoch
+    from rootless.build.engine import source_date_epoch
+    from rootless.errors import BuildFailed
 
     assert state.image is not None
     mounts: tuple[str, ...] = ()

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 from rootless.paths import config_home
-from rootless.registry.errors import AuthError
+from rootless.errors import AuthError
 from rootless.values import valueclass
 
 # Docker keeps Docker Hub's credentials under its v1 URL; containers-auth uses "docker.io".

@@ -21,15 +21,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import urljoin, urlsplit
 
-from rootless.errors import DigestMismatch
+from rootless.errors import AuthError, DigestMismatch, NotFoundError, RegistryError, RegistryUnreachable
 from rootless.image import oci
 from rootless.registry import auth, conf
-from rootless.registry.errors import (
-    AuthError,
-    NotFoundError,
-    RegistryError,
-    RegistryUnreachable,
-)
 from rootless.values import valueclass
 
 if TYPE_CHECKING:

@@ -17,17 +17,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO, Self
 
-from rootless.errors import ArchiveError, UsageError
+from rootless.errors import (
+    ArchiveError, AuthError, NotFoundError, RegistryError, RegistryUnreachable, UsageError,
+)
 from rootless.image import oci
 from rootless.image.reference import Reference, parse
 from rootless.registry import conf
 from rootless.registry.client import Registry
-from rootless.registry.errors import (
-    AuthError,
-    NotFoundError,
-    RegistryError,
-    RegistryUnreachable,
-)
 from rootless.store.blobs import DIGEST_RE
 from rootless.store.records import ImageRecord
 from rootless.store.store import IngestedLayer, LayerSource, Store

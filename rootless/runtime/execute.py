@@ -21,7 +21,6 @@ import native
 from rootless.errors import RlError
 from rootless.runtime import handoff, nsinit, users
 from rootless.runtime.launch import wait_exit
-from rootless.runtime.nsinit import StartError
 from rootless.runtime.spec import ContainerSpec
 from rootless.store.records import ContainerRecord
 from rootless.store.store import Store
@@ -233,6 +232,6 @@ def _command(spec: ContainerSpec, opts: ExecOptions, env: list[str], err_w: int)
             # Opened as the user, as pid 1 does, so the terminal is theirs.
             nsinit.take_terminal()
         nsinit.exec_command(opts.command, env, err_w)
-    except (StartError, OSError, RlError) as e:
+    except (OSError, RlError) as e:
         return nsinit.report_failure(err_w, e)
     return 125

@@ -41,17 +41,11 @@ _READONLY = ("asound", "bus", "fs", "irq", "sys", "sysrq-trigger")
 MOUNT_POINTS = "mountpoints"  # in the container's directory: see _remember_mount_points
 
 
-class StartError(Exception):
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
 def _mount_volumes(spec: ContainerSpec, root_fd: int, created: list[str]) -> None:
     for m in spec.mounts:
         if m.target.rstrip("/") == "/proc" or m.target.startswith("/proc/"):
             # pid 1 mounts the kernel's proc there: nothing of the host's may stand in for it.
-            raise StartError(125, f"cannot mount on {m.target}: rl mounts the kernel's /proc there")
+            raise StartFailed(125, f"cannot mount on {m.target}: rl mounts the kernel's /proc there")
         if m.type == "tmpfs":
             flags = 0
             data = []
@@ -71,7 +65,7 @@ def _mount_volumes(spec: ContainerSpec, root_fd: int, created: list[str]) -> Non
             try:
                 mountfd.bind(m.source, target, m.readonly)
             except OSError as e:
-                raise StartError(125, f"cannot mount {m.source} on {m.target}: {e.strerror}") from None
+                raise StartFailed(125, f"cannot mount {m.source} on {m.target}: {e.strerror}") from None
 
 
 @contextlib.contextmanager
@@ -86,7 +80,7 @@ def _target(root_fd: int, target: str, is_dir: bool, created: list[str] | None =
 def _bind_file(root_fd: int, source: str, target: str, created: list[str]) -> None:
     with _target(root_fd, target, False, created) as fd:
         if stat.S_ISDIR(os.fstat(fd).st_mode):
-            raise StartError(125, f"cannot mount a file on {target}: it is a directory in the image")
+            raise StartFailed(125, f"cannot mount a file on {target}: it is a directory in the image")
         mountfd.bind(source, fd, False, recursive=False)
 
 
@@ -132,7 +126,7 @@ def ns_init(spec: ContainerSpec, cdir: str, rootfs: str, err_fd: int) -> int:
         if spec.network == "none":
             flags |= native.CLONE_NEWNET
         native.unshare(flags)
-    except (StartError, OSError, RlError) as e:
+    except (OSError, RlError) as e:
         if fuse is not None:
             fuse.unmount()
         return report_failure(err_fd, e)
@@ -259,7 +253,7 @@ def mount_rootfs(spec: ContainerSpec, cdir: str, rootfs: str):  # type: ignore[n
             return fuse_overlay.mount(list(reversed(spec.layers)), f"{cdir}/upper", f"{cdir}/work", rootfs,
                                       ["xattr_permissions=2"] if spec.single_id else [], stderr_path=log)
         except fuse_overlay.FuseOverlayError as e:
-            raise StartError(125, f"cannot mount the FUSE overlay: {e} (its log is {log})") from None
+            raise StartFailed(125, f"cannot mount the FUSE overlay: {e} (its log is {log})") from None
     if spec.driver == "overlay":
         lower = ":".join(reversed(spec.layers))
         data = f"lowerdir={lower},upperdir={cdir}/upper,workdir={cdir}/work,userxattr"
@@ -271,7 +265,7 @@ def mount_rootfs(spec: ContainerSpec, cdir: str, rootfs: str):  # type: ignore[n
                     raise
                 native.mount("overlay", rootfs, "overlay", 0, data)  # a kernel before 5.10
         except OSError as e:
-            raise StartError(125, f"cannot mount the kernel overlay ({e.strerror}): try "
+            raise StartFailed(125, f"cannot mount the kernel overlay ({e.strerror}): try "
                                   "--storage-driver vfs") from None
     else:
         native.mount(rootfs, rootfs, None, native.MS_BIND | native.MS_REC)
@@ -291,10 +285,10 @@ def report(fd: int, code: int, message: str) -> None:
         pass
 
 
-def report_failure(fd: int, e: StartError | OSError | RlError) -> int:
-    """report() an exception with its exit code (125 unless it is a StartError's); returns it."""
-    code = e.code if isinstance(e, StartError) else e.exit_code if isinstance(e, StartFailed) else 125
-    report(fd, code, str(e) if isinstance(e, StartError) else describe(e))
+def report_failure(fd: int, e: OSError | RlError) -> int:
+    """report() an exception with its exit code (125 unless it is a StartFailed's); returns it."""
+    code = e.exit_code if isinstance(e, StartFailed) else 125
+    report(fd, code, describe(e))
     return code
 
 
@@ -374,7 +368,7 @@ def _pid1(spec: ContainerSpec, rootfs: str, err_fd: int) -> int:
         if spec.init:
             return _tiny_init(spec, env, err_fd)
         exec_command(spec.args, env, err_fd)
-    except (StartError, OSError, RlError) as e:
+    except (OSError, RlError) as e:
         return report_failure(err_fd, e)
     return 125
 
@@ -418,7 +412,7 @@ def read_text(path: str) -> str | None:
 
 def become(spec: ContainerSpec, user: users.ResolvedUser) -> None:
     if spec.single_id and spec.group_add:
-        raise StartError(125, "--group-add needs a subordinate id range (single-id mode: see 'rl info')")
+        raise StartFailed(125, "--group-add needs a subordinate id range (single-id mode: see 'rl info')")
     if spec.no_new_privs:
         native.prctl(native.PR_SET_NO_NEW_PRIVS, 1)
     if spec.seccomp:
@@ -430,7 +424,7 @@ def become(spec: ContainerSpec, user: users.ResolvedUser) -> None:
         capsmod.apply_caps(frozenset(spec.caps), uid=user.uid, gid=user.gid, groups=groups)
     except OSError as e:
         if e.errno == errno.EINVAL:
-            raise StartError(125, f"user {user.uid}:{user.gid} is not mapped in this container: "
+            raise StartFailed(125, f"user {user.uid}:{user.gid} is not mapped in this container: "
                                   + ("without a subordinate id range only root (0) exists inside"
                                      if spec.single_id else "it is outside the subordinate id range")) from None
         raise
@@ -444,7 +438,7 @@ def _install_seccomp(program: str) -> None:
     try:
         native.seccomp_install(bytes.fromhex(program))
     except OSError as e:
-        raise StartError(125, f"cannot load the seccomp filter: {e.strerror}") from None
+        raise StartFailed(125, f"cannot load the seccomp filter: {e.strerror}") from None
 
 
 def exec_command(args: tuple[str, ...], env: list[str], err_fd: int) -> None:
@@ -456,13 +450,13 @@ def exec_command(args: tuple[str, ...], env: list[str], err_fd: int) -> None:
         os.execvpe(args[0], list(args), envd)
     except FileNotFoundError:
         where = "" if "/" in args[0] else " in $PATH"
-        raise StartError(127, f"{args[0]}: executable file not found{where}") from None
+        raise StartFailed(127, f"{args[0]}: executable file not found{where}") from None
     except PermissionError:
-        raise StartError(126, f"{args[0]}: permission denied") from None
+        raise StartFailed(126, f"{args[0]}: permission denied") from None
     except OSError as e:
         if e.errno in (errno.ENOEXEC, errno.EISDIR, errno.ENOTDIR):
-            raise StartError(126, f"{args[0]}: {e.strerror}") from None
-        raise StartError(127 if e.errno == errno.ENOENT else 126, f"{args[0]}: {e.strerror}") from None
+            raise StartFailed(126, f"{args[0]}: {e.strerror}") from None
+        raise StartFailed(127 if e.errno == errno.ENOENT else 126, f"{args[0]}: {e.strerror}") from None
 
 
 def _tiny_init(spec: ContainerSpec, env: list[str], err_fd: int) -> int:
@@ -477,7 +471,7 @@ def _tiny_init(spec: ContainerSpec, env: list[str], err_fd: int) -> int:
         try:
             signal.pthread_sigmask(signal.SIG_SETMASK, set())
             exec_command(spec.args, env, err_fd)
-        except StartError as e:
+        except StartFailed as e:
             os._exit(report_failure(err_fd, e))
         os._exit(125)
     os.close(err_fd)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import native
 from rootless import runcache
-from rootless.errors import RuntimeDirError, UsageError
+from rootless.errors import ProfileError, RuntimeDirError
 from rootless.runtime.caps import CAP_NUMBERS
 from rootless.paths import open_runtime_dir
 from rootless.values import valueclass
@@ -92,11 +92,6 @@ class Host:
     def this() -> "Host":
         u = os.uname()
         return Host(u.machine, _version(u.release) or (0, 0))
-
-
-class ProfileError(UsageError):
-    def __init__(self, source: str, problem: str) -> None:
-        super().__init__(f"seccomp profile {source}: {problem}")
 
 
 def filter_for(option: str, caps: frozenset[int]) -> str:

@@ -199,7 +199,7 @@ def _start(store: Store, c: Container, view: View, fn: Callable[..., Any], args:
             sys.path.clear()
             sys.path_importer_cache.clear()
             payload: tuple[str, Any] = ("ok", fn(*args))
-        except (OSError, RlError, nsinit.StartError) as e:
+        except (OSError, RlError) as e:
             payload = ("error", nsinit.describe(e))
         finally:
             if fuse is not None:

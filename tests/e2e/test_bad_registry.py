@@ -11,7 +11,7 @@ import pytest
 
 from rootless.image.oci import MAX_INDEX_NESTING, Descriptor
 from rootless.registry.client import ATTEMPTS, MAX_MANIFEST, MAX_REDIRECTS
-from rootless.registry.errors import RegistryUnreachable
+from rootless.errors import RegistryUnreachable
 from rootless.store.store import Store
 from tests.bad_registry import (
     OCI_CONFIG,

@@ -8,13 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from rootless.build.context import (
-    SourceError,
-    hash_entries,
-    hash_sources,
-    match_sources,
-    walk_sources,
-)
+from rootless.build.context import hash_entries, hash_sources, match_sources, walk_sources
+from rootless.errors import SourceError
 from rootless.build.ignore import Ignore
 
 

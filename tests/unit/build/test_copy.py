@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from rootless.build.copy import CopyJob, write_copy_layer
-from rootless.build.dockerfile import DockerfileError
+from rootless.errors import DockerfileError
 from rootless.build.ignore import Ignore
 from tests.unit.runtime.test_vfs import layers_of, write
 

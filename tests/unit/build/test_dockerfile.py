@@ -4,15 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rootless.build.dockerfile import (
-    DEFAULT_SHELL,
-    DockerfileError,
-    Heredoc,
-    argv,
-    parse,
-    read,
-    stages_needed,
-)
+from rootless.build.dockerfile import DEFAULT_SHELL, Heredoc, argv, parse, read, stages_needed
+from rootless.errors import DockerfileError
 
 
 def test_stages_global_args_and_instructions() -> None:

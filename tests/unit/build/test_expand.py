@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rootless.build.dockerfile import DockerfileError
+from rootless.errors import DockerfileError
 from rootless.build.expand import expand, expand_heredoc, expand_words, parse_key_values
 
 ENV = {"PWD": "/home", "SHELL": "bash", "KOREAN": "한국어", "NULL": ""}

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from rootless.build.dockerfile import DockerfileError, Heredoc, Instruction, parse
+from rootless.build.dockerfile import Heredoc, Instruction, parse
+from rootless.errors import DockerfileError
 from rootless.build.heredoc import SCRIPT_DIR, run_command, write_script, write_sources
 
 SHELL = ("/bin/sh", "-c")

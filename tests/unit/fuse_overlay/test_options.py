@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from fuse_overlay.options import UsageError, parse_args
+from fuse_overlay.options import OptionsError, parse_args
 
 
 def test_the_options_of_a_podman_style_command_line() -> None:
@@ -44,6 +44,6 @@ def test_ready_fd_and_debug() -> None:
     (["-x", "/m"], "-x"),
 ])
 def test_a_wrong_command_line_says_what_is_wrong(argv: list[str], says: str) -> None:
-    with pytest.raises(UsageError, match=re.escape(says)) as e:
+    with pytest.raises(OptionsError, match=re.escape(says)) as e:
         parse_args(argv)
     assert "\n" not in str(e.value)

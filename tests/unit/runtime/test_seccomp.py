@@ -10,15 +10,9 @@ import pytest
 import native
 from rootless.runtime.caps import CAP_NUMBERS, DEFAULT_CAPS
 from rootless.runtime.seccomp import (
-    DEFAULT_PROFILE,
-    Condition,
-    Host,
-    ProfileError,
-    Rule,
-    compile_filter,
-    filter_for,
-    parse_profile,
+    DEFAULT_PROFILE, Condition, Host, Rule, compile_filter, filter_for, parse_profile,
 )
+from rootless.errors import ProfileError
 
 ALLOW, EPERM_ = 0x7FFF0000, 0x00050000 | errno.EPERM
 X86_64 = Host("x86_64", (6, 1))
