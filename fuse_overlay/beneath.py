@@ -58,7 +58,7 @@ def _open_below(root_fd: int, relative: str, flags: int, mode: int) -> int:
             return native.openat2(root_fd, relative, flags, native.RESOLVE_CONTAINED, mode)
         except OSError as e:
             if e.errno == errno.EXDEV:
-                raise OSError(errno.ENOENT, os.strerror(errno.ENOENT), relative) from None
+                raise OSError(errno.ENOENT, os.strerror(errno.ENOENT), relative) from e
             if e.errno != errno.ENOSYS:
                 raise
             _has_openat2 = False
@@ -77,7 +77,7 @@ def _walk(root_fd: int, relative: str, flags: int, mode: int) -> int:
                 nxt = os.open(part, DIR_PATH | os.O_NOFOLLOW, dir_fd=fd)
             except OSError as e:
                 if e.errno in (errno.ELOOP, errno.ENOTDIR):
-                    raise OSError(errno.ENOENT, os.strerror(errno.ENOENT), relative) from None
+                    raise OSError(errno.ENOENT, os.strerror(errno.ENOENT), relative) from e
                 raise
             if fd != root_fd:
                 os.close(fd)

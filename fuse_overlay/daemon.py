@@ -45,7 +45,7 @@ def check_dirs(config: Config) -> str | None:
         shutil.rmtree(scratch, ignore_errors=True)  # half copies of a crashed daemon
         os.makedirs(scratch, mode=0o700, exist_ok=True)
     except OSError as e:
-        raise MountRefused(f"workdir {config.workdir}: {e.strerror}") from None
+        raise MountRefused(f"workdir {config.workdir}: {e.strerror}") from e
     if not os.access(config.upperdir, os.W_OK | os.X_OK):
         raise MountRefused(f"upperdir {config.upperdir} is not writable")
     return scratch
@@ -57,7 +57,7 @@ def _need_dir(what: str, path: str) -> None:
             os.listdir(path)
             return
     except OSError as e:
-        raise MountRefused(f"{what} {path}: {e.strerror}") from None
+        raise MountRefused(f"{what} {path}: {e.strerror}") from e
     raise MountRefused(f"{what} {path} is not a directory")
 
 

@@ -52,10 +52,10 @@ def _fuse_errors(fn: F) -> F:
         except pyfuse3.FUSEError:
             raise
         except OSError as e:
-            raise pyfuse3.FUSEError(e.errno or errno.EIO) from None
+            raise pyfuse3.FUSEError(e.errno or errno.EIO) from e
         except Exception as e:  # noqa: BLE001 - a request must never take the daemon down
             print(f"{HANDLER_BUG}{fn.__name__}: {type(e).__name__}: {e}", file=sys.stderr)
-            raise pyfuse3.FUSEError(errno.EIO) from None
+            raise pyfuse3.FUSEError(errno.EIO) from e
     return wrapper  # type: ignore[return-value]
 
 
@@ -815,7 +815,7 @@ class Overlay(pyfuse3.Operations):
             return upperfmt.escape_xattr(os.fsdecode(name))
         except ValueError:
             # The overlay's own bookkeeping: neither visible nor writable through the mount.
-            raise _err(errno.EOPNOTSUPP) from None
+            raise _err(errno.EOPNOTSUPP)
 
     @contextmanager
     def _xattr_target(self, node: Node) -> Iterator[str]:

@@ -118,7 +118,7 @@ def encode_override(uid: int, gid: int, mode: int, rdev: int = 0) -> bytes:
         try:
             value += ":" + _TYPE_NAMES[kind]
         except KeyError:
-            raise ValueError(f"unknown file type {kind:o} for {OVERRIDE_XATTR}") from None
+            raise ValueError(f"unknown file type {kind:o} for {OVERRIDE_XATTR}")
     return value.encode("ascii")
 
 
@@ -132,7 +132,7 @@ def decode_override(value: bytes) -> OverrideStat:
     try:
         fields = value.decode("ascii").split(":")
     except UnicodeDecodeError:
-        raise ValueError(f"{OVERRIDE_XATTR} is not ASCII: {value!r}") from None
+        raise ValueError(f"{OVERRIDE_XATTR} is not ASCII: {value!r}")
     if len(fields) < 3:
         raise ValueError(f"{OVERRIDE_XATTR} needs UID:GID:MODE, got {value!r}")
     uid, gid = _decimal_id(fields[0], value), _decimal_id(fields[1], value)

@@ -164,3 +164,16 @@ class SourceError(RlError):
     """A COPY or ADD source that is missing, excluded, or outside the context: exit 1."""
 
     exit_code = 1
+
+
+def describe(e: BaseException) -> str:
+    """The one line a user reads of an exception: an OSError of a native call as "OPERATION:
+    STRERROR" ("mount shm on /dev/shm: No such file or directory"), another OSError as
+    "STRERROR: PATH", anything else its text."""
+    if isinstance(e, OSError):
+        operation = getattr(e, "operation", None)
+        if operation:
+            return f"{operation}: {e.strerror or e}"
+        where = f": {e.filename}" if e.filename else ""
+        return f"{e.strerror or e}{where}"
+    return str(e)

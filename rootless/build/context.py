@@ -118,7 +118,7 @@ def _file_digests(context_dir: str, files: Sequence[SourceEntry]) -> dict[str, b
         try:
             fd = os.open(os.path.join(context_dir, entry.path), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError as e:
-            raise _unreadable(entry.path, e) from None
+            raise _unreadable(entry.path, e) from e
         try:
             while n := os.readv(fd, [buf]):
                 digest.update(view[:n])
@@ -151,7 +151,7 @@ def _walk_dir(context_dir: str, source: str, real: str, name: str, ignore: Ignor
         with os.scandir(os.path.join(context_dir, real)) as it:
             children = sorted(it, key=lambda e: e.name)
     except OSError as e:
-        raise _unreadable(real, e) from None
+        raise _unreadable(real, e) from e
     for child in children:
         child_real = child.name if real == "." else f"{real}/{child.name}"
         child_name = f"{name}/{child.name}" if name else child.name
@@ -214,7 +214,7 @@ def _glob(context_dir: str, rel: str, ignore: Ignore, command: str) -> list[str]
                     if not go_match(part, name):
                         continue
                 except ValueError:
-                    raise SourceError(f"{command} failed: syntax error in pattern: {rel}") from None
+                    raise SourceError(f"{command} failed: syntax error in pattern: {rel}")
                 found.append(name if candidate == "." else f"{candidate}/{name}")
         candidates = found
     return [c for c in candidates
@@ -228,7 +228,7 @@ def _resolve(context_dir: str, rel: str) -> str | None:
     try:
         path = secure_join(context_dir, rel)
     except RlError:
-        raise SourceError(f"too many levels of symbolic links in the build context: {rel}") from None
+        raise SourceError(f"too many levels of symbolic links in the build context: {rel}")
     if not os.path.lexists(path):
         return None
     return os.path.relpath(path, context_dir)

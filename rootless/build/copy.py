@@ -164,7 +164,7 @@ def write_copy_layer(job: CopyJob) -> str:
     try:
         have = imagefs.existing_dirs(layers, wanted, job.owners) if layers else {}
     except NotADirectoryError as e:
-        raise DockerfileError(f"{job.command}: cannot copy to {job.target}: {e}", job.line) from None
+        raise DockerfileError(f"{job.command}: cannot copy to {job.target}: {e}", job.line) from e
     made_by = fixed or (0, 0)
     with open(job.out, "wb") as f:
         w = HashingWriter(f)  # type: ignore[arg-type]
@@ -198,7 +198,7 @@ def mkdir_layer(builder: Builder, state: StageState, path: str) -> tuple[Path, s
         wanted, have = store.in_userns(_workdir_dirs, layers, path, store.owners) if layers \
             else (sorted({path, *_ancestors(path)} - {"/"}), {})
     except DockerfileError as e:
-        raise DockerfileError(str(e)) from None  # out of the user namespace it is its message only
+        raise DockerfileError(str(e)) from e  # out of the user namespace it is its message only
     return _dirs_layer(builder, wanted, have)
 
 
@@ -247,7 +247,7 @@ def _workdir_dirs(layers: list[str], path: str, owners: str) -> tuple[list[str],
     try:
         return wanted, imagefs.existing_dirs(layers, wanted, owners)
     except NotADirectoryError as e:  # an RlError, to come out of the user namespace as it is
-        raise DockerfileError(f"WORKDIR {path}: {e}") from None
+        raise DockerfileError(f"WORKDIR {path}: {e}") from e
 
 
 def _fetch(urls: list[str], into: str, line: int) -> list[str]:
@@ -272,10 +272,10 @@ def _fetch(urls: list[str], into: str, line: int) -> list[str]:
                 shutil.copyfileobj(r, f)
                 modified = r.headers.get("Last-Modified")
         except urllib.error.HTTPError as e:
-            raise DockerfileError(f"ADD {url}: cannot fetch it: HTTP {e.code} {e.reason}", line) from None
+            raise DockerfileError(f"ADD {url}: cannot fetch it: HTTP {e.code} {e.reason}", line) from e
         except (urllib.error.URLError, OSError, ValueError) as e:
             reason = getattr(e, "reason", None) or e
-            raise DockerfileError(f"ADD {url}: cannot fetch it: {reason}", line) from None
+            raise DockerfileError(f"ADD {url}: cannot fetch it: {reason}", line) from e
         os.chmod(path, 0o600)
         if modified:
             try:
@@ -339,7 +339,7 @@ class _ArchiveDirs:
             try:
                 have = imagefs.existing_dirs(self.layers, missing, self.owners)
             except NotADirectoryError as e:
-                raise DockerfileError(f"ADD: cannot unpack the archive into {named}: {e}", self.line) from None
+                raise DockerfileError(f"ADD: cannot unpack the archive into {named}: {e}", self.line) from e
         for d in missing:
             if d not in have:
                 self.absent.add(d)
@@ -385,7 +385,7 @@ def _extract_into(tf: tarfile.TarFile, path: str, target: str, fixed: tuple[int,
                         ti.mtime = min(ti.mtime, clamp)
                     tf.addfile(ti, src.extractfile(m) if m.isreg() else None)
         except (tarfile.TarError, OSError, EOFError) as e:
-            raise DockerfileError(f"ADD {os.path.basename(path)}: not a readable archive: {e}", line) from None
+            raise DockerfileError(f"ADD {os.path.basename(path)}: not a readable archive: {e}", line) from e
 
 
 def _inside(name: str, target: str, line: int) -> str:
@@ -472,7 +472,7 @@ def _owner(spec: str, passwd: str | None, group: str | None, line: int) -> tuple
         else:
             gid = users.resolve_user(user, passwd, group, ()).gid
     except (LookupError, RlError) as e:
-        raise DockerfileError(f"--chown={spec}: {e}", line) from None
+        raise DockerfileError(f"--chown={spec}: {e}", line) from e
     return uid, gid
 
 

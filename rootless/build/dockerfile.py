@@ -118,7 +118,7 @@ def parse(text: str) -> Dockerfile:
     try:
         commands = _bk.parse_string(text)
     except _bk.GoParseError as e:
-        raise DockerfileError(str(e), _error_line(text, str(e))) from None
+        raise DockerfileError(str(e), _error_line(text, str(e))) from e
     global_args: list[Instruction] = []
     stages: list[Stage] = []
     current: list[Instruction] = []
@@ -149,10 +149,10 @@ def read(path: str) -> Dockerfile:
         else:
             with open(path, encoding="utf-8", errors="surrogateescape") as f:
                 text = f.read()
-    except FileNotFoundError:
-        raise DockerfileError(f"cannot read the Dockerfile {path}: no such file") from None
+    except FileNotFoundError as e:
+        raise DockerfileError(f"cannot read the Dockerfile {path}: no such file") from e
     except OSError as e:
-        raise DockerfileError(f"cannot read the Dockerfile {path}: {e.strerror}") from None
+        raise DockerfileError(f"cannot read the Dockerfile {path}: {e.strerror}") from e
     return parse(text)
 
 
@@ -188,7 +188,7 @@ def stages_needed(df: Dockerfile, target: str | None,
         try:
             return expand(text, env, df.escape)
         except DockerfileError as e:
-            raise e.at(line) from None
+            raise e.at(line) from e
 
     def deps(stage: Stage) -> list[int]:
         out = []

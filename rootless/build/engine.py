@@ -163,9 +163,9 @@ class Builder:
             except DockerfileError as e:
                 # One raised in the user namespace comes back without its line (only its message).
                 raise e if getattr(e, "line", None) is not None or str(e).startswith("Dockerfile:") \
-                    else e.at(instr.line) from None
+                    else e.at(instr.line) from e
             except BuildFailed as e:
-                raise BuildFailed(f"STEP {self.step}/{self.steps}: {_one_line(instr.original)}: {e}") from None
+                raise BuildFailed(f"STEP {self.step}/{self.steps}: {_one_line(instr.original)}: {e}") from e
         return state.image
 
     def _onbuild(self, state: StageState, stage: Stage) -> list[Instruction]:
@@ -183,7 +183,7 @@ class Builder:
             try:
                 (instr,) = parse(f"FROM scratch\n{text}\n").stages[0].instructions
             except (DockerfileError, ValueError):
-                raise DockerfileError(f"the base image's ONBUILD trigger {text!r} cannot be run", stage.line) from None
+                raise DockerfileError(f"the base image's ONBUILD trigger {text!r} cannot be run", stage.line)
             out.append(replace(instr, line=stage.line))
         self.steps += len(out)
         return out
@@ -209,9 +209,9 @@ class Builder:
         try:
             return policy.resolve(self.store, name, self.opts.pull, self.say)
         except ImageNotFound:
-            raise BuildFailed(f"{what} is not in the store (and --pull=never)") from None
+            raise BuildFailed(f"{what} is not in the store (and --pull=never)")
         except RegistryError as e:
-            raise BuildFailed(f"{what}: {e}") from None
+            raise BuildFailed(f"{what}: {e}") from e
 
     def image_for(self, name: str, line: int) -> ImageRecord:
         """What `COPY --from=NAME` copies from: a stage built before (by name or index), else an
@@ -416,7 +416,7 @@ def _expand_at(text: str, env: dict[str, str], escape: str, line: int) -> str:
     try:
         return expand(text, env, escape)
     except DockerfileError as e:
-        raise e.at(line) from None
+        raise e.at(line) from e
 
 
 def _one_line(text: str) -> str:

@@ -103,7 +103,7 @@ class _Lexer:
         try:
             return self._until(None, raw_escapes=False)
         except _Error as e:
-            raise DockerfileError(f'failed to process "{self.text}": {e}') from None
+            raise DockerfileError(f'failed to process "{self.text}": {e}') from e
 
     def _peek(self) -> str:
         return self.text[self.pos] if self.pos < len(self.text) else ""
@@ -253,7 +253,7 @@ class _Lexer:
             return self._until("}", raw_escapes)[0]
         except _Error:
             if not self._peek():
-                raise _Error("syntax error: missing '}'") from None
+                raise _Error("syntax error: missing '}'")
             raise
 
     def _replace(self, name: str) -> str:
@@ -264,7 +264,7 @@ class _Lexer:
             pattern = self._until("/", raw_escapes=True)[0]
         except _Error:
             if not self._peek():
-                raise _Error("syntax error: missing '/' in ${}") from None
+                raise _Error("syntax error: missing '/' in ${}")
             raise
         replacement = self._word_until_brace(raw_escapes=True)
         value = self.env.get(name, "")

@@ -60,7 +60,7 @@ def _write_files(files: Sequence[tuple[str, str]], into: Path, mode: int, comman
             fd = os.open(into / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
         except FileExistsError:
             raise DockerfileError(f"{command} <<{name}: two heredocs of one instruction name the same "
-                                  f"file") from None
+                                  f"file")
         with open(fd, "w", encoding="utf-8", errors="surrogateescape") as f:
             os.fchmod(fd, mode)  # whatever the umask
             f.write(text)

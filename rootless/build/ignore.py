@@ -115,7 +115,7 @@ def _pattern(text: str) -> Pattern:
         go_match_regex(text)  # patternmatcher refuses what filepath.Match refuses
         regex = re.compile(_ignore_regex(text), re.DOTALL)
     except (re.error, ValueError):
-        raise RlError(f"{IGNORE_FILE}: syntax error in pattern: {text}") from None
+        raise RlError(f"{IGNORE_FILE}: syntax error in pattern: {text}")
     return Pattern(text, exception, regex)
 
 

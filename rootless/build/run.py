@@ -47,7 +47,7 @@ def run_step(builder: Builder, state: StageState, command: list[str], network: s
         try:
             code = run_foreground(store, rec, spec, cdir, echo=not builder.opts.quiet)
         except StartFailed as e:
-            raise BuildFailed(f"RUN {' '.join(command)}: {e} (exit code {e.exit_code})") from None
+            raise BuildFailed(f"RUN {' '.join(command)}: {e} (exit code {e.exit_code})") from e
         if code != 0:
             raise BuildFailed(f'process "{" ".join(command)}" did not complete successfully: exit code: {code}')
         with store.adding():

@@ -402,7 +402,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not getattr(args, "run", None):
             parser.print_help()
             return 0 if args.command is None else 125
-    from rootless.errors import RlError
+    from rootless.errors import RlError, describe
 
     try:
         code = _load(args.run)(args)
@@ -420,8 +420,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as e:
         if os.environ.get("RL_DEBUG"):
             raise
-        where = f": {e.filename}" if e.filename else ""
-        sys.stderr.write(f"Error: {e.strerror or e}{where}\n")
+        sys.stderr.write(f"Error: {describe(e)}\n")
         return 125
     except Exception as e:  # noqa: BLE001 - a user never sees a traceback
         if os.environ.get("RL_DEBUG"):

@@ -26,7 +26,7 @@ def _pairs(arg: str, what: str) -> list[tuple[str, str]]:
     try:
         words = shlex.split(arg)
     except ValueError as e:
-        raise UsageError(f"--change {what}: {e}") from None
+        raise UsageError(f"--change {what}: {e}") from e
     if len(words) >= 2 and "=" not in words[0]:
         return [(words[0], arg.strip()[len(arg.strip().split(None, 1)[0]):].strip())]
     out = []

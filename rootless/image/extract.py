@@ -92,7 +92,7 @@ class _StrictTarInfo(tarfile.TarInfo):
         except (tarfile.EOFHeaderError, tarfile.EmptyHeaderError):  # type: ignore[attr-defined]  # not in typeshed
             raise
         except tarfile.HeaderError as e:
-            raise _Corrupt(str(e) or type(e).__name__) from None
+            raise _Corrupt(str(e) or type(e).__name__) from e
 
 
 # Everything tarfile raises on bytes that are not a well-formed tar.
@@ -146,12 +146,12 @@ def _feed(stream: BinaryIO | IO[bytes], ex: _Extractor) -> None:
         tf = tarfile.open(fileobj=cast(IO[bytes], reader), mode="r:", tarinfo=_StrictTarInfo,
                           encoding="utf-8", errors="surrogateescape")
     except _TAR_ERRORS as e:
-        raise _corrupt(e, ex.noun) from None
+        raise _corrupt(e, ex.noun) from e
     while True:
         try:
             ti = tf.next()
         except _TAR_ERRORS as e:
-            raise _corrupt(e, ex.noun) from None
+            raise _corrupt(e, ex.noun) from e
         if ti is None:
             break
         # Members are read once; keeping them all would cost ~1 KB per entry.
@@ -161,7 +161,7 @@ def _feed(stream: BinaryIO | IO[bytes], ex: _Extractor) -> None:
             if reader.ended_before(tf.offset, _data_end(ti, tf.offset)):
                 break
         except _Corrupt as e:
-            raise _corrupt(e, ex.noun) from None
+            raise _corrupt(e, ex.noun) from e
     ex.finish()
 
 
@@ -271,7 +271,7 @@ class _Extractor:
         except FileNotFoundError:
             if not create:
                 raise LayerError(f"{self.noun} entry {entry!r} refers to {key!r}, "
-                                 f"which is not in this {self.noun}") from None
+                                 f"which is not in this {self.noun}")
             os.mkdir(name, 0o700, dir_fd=parent_fd)
             self.dirs[key] = _IMPLICIT_DIR
             fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
@@ -279,7 +279,7 @@ class _Extractor:
             if e.errno not in (errno.ENOTDIR, errno.ELOOP):
                 raise
             what = "a symlink" if stat.S_ISLNK(os.lstat(name, dir_fd=parent_fd).st_mode) else "not a directory"
-            raise LayerEscape(f"{self.noun} entry {entry!r} goes through {key!r}, which is {what}") from None
+            raise LayerEscape(f"{self.noun} entry {entry!r} goes through {key!r}, which is {what}") from e
         self.fds[key] = fd
         if len(self.fds) > _MAX_OPEN_DIRS:
             # The oldest is never `parent_fd`'s only user: callers use just the fd returned.
@@ -375,7 +375,7 @@ class _Extractor:
                     reader.seek(ti.offset_data)
                     _copy(reader, fd, ti.size)
             except _TAR_ERRORS as e:
-                raise _corrupt(e, self.noun) from None
+                raise _corrupt(e, self.noun) from e
             self._apply_fd(fd, _meta(ti), stat.S_IFREG)
         finally:
             os.close(fd)
@@ -411,7 +411,7 @@ class _Extractor:
                 tst = os.lstat(tbase, dir_fd=tpfd)
             except FileNotFoundError:
                 raise LayerError(f"{self.noun} entry {entry!r} is a hard link to {linkname!r}, "
-                                 f"which is not in this {self.noun}") from None
+                                 f"which is not in this {self.noun}")
             if stat.S_ISDIR(tst.st_mode):
                 raise LayerError(f"{self.noun} entry {entry!r} is a hard link to the directory {linkname!r}")
             pfd = self._dir(pkey, entry, create=True)

@@ -143,7 +143,7 @@ class _TarFiles(_Files):
                 f.seek(tf.offset)
                 end = f.read(_BLOCK)
         except tarfile.TarError as e:
-            raise ArchiveError(f"{label} is not a tar archive, or is corrupt ({e})") from None
+            raise ArchiveError(f"{label} is not a tar archive, or is corrupt ({e})") from e
         if end != bytes(_BLOCK):
             raise ArchiveError(f"{label} is truncated or corrupt: its tar stream ends without an end marker")
 
@@ -196,9 +196,9 @@ def _spool(store: Store, f: BinaryIO, head: bytes, label: str) -> _TarFiles:
     except OSError as e:
         if e.errno is not None:  # a real I/O error, such as a full disk
             raise
-        raise ArchiveError(f"{label} is corrupt or truncated ({compression}: {e})") from None
+        raise ArchiveError(f"{label} is corrupt or truncated ({compression}: {e})") from e
     except Exception as e:  # gzip, bz2, lzma and zstandard each raise their own kinds  # noqa: BLE001
-        raise ArchiveError(f"{label} is corrupt or truncated ({compression}: {type(e).__name__}: {e})") from None
+        raise ArchiveError(f"{label} is corrupt or truncated ({compression}: {type(e).__name__}: {e})") from e
     return _TarFiles(str(path), label)
 
 
@@ -231,7 +231,7 @@ def open_source(store: Store, source: str) -> _Files:
     try:
         st = os.stat(source)
     except FileNotFoundError:
-        raise RlError(f"{source}: no such file or directory") from None
+        raise RlError(f"{source}: no such file or directory")
     if stat.S_ISDIR(st.st_mode):
         return _DirFiles(Path(source).absolute())
     with open(source, "rb") as f:
@@ -263,7 +263,7 @@ def _json(data: bytes, what: str) -> Any:
     try:
         return json.loads(data)
     except (ValueError, UnicodeDecodeError):
-        raise ArchiveError(f"{what} is not valid JSON") from None
+        raise ArchiveError(f"{what} is not valid JSON")
 
 
 def _name(value: object, where: str) -> Reference:
@@ -272,7 +272,7 @@ def _name(value: object, where: str) -> Reference:
             raise NameInvalid("not a string")
         return parse(value)
     except NameInvalid:
-        raise ArchiveError(f"{where} names an image {value!r}, which is not a valid reference") from None
+        raise ArchiveError(f"{where} names an image {value!r}, which is not a valid reference")
 
 
 def _digest_in_name(name: str, json_suffix: bool) -> str | None:

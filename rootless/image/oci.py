@@ -73,7 +73,7 @@ def layer_compression(media_type: str) -> str:
     try:
         return LAYER_COMPRESSION[media_type]
     except KeyError:
-        raise ArchiveError(f"unknown layer media type {media_type!r}") from None
+        raise ArchiveError(f"unknown layer media type {media_type!r}")
 
 
 def chain_ids(diff_ids: list[str]) -> list[str]:
@@ -207,7 +207,7 @@ class Descriptor:
             return Descriptor(str(d["mediaType"]), str(d["digest"]), int(d["size"]),
                               tuple((str(k), str(v)) for k, v in (d.get("annotations") or {}).items()))
         except (KeyError, TypeError, ValueError):
-            raise ArchiveError(f"malformed descriptor in {what}") from None
+            raise ArchiveError(f"malformed descriptor in {what}")
 
 
 @valueclass
@@ -261,7 +261,7 @@ def json_object(data: bytes, what: str) -> dict[str, Any]:
     try:
         doc = json.loads(data)
     except (ValueError, UnicodeDecodeError):
-        raise ArchiveError(f"{what} is not valid JSON") from None
+        raise ArchiveError(f"{what} is not valid JSON")
     if not isinstance(doc, dict):
         raise ArchiveError(f"{what} is not a JSON object")
     return doc

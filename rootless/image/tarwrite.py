@@ -249,7 +249,7 @@ class _Writer:
                     try:
                         override = upperfmt.decode_override(os.getxattr(fd, name))
                     except ValueError as e:
-                        raise RlError(f"cannot archive {self.shown(path)}: {e}") from None
+                        raise RlError(f"cannot archive {self.shown(path)}: {e}") from e
                 continue
             # tarfile writes PAX values with surrogates as raw bytes (hdrcharset=BINARY).
             pax["SCHILY.xattr." + name] = os.getxattr(fd, name).decode("utf-8", "surrogateescape")

@@ -48,9 +48,9 @@ def _read(path: Path) -> dict[str, object]:
     except FileNotFoundError:
         return {}
     except (ValueError, UnicodeDecodeError):
-        raise AuthError(f"{path} is not valid JSON: fix or remove it") from None
+        raise AuthError(f"{path} is not valid JSON: fix or remove it")
     except OSError as e:
-        raise AuthError(f"cannot read {path}: {e.strerror}") from None
+        raise AuthError(f"cannot read {path}: {e.strerror}") from e
     if not isinstance(doc, dict):
         raise AuthError(f"{path} is not a JSON object: fix or remove it")
     return doc
@@ -62,7 +62,7 @@ def _decode(entry: object, path: Path) -> Credentials | None:
     try:
         user, sep, password = base64.b64decode(entry["auth"]).decode().partition(":")
     except (ValueError, UnicodeDecodeError):
-        raise AuthError(f"{path} holds a malformed \"auth\" entry: log in again") from None
+        raise AuthError(f"{path} holds a malformed \"auth\" entry: log in again")
     if not sep:
         raise AuthError(f"{path} holds a malformed \"auth\" entry: log in again")
     return Credentials(user, password)

@@ -244,9 +244,9 @@ class Registry:
             r = self._retrying(lambda: self._http.get(realm, params=query, headers=headers, follow_redirects=True))
         except RegistryUnreachable as e:
             raise AuthError(f"cannot reach the token service {urlsplit(realm).netloc} of {self.host}: "
-                            f"{e.__cause__ or e}") from None
+                            f"{e.__cause__ or e}") from e
         except httpx.TooManyRedirects:
-            raise AuthError(f"the token service of {self.host} redirects in a loop ({realm})") from None
+            raise AuthError(f"the token service of {self.host} redirects in a loop ({realm})")
         with closing(r):
             if r.status_code in (401, 403):
                 raise AuthError(error_message(r, f"the token service of {self.host} refused the credentials"))
@@ -255,7 +255,7 @@ class Registry:
             try:
                 doc = r.json()
             except (ValueError, httpx.DecodingError):
-                raise AuthError(f"the token service of {self.host} answered something that is not JSON") from None
+                raise AuthError(f"the token service of {self.host} answered something that is not JSON")
         token = doc.get("token") or doc.get("access_token") if isinstance(doc, dict) else None
         if not isinstance(token, str) or not token:
             raise AuthError(f"the token service of {self.host} answered without a token")
@@ -382,7 +382,7 @@ class Registry:
         try:
             declared = json.loads(data).get("mediaType")
         except (ValueError, AttributeError):
-            raise RegistryError(f"the manifest of {what} is not a JSON object") from None
+            raise RegistryError(f"the manifest of {what} is not a JSON object")
         # The document's own mediaType wins over a Content-Type some registries get wrong.
         return FetchedManifest(data, declared or media_type or oci.MT_OCI_MANIFEST, digest)
 

@@ -38,7 +38,7 @@ def _load() -> tuple[Path | None, dict[str, Any]]:
     except FileNotFoundError:
         return path, {}
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
-        raise UsageError(f"cannot read the registries configuration {path}: {e}") from None
+        raise UsageError(f"cannot read the registries configuration {path}: {e}") from e
 
 
 def _v1_list(doc: dict[str, Any], table: str) -> list[str]:

@@ -76,7 +76,7 @@ def resolve_manifest(reg: Registry, ref: Reference, want: oci.Platform) -> tuple
         _, data = oci.resolve_image(oci.Descriptor(top.media_type, top.digest, len(top.data)), fetch, want,
                                     ref.familiar())
     except ArchiveError as e:
-        raise RegistryError(str(e)) from None
+        raise RegistryError(str(e)) from e
     return data, top.digest
 
 
@@ -111,7 +111,7 @@ def _pull(store: Store, name: str, platform: str | None, tls_verify: bool, say: 
         try:
             manifest = oci.Manifest.parse(manifest_bytes, f"the manifest of {ref.familiar()}")
         except ArchiveError as e:
-            raise RegistryError(str(e)) from None
+            raise RegistryError(str(e)) from e
         if manifest.config.media_type not in (oci.MT_OCI_CONFIG, oci.MT_DOCKER_CONFIG):
             raise RegistryError(f"{ref.familiar()} is not a container image: its config has media type "
                                 f"{manifest.config.media_type!r}")

@@ -18,7 +18,7 @@ import signal
 from pathlib import Path
 
 import native
-from rootless.errors import RlError
+from rootless.errors import RlError, describe
 from rootless.runtime import handoff, nsinit, users
 from rootless.runtime.launch import wait_exit
 from rootless.runtime.spec import ContainerSpec
@@ -151,7 +151,7 @@ def exec_in(c: Container, opts: ExecOptions) -> int:
         except (FileNotFoundError, ProcessLookupError):
             nsinit.report(err_w, 125, f"container {c.rec.name} is not running")  # it exited meanwhile
         except BaseException as e:  # noqa: BLE001 - the parent reads the reason from the pipe
-            nsinit.report(err_w, 125, f"cannot join container {c.rec.name}: {nsinit.describe(e)}")
+            nsinit.report(err_w, 125, f"cannot join container {c.rec.name}: {describe(e)}")
         finally:
             os._exit(code)
     os.close(err_w)

@@ -37,7 +37,7 @@ def check_preserved(count: int) -> None:
             os.fstat(fd)
         except OSError:
             raise UsageError(f"--preserve-fds {count} passes descriptors {_FIRST} to {_FIRST + count - 1}, "
-                             f"but descriptor {fd} is not open") from None
+                             f"but descriptor {fd} is not open")
 
 
 def shed_host_descriptors(preserve: int, keep: int) -> None:
@@ -78,11 +78,11 @@ def enter_workdir(path: str, code: int, create: bool) -> None:
             os.makedirs(path, exist_ok=True)
         os.chdir(path)
     except OSError as e:
-        raise StartFailed(code, f"cannot use the working directory {path}: {e.strerror}") from None
+        raise StartFailed(code, f"cannot use the working directory {path}: {e.strerror}") from e
     try:
         os.getcwd()
     except FileNotFoundError:
-        raise StartFailed(code, f"cannot use the working directory {path}: it is outside the container") from None
+        raise StartFailed(code, f"cannot use the working directory {path}: it is outside the container")
 
 
 def read_account_file(path: str) -> str | None:
@@ -101,7 +101,7 @@ def read_account_file(path: str) -> str | None:
         return None
     except OSError as e:
         what = "a symbolic link" if e.errno == errno.ELOOP else e.strerror
-        raise StartFailed(125, f"cannot read {path} in the container: {what}") from None
+        raise StartFailed(125, f"cannot read {path} in the container: {what}") from e
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise StartFailed(125, f"cannot read {path} in the container: it is not a regular file")

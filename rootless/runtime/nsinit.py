@@ -20,7 +20,7 @@ import stat
 from collections.abc import Iterator
 
 import native
-from rootless.errors import RlError, StartFailed
+from rootless.errors import RlError, StartFailed, describe
 from rootless.runtime import caps as capsmod
 from rootless.runtime import handoff, mountfd, users
 from rootless.runtime.spec import ContainerSpec
@@ -65,7 +65,7 @@ def _mount_volumes(spec: ContainerSpec, root_fd: int, created: list[str]) -> Non
             try:
                 mountfd.bind(m.source, target, m.readonly)
             except OSError as e:
-                raise StartFailed(125, f"cannot mount {m.source} on {m.target}: {e.strerror}") from None
+                raise StartFailed(125, f"cannot mount {m.source} on {m.target}: {e.strerror}") from e
 
 
 @contextlib.contextmanager
@@ -253,7 +253,7 @@ def mount_rootfs(spec: ContainerSpec, cdir: str, rootfs: str):  # type: ignore[n
             return fuse_overlay.mount(list(reversed(spec.layers)), f"{cdir}/upper", f"{cdir}/work", rootfs,
                                       ["xattr_permissions=2"] if spec.single_id else [], stderr_path=log)
         except fuse_overlay.FuseOverlayError as e:
-            raise StartFailed(125, f"cannot mount the FUSE overlay: {e} (its log is {log})") from None
+            raise StartFailed(125, f"cannot mount the FUSE overlay: {e} (its log is {log})") from e
     if spec.driver == "overlay":
         lower = ":".join(reversed(spec.layers))
         data = f"lowerdir={lower},upperdir={cdir}/upper,workdir={cdir}/work,userxattr"
@@ -266,7 +266,7 @@ def mount_rootfs(spec: ContainerSpec, cdir: str, rootfs: str):  # type: ignore[n
                 native.mount("overlay", rootfs, "overlay", 0, data)  # a kernel before 5.10
         except OSError as e:
             raise StartFailed(125, f"cannot mount the kernel overlay ({e.strerror}): try "
-                                  "--storage-driver vfs") from None
+                                  "--storage-driver vfs") from e
     else:
         native.mount(rootfs, rootfs, None, native.MS_BIND | native.MS_REC)
     return None
@@ -306,13 +306,6 @@ def read_report(fd: int) -> StartFailed | None:
         return parse_report(read_all(fd).decode(errors="replace"))
     finally:
         os.close(fd)
-
-
-def describe(e: BaseException) -> str:
-    if isinstance(e, OSError):
-        where = f": {e.filename}" if e.filename else ""
-        return f"{e.strerror or e}{where}"
-    return str(e)
 
 
 def _pid1(spec: ContainerSpec, rootfs: str, err_fd: int) -> int:
@@ -426,7 +419,7 @@ def become(spec: ContainerSpec, user: users.ResolvedUser) -> None:
         if e.errno == errno.EINVAL:
             raise StartFailed(125, f"user {user.uid}:{user.gid} is not mapped in this container: "
                                   + ("without a subordinate id range only root (0) exists inside"
-                                     if spec.single_id else "it is outside the subordinate id range")) from None
+                                     if spec.single_id else "it is outside the subordinate id range")) from e
         raise
 
 
@@ -438,7 +431,7 @@ def _install_seccomp(program: str) -> None:
     try:
         native.seccomp_install(bytes.fromhex(program))
     except OSError as e:
-        raise StartFailed(125, f"cannot load the seccomp filter: {e.strerror}") from None
+        raise StartFailed(125, f"cannot load the seccomp filter: {e.strerror}") from e
 
 
 def exec_command(args: tuple[str, ...], env: list[str], err_fd: int) -> None:
@@ -450,13 +443,13 @@ def exec_command(args: tuple[str, ...], env: list[str], err_fd: int) -> None:
         os.execvpe(args[0], list(args), envd)
     except FileNotFoundError:
         where = "" if "/" in args[0] else " in $PATH"
-        raise StartFailed(127, f"{args[0]}: executable file not found{where}") from None
+        raise StartFailed(127, f"{args[0]}: executable file not found{where}")
     except PermissionError:
-        raise StartFailed(126, f"{args[0]}: permission denied") from None
+        raise StartFailed(126, f"{args[0]}: permission denied")
     except OSError as e:
         if e.errno in (errno.ENOEXEC, errno.EISDIR, errno.ENOTDIR):
-            raise StartFailed(126, f"{args[0]}: {e.strerror}") from None
-        raise StartFailed(127 if e.errno == errno.ENOENT else 126, f"{args[0]}: {e.strerror}") from None
+            raise StartFailed(126, f"{args[0]}: {e.strerror}") from e
+        raise StartFailed(127 if e.errno == errno.ENOENT else 126, f"{args[0]}: {e.strerror}") from e
 
 
 def _tiny_init(spec: ContainerSpec, env: list[str], err_fd: int) -> int:

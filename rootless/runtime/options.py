@@ -174,7 +174,7 @@ def parse_mount(spec: str) -> MountSpec:
     try:
         fields = next(csv.reader([spec]), [])
     except csv.Error as e:
-        raise UsageError(f"{what}: {e}") from None
+        raise UsageError(f"{what}: {e}") from e
     mtype = "volume"
     source: str | None = None
     target = ""
@@ -322,14 +322,14 @@ def parse_env_file(path: str | os.PathLike[str]) -> list[tuple[str, str | None]]
         with open(path, "rb") as f:
             raw = f.read()
     except OSError as e:
-        raise UsageError(f"cannot read the env file {os.fsdecode(path)}: {e.strerror}") from None
+        raise UsageError(f"cannot read the env file {os.fsdecode(path)}: {e.strerror}") from e
     name = os.fsdecode(path)
     out: list[tuple[str, str | None]] = []
     for lineno, line_bytes in enumerate(raw.removeprefix(b"\xef\xbb\xbf").split(b"\n"), 1):
         try:
             line = line_bytes.removesuffix(b"\r").decode("utf-8")
         except UnicodeDecodeError:
-            raise UsageError(f"{name}:{lineno}: the env file is not valid UTF-8") from None
+            raise UsageError(f"{name}:{lineno}: the env file is not valid UTF-8")
         line = line.lstrip()
         if not line or line.startswith("#"):
             continue

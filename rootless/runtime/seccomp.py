@@ -104,7 +104,7 @@ def filter_for(option: str, caps: frozenset[int]) -> str:
     try:
         text = path.read_bytes()
     except OSError as e:
-        raise ProfileError(str(path), e.strerror or str(e)) from None
+        raise ProfileError(str(path), e.strerror or str(e)) from e
     host = Host.this()
     key = sha256(b"%s\0%s\0%s\0%s" % (text, ",".join(map(str, sorted(caps))).encode(), host.machine.encode(),
                                        os.uname().release.encode())).hexdigest()
@@ -130,7 +130,7 @@ def _decode(text: bytes, source: str) -> str:
     try:
         return text.decode()
     except UnicodeDecodeError as e:
-        raise ProfileError(source, f"not UTF-8 text ({e.reason} at byte {e.start})") from None
+        raise ProfileError(source, f"not UTF-8 text ({e.reason} at byte {e.start})") from e
 
 
 def parse_profile(text: str, source: str, caps: frozenset[int], host: Host) -> Filter:
@@ -139,7 +139,7 @@ def parse_profile(text: str, source: str, caps: frozenset[int], host: Host) -> F
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as e:
-        raise ProfileError(source, f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+        raise ProfileError(source, f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from e
     if not isinstance(doc, dict):
         raise ProfileError(source, "not a JSON object")
     if "defaultAction" not in doc:

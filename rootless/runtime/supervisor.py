@@ -246,7 +246,7 @@ def send_signal(store: Store, rec: ContainerRecord, sig: int) -> None:
     try:
         os.kill(pid1, sig)
     except OSError as e:
-        raise RlError(f"cannot send signal {sig} to container {rec.name}: {e.strerror}") from None
+        raise RlError(f"cannot send signal {sig} to container {rec.name}: {e.strerror}") from e
 
 
 def wait_gone(rec: ContainerRecord, timeout: float | None) -> bool:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import native
-from rootless.errors import ArchiveCorrupt, RlError
+from rootless.errors import ArchiveCorrupt, RlError, describe
 from rootless.image import oci
 from rootless.image.changes import apply_change
 from rootless.image.derive import HashingWriter, derive
@@ -95,9 +95,9 @@ def source_kind(path: str) -> bool:
     try:
         st = os.stat(path) if follow else os.lstat(path)
     except FileNotFoundError:
-        raise RlError(f"no such file or directory: {path}") from None
+        raise RlError(f"no such file or directory: {path}")
     except NotADirectoryError:
-        raise RlError(f"not a directory: {path}") from None
+        raise RlError(f"not a directory: {path}")
     if follow and not stat.S_ISDIR(st.st_mode):
         raise RlError(f"not a directory: {path}")
     return stat.S_ISDIR(st.st_mode)
@@ -130,7 +130,7 @@ def tar_in(dest_dir: str, in_fd: int, owner: Owner) -> None:
         try:
             dest_fd = os.open(dest_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as e:
-            raise RlError(f"cannot copy into {dest_dir}: {e.strerror}") from None
+            raise RlError(f"cannot copy into {dest_dir}: {e.strerror}") from e
         try:
             extract_into(f, dest_fd, owners=_EXTRACT_OWNERS[owner])
         finally:
@@ -200,7 +200,7 @@ def _start(store: Store, c: Container, view: View, fn: Callable[..., Any], args:
             sys.path_importer_cache.clear()
             payload: tuple[str, Any] = ("ok", fn(*args))
         except (OSError, RlError) as e:
-            payload = ("error", nsinit.describe(e))
+            payload = ("error", describe(e))
         finally:
             if fuse is not None:
                 fuse.unmount()
@@ -230,7 +230,7 @@ def _join(c: Container) -> None:
     try:
         join_namespaces(c.ns_pid, ("user", "mnt"), c.pid1)
     except (FileNotFoundError, ProcessLookupError):
-        raise RlError(f"container {c.rec.name} is not running") from None  # it exited meanwhile
+        raise RlError(f"container {c.rec.name} is not running")  # it exited meanwhile
 
 
 def _snapshot_mount(store: Store, c: Container) -> str:
@@ -269,7 +269,7 @@ def _enter_rootfs(c: Container, view: View, snapshot_mount: str, scratch: str): 
                 fuse = fuse_overlay.mount(lowers, os.path.join(scratch, "upper"), os.path.join(scratch, "work"),
                                           rootfs, ["xattr_permissions=2"] if c.spec.single_id else [])
             except fuse_overlay.FuseOverlayError as e:
-                raise RlError(f"cannot mount the FUSE overlay: {e}") from None
+                raise RlError(f"cannot mount the FUSE overlay: {e}") from e
     os.chdir(rootfs)
     os.chroot(".")
     os.chdir("/")
@@ -300,8 +300,8 @@ def copy_out(store: Store, c: Container, src: str, dest: str) -> None:
             # A stream cut short is the helper's failure, told better by its own message; any
             # other error is ours, and the helper only saw the pipe close.
             if isinstance(e, ArchiveCorrupt):
-                raise helper_error from None
-        raise RlError(f"cannot copy {src} out of {c.rec.name}: {nsinit.describe(e)}") from None
+                raise helper_error from helper_error
+        raise RlError(f"cannot copy {src} out of {c.rec.name}: {describe(e)}") from e
     helper.result()
 
 

@@ -95,7 +95,7 @@ def _open_in_layer(layers: Sequence[str], path: str) -> int:
     try:
         return beneath.open_in(root, path[len(layer):], os.O_RDONLY | os.O_DIRECTORY)
     except OSError as e:
-        raise StoreError(f"cannot copy the image's {path[len(layer):]} into a volume: {e.strerror}") from None
+        raise StoreError(f"cannot copy the image's {path[len(layer):]} into a volume: {e.strerror}") from e
     finally:
         os.close(root)
 

@@ -95,7 +95,7 @@ class BlobStore:
             found = path.stat().st_size
         except FileNotFoundError:
             raise StoreError(f"blob {digest} of image {image} is missing from the store (remove the image "
-                             "and load or pull it again)") from None
+                             "and load or pull it again)")
         if found != size:
             raise StoreError(f"blob {digest} of image {image} is {found} bytes, its manifest says {size}")
         return path, found
@@ -105,7 +105,7 @@ class BlobStore:
             return self.path(digest).read_bytes()
         except FileNotFoundError:
             raise StoreError(f"blob {digest} is missing from the store (run 'rl system prune' and "
-                             "load the image again)") from None
+                             "load the image again)")
 
     def writer(self, tmp_path: Path) -> BlobWriter:
         self.dir.mkdir(parents=True, exist_ok=True)

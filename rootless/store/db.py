@@ -82,7 +82,7 @@ def connect(path: Path) -> sqlite3.Connection:
         elif version > SCHEMA_VERSION:
             raise StoreError(f"the store at {path.parent} was made by a newer rl (schema {version})")
     except sqlite3.DatabaseError as e:
-        raise StoreError(f"cannot open the store database {path}: {e}") from None
+        raise StoreError(f"cannot open the store database {path}: {e}") from e
     return conn
 
 
@@ -112,4 +112,4 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         if "full" not in str(e) and "I/O" not in str(e):
             raise
         # SQLite rolls back what it could not write: the store stays as it was before.
-        raise StoreFull(f"cannot write the store database: {e} (free some space, e.g. rl system prune)") from None
+        raise StoreFull(f"cannot write the store database: {e} (free some space, e.g. rl system prune)") from e

@@ -74,7 +74,7 @@ class Store:
         try:
             self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as e:
-            raise StoreError(f"cannot create the store at {self.root}: {e.strerror}") from None
+            raise StoreError(f"cannot create the store at {self.root}: {e.strerror}") from e
         self._mapping = mapping
         self.blobs = BlobStore(self.root)
         self.layers = LayerStore(self.root)
@@ -459,7 +459,7 @@ class Store:
                                  rec.init_pid, rec.init_start))
         except sqlite3.IntegrityError:
             raise NameInUse(f"the container name {rec.name!r} is already in use: remove that container "
-                            "or choose another name") from None
+                            "or choose another name")
 
     def containers(self) -> list[ContainerRecord]:
         return [ContainerRecord(*r) for r in self.db.execute("SELECT * FROM containers ORDER BY created")]

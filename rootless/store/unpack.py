@@ -140,12 +140,12 @@ def run_job(job: UnpackJob) -> UnpackResult:
                 if job.digest is not None and not io_error and not isinstance(e, ArchiveError):
                     src.drain()
                     if "sha256:" + src.hash.hexdigest() != job.digest:
-                        raise DigestMismatch("layer", job.digest, "sha256:" + src.hash.hexdigest()) from None
+                        raise DigestMismatch("layer", job.digest, "sha256:" + src.hash.hexdigest()) from e
                 if isinstance(e, RlError):
                     raise
                 if io_error:
                     raise  # disk full, permission: not the layer's fault
-                raise LayerError(f"layer is corrupt or truncated: {type(e).__name__}: {e}") from None
+                raise LayerError(f"layer is corrupt or truncated: {type(e).__name__}: {e}") from e
             diff_id = "sha256:" + stream.hash.hexdigest()
             diff_size = stream.size
             src.drain()

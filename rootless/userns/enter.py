@@ -32,7 +32,7 @@ def write_maps(pid: int, mapping: IdMapping) -> None:
             with open(f"/proc/{pid}/gid_map", "w") as f:
                 f.write(f"{g.inside} {g.outside} {g.count}\n")
         except OSError as e:
-            raise IdMapError(f"cannot write the id map of the user namespace: {e.strerror}") from None
+            raise IdMapError(f"cannot write the id map of the user namespace: {e.strerror}") from e
         return
     # Both helpers run at once: each is a setuid exec of a few milliseconds on the start path.
     running = []
@@ -70,7 +70,7 @@ def _spawn(args: list[str]) -> tuple[int, int]:
         ])
     except OSError as e:
         os.close(r)
-        raise IdMapError(f"cannot run {args[0]}: {e.strerror} (install the 'uidmap' package)") from None
+        raise IdMapError(f"cannot run {args[0]}: {e.strerror} (install the 'uidmap' package)") from e
     finally:
         os.close(w)
     return pid, r
