@@ -495,12 +495,13 @@ class Store:
         with dbmod.transaction(self.db):
             self.db.execute("DELETE FROM containers WHERE id=?", (container_id,))
 
-    # The compare-and-set changes below happen only while the record is still `rec` as its caller
-    # read it: a supervisor that just finished has written the real exit code, or another process
-    # has claimed the container, meanwhile. Each returns whether it did.
+    # Compare-and-set changes: each happens only if nobody changed the record since its caller
+    # read `rec` (a supervisor that just finished may have written the real exit code meanwhile, or
+    # another rl reaped the container), and returns whether it did.
 
     def claim_container(self, rec: ContainerRecord, pid: int, pid_start: int) -> bool:
-        """Name another process (pid, start ticks) as the one the record's owner was."""
+        """Name another process (pid, start ticks) as the container's owner, if the owner is still
+        the process `rec` names (whatever its status)."""
         with dbmod.transaction(self.db):
             return self.db.execute("UPDATE containers SET pid=?, pid_start=? WHERE id=? AND pid=? AND pid_start=?",
                                    (pid, pid_start, rec.id, rec.pid, rec.pid_start)).rowcount == 1
