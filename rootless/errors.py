@@ -111,6 +111,11 @@ class StartFailed(RlError):
 class NameInUse(RlError):
     """A container name another container has."""
 
+    def __init__(self, name: str) -> None:
+        super().__init__(f"the container name {name!r} is already in use: remove that container or choose "
+                         "another name")
+        self.name = name
+
 
 class ContainerNotFound(RlError):
     def __init__(self, ref: str) -> None:

@@ -378,13 +378,13 @@ class Builder:
 
     def cached_or(self, state: StageState, key: str, make: Any) -> None:
         if not self.opts.no_cache:
-            hit = cache.lookup(self.store, key)
+            hit = self.store.cached_build_step(key)
             if hit is not None:
                 self.say(f"---> Using cache {hit.id.removeprefix('sha256:')}")
                 self._now_at(state, hit)
                 return
         image = make()
-        cache.remember(self.store, key, image)
+        self.store.record_build_step(key, image)
         self.say(f"--> {image.short_id}")
         self._now_at(state, image)
 

@@ -173,8 +173,8 @@ def cmd_history(args: argparse.Namespace) -> int:
     with open_store(args) as store:
         img = store.resolve(args.image)
         cfg = store.config(img)
-        sizes = [store.db.execute("SELECT size FROM layers WHERE chain_id=?", (c,)).fetchone() for c in img.chain_ids]
-    layer_sizes = [s[0] if s else 0 for s in sizes]
+        sizes = store.layer_sizes()
+    layer_sizes = [sizes.get(c, 0) for c in img.chain_ids]
     entries = []
     li = 0
     for h in cfg.get("history") or []:

@@ -107,7 +107,7 @@ def cmd_df(args: argparse.Namespace) -> int:
         for img in images:
             for c in img.chain_ids:
                 layer_users.setdefault(c, set()).add(img.id)
-        sizes = dict(store.db.execute("SELECT chain_id, size FROM layers").fetchall())
+        sizes = store.layer_sizes()
         total = sum(sizes.get(c, 0) for c in layer_users)
         reclaim = sum(sizes.get(c, 0) for c, users in layer_users.items() if not users & used_images)
         n_containers = len(store.containers())

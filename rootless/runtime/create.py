@@ -119,7 +119,7 @@ def _say(line: str) -> None:
 def _free_name(store: Store, cid: str) -> str:
     for retry in range(1, 11):
         name = random_name(retry)
-        if not store.db.execute("SELECT 1 FROM containers WHERE name=?", (name,)).fetchone():
+        if not store.container_name_taken(name):
             return name
     return f"{random_name()}_{cid[:12]}"
 
@@ -209,10 +209,9 @@ def _create(store: Store, opts: RunOptions, mounts: list[Mount]) -> tuple[Contai
     if not spec.cwd.startswith("/"):
         raise UsageError(f"the working directory must be absolute: {spec.cwd}")
     name = opts.name or random_name()
-    if store.db.execute("SELECT 1 FROM containers WHERE name=?", (name,)).fetchone():
+    if store.container_name_taken(name):
         if opts.name:
-            raise NameInUse(f"the container name {name!r} is already in use: remove that container or choose "
-                            "another name")
+            raise NameInUse(name)
         name = _free_name(store, cid)
     # A container that goes with its rl (--rm, a build step) names that rl as its owner until a
     # supervisor takes over: if rl is killed before, the next command finds the owner gone.

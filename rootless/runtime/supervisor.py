@@ -22,7 +22,6 @@ from rootless.errors import ContainerNotFound, RlError, StartFailed
 from rootless.runtime import launch
 from rootless.runtime.nsinit import parse_report
 from rootless.runtime.spec import ContainerSpec
-from rootless.store import db as dbmod
 from rootless.store.records import ContainerRecord
 from rootless.store.store import Store
 from rootless.userns.idmap import IdMapping
@@ -35,25 +34,22 @@ def launch_detached(store: Store, rec: ContainerRecord, spec: ContainerSpec, cdi
     RlError with Docker's exit code (125, 126, 127) when it could not start."""
     mapping = store.mapping
     report_r, report_w = os.pipe()
-    # No SQLite connection may cross the fork: the child's new one would share this process's lock
-    # bookkeeping, and our closing ours could then checkpoint and drop the WAL it writes to.
-    store.db.close()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child
-        code = 125
-        report = _Report(report_w)
-        try:
-            os.close(report_r)
-            os.setsid()
-            if os.fork() != 0:
-                os._exit(0)
-            code = _supervise(store.root, mapping, rec, spec, cdir, report)
-        except BaseException as e:  # noqa: BLE001 - the CLI must hear of it, not a closed pipe
-            report.send(f"125:the container's supervisor failed: {type(e).__name__}: {e}")
-        finally:
-            # os._exit: the CLI's store connection and temp dirs are its own to close, not ours.
-            os._exit(code)
-    store.db = dbmod.connect(store.root / "rl.db")
+    with store.detached():
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            code = 125
+            report = _Report(report_w)
+            try:
+                os.close(report_r)
+                os.setsid()
+                if os.fork() != 0:
+                    os._exit(0)
+                code = _supervise(store.root, mapping, rec, spec, cdir, report)
+            except BaseException as e:  # noqa: BLE001 - the CLI must hear of it, not a closed pipe
+                report.send(f"125:the container's supervisor failed: {type(e).__name__}: {e}")
+            finally:
+                # os._exit: the CLI's store connection and temp dirs are its own to close, not ours.
+                os._exit(code)
     killpoint.reached("detach-forked")
     os.close(report_w)
     os.waitpid(pid, 0)
@@ -100,7 +96,7 @@ def _supervise(root: Path, mapping: IdMapping, rec: ContainerRecord, spec: Conta
         os.dup2(null, fd)
     os.closerange(3 + spec.preserve_fds, report.fd)
     os.closerange(report.fd + 1, os.sysconf("SC_OPEN_MAX"))
-    if spec.goes_with_its_rl and not _take_over(root, rec):
+    if spec.goes_with_its_rl and not _take_over(root, mapping, rec):
         report.send("125:the container was removed before it started (its rl was killed)")
         return 0
     at = time.time()
@@ -142,17 +138,12 @@ def _supervise(root: Path, mapping: IdMapping, rec: ContainerRecord, spec: Conta
     return 0
 
 
-def _take_over(root: Path, rec: ContainerRecord) -> bool:
+def _take_over(root: Path, mapping: IdMapping, rec: ContainerRecord) -> bool:
     """Name ourselves in a --rm container's record instead of the rl that created it, which may
     be killed from now on; False if it was killed already and the container reaped."""
     me = os.getpid()
-    conn = dbmod.connect(root / "rl.db")
-    try:
-        with dbmod.transaction(conn):
-            return conn.execute("UPDATE containers SET pid=?, pid_start=? WHERE id=? AND pid=? AND pid_start=?",
-                                (me, launch.start_ticks(me), rec.id, rec.pid, rec.pid_start)).rowcount == 1
-    finally:
-        conn.close()
+    with Store(root, mapping) as store:  # closed before ns init forks: it need not hold it
+        return store.claim_container(rec, me, launch.start_ticks(me))
 
 
 def alive(pid: int, ticks: int) -> bool:
@@ -173,17 +164,11 @@ def refresh(store: Store, rec: ContainerRecord) -> ContainerRecord:
         return rec
     _kill_leftovers(store, rec)
     # Only if nobody changed it meanwhile: a supervisor that just finished has written the real code.
-    unchanged = "WHERE id=? AND status=? AND pid=? AND pid_start=?"
-    key = (rec.id, rec.status, rec.pid, rec.pid_start)
     if ContainerSpec.from_json(rec.spec).goes_with_its_rl:
-        with dbmod.transaction(store.db):
-            removed = store.db.execute(f"DELETE FROM containers {unchanged}", key).rowcount
-        if removed:
+        if store.remove_container_if_unchanged(rec):
             launch.remove_container(store, rec, anonymous_volumes=True)
         raise ContainerNotFound(rec.id)
-    with dbmod.transaction(store.db):
-        store.db.execute(f"UPDATE containers SET status='exited', pid=0, exit_code=?, finished=? {unchanged}",
-                         (KILLED, time.time(), *key))
+    store.mark_exited_if_unchanged(rec, KILLED)
     return store.container(rec.id)
 
 

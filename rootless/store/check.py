@@ -120,7 +120,7 @@ def _scratch(store: Store) -> list[Problem]:
     on their way out) and lock files left without their dir."""
     tmp = store.scratch.tmp_root
     out = [Problem("scratch", str(d), "left by a process that is gone", REMOVE_PATH)
-           for d in store.stale_scratch()]
+           for d in store.scratch.stale()]
     try:
         names = os.listdir(tmp)
     except FileNotFoundError:

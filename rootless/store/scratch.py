@@ -33,6 +33,10 @@ class Scratch:
     def new_path(self, prefix: str) -> Path:
         return self.dir / f"{prefix}-{os.urandom(6).hex()}"
 
+    def stale(self) -> list[Path]:
+        """Scratch dirs of processes that are gone, never this one's."""
+        return [s for s in stale_dirs(self.tmp_root) if s != self._dir]
+
     def close(self, remove_tree: Callable[[Path], None]) -> None:
         if self._dir is not None:
             remove_tree(self._dir)

@@ -26,7 +26,7 @@ from rootless.store.blobs import BlobStore
 from rootless.store.layers import LayerStore
 from rootless.store.lock import store_lock, store_lock_if_free
 from rootless.store.records import ContainerRecord, ImageRecord
-from rootless.store.scratch import Scratch, remove_lock_files_of, stale_dirs
+from rootless.store.scratch import Scratch, remove_lock_files_of
 from rootless.store.trees import remove_tree
 from rootless.userns.idmap import IdMapping, detect_mapping
 from rootless.values import valueclass
@@ -127,6 +127,18 @@ class Store:
     def close(self) -> None:
         self.scratch.close(lambda p: self.remove_trees([p]))
         self.db.close()
+
+    @contextmanager
+    def detached(self) -> Iterator[None]:
+        """Around an os.fork() whose child goes on without this Store (it opens its own). No SQLite
+        connection may cross the fork: the child's copy would share this process's lock
+        bookkeeping, and our closing ours could then checkpoint and drop the WAL it writes to. So
+        the connection is closed before the fork and opened anew after it, in the parent."""
+        self.db.close()
+        try:
+            yield
+        finally:
+            self.db = dbmod.connect(self.root / "rl.db")
 
     def __enter__(self) -> "Store":
         return self
@@ -384,7 +396,7 @@ class Store:
     def gc(self) -> GcStats:
         """Remove layers and blobs that no image uses, and scratch left by dead processes."""
         with store_lock(self.root, exclusive=True):
-            stale = self.stale_scratch()
+            stale = self.scratch.stale()
             with dbmod.transaction(self.db):
                 used_layers = {r[0] for r in self.db.execute("SELECT chain_id FROM image_layers")}
                 known_layers = {r[0]: r[1] for r in self.db.execute("SELECT chain_id, size FROM layers")}
@@ -436,19 +448,18 @@ class Store:
             return []
         return [cdirs / n for n in sorted(names) if n not in known]
 
-    def stale_scratch(self) -> list[Path]:
-        """Scratch dirs of processes that are gone (not ours)."""
-        return [s for s in stale_dirs(self.scratch.tmp_root) if s != self.scratch._dir]
-
     def tidy(self) -> None:
         """Remove what killed rl processes left: container directories without a record, scratch
         dirs of processes that are gone. Now, unless a command holds the store lock (then the
         next command will)."""
         with store_lock_if_free(self.root) as free:
             if free:
-                stale = self.stale_scratch()
+                stale = self.scratch.stale()
                 self.remove_trees(self.orphan_container_dirs() + stale)
                 remove_lock_files_of(stale)
+
+    def container_name_taken(self, name: str) -> bool:
+        return self.db.execute("SELECT 1 FROM containers WHERE name=?", (name,)).fetchone() is not None
 
     def add_container(self, rec: ContainerRecord) -> None:
         try:
@@ -457,9 +468,8 @@ class Store:
                                 (rec.id, rec.name, rec.image_id, rec.image_name, rec.created, rec.status,
                                  rec.pid, rec.exit_code, rec.started, rec.finished, rec.spec, rec.pid_start,
                                  rec.init_pid, rec.init_start))
-        except sqlite3.IntegrityError:
-            raise NameInUse(f"the container name {rec.name!r} is already in use: remove that container "
-                            "or choose another name")
+        except sqlite3.IntegrityError as e:
+            raise NameInUse(rec.name) from e
 
     def containers(self) -> list[ContainerRecord]:
         return [ContainerRecord(*r) for r in self.db.execute("SELECT * FROM containers ORDER BY created")]
@@ -485,7 +495,52 @@ class Store:
         with dbmod.transaction(self.db):
             self.db.execute("DELETE FROM containers WHERE id=?", (container_id,))
 
+    # Compare-and-set changes: each happens only if nobody changed the record since its caller
+    # read `rec` (a supervisor that just finished may have written the real exit code meanwhile, or
+    # another rl reaped the container), and returns whether it did.
+
+    def claim_container(self, rec: ContainerRecord, pid: int, pid_start: int) -> bool:
+        """Name another process (pid, start ticks) as the container's owner, if the owner is still
+        the process `rec` names (whatever its status)."""
+        with dbmod.transaction(self.db):
+            return self.db.execute("UPDATE containers SET pid=?, pid_start=? WHERE id=? AND pid=? AND pid_start=?",
+                                   (pid, pid_start, rec.id, rec.pid, rec.pid_start)).rowcount == 1
+
+    def remove_container_if_unchanged(self, rec: ContainerRecord) -> bool:
+        with dbmod.transaction(self.db):
+            return self.db.execute(f"DELETE FROM containers {_UNCHANGED}", _unchanged(rec)).rowcount == 1
+
+    def mark_exited_if_unchanged(self, rec: ContainerRecord, exit_code: int) -> bool:
+        with dbmod.transaction(self.db):
+            return self.db.execute(
+                f"UPDATE containers SET status='exited', pid=0, exit_code=?, finished=? {_UNCHANGED}",
+                (exit_code, time.time(), *_unchanged(rec))).rowcount == 1
+
+    # ---- rl build's cache -----------------------------------------------------------------
+
+    def cached_build_step(self, key: str) -> ImageRecord | None:
+        """The image a build step with this cache key made, if it is still whole."""
+        row = self.db.execute("SELECT image_id FROM build_cache WHERE key=?", (key,)).fetchone()
+        if row is None:
+            return None
+        try:
+            image = self.image(row[0])
+        except ImageNotFound:  # pruned meanwhile: a miss, never a failure
+            return None
+        # A layer removed by hand (or a crash mid-GC) must make a miss, not a broken image.
+        if not all(self.layers.has(c) for c in image.chain_ids):
+            return None
+        return image
+
+    def record_build_step(self, key: str, image: ImageRecord) -> None:
+        with dbmod.transaction(self.db):
+            self.db.execute("INSERT OR REPLACE INTO build_cache VALUES (?,?,?)", (key, image.id, time.time()))
+
     # ---- accounting -----------------------------------------------------------------------
+
+    def layer_sizes(self) -> dict[str, int]:
+        """The unpacked size of every layer, by chain id."""
+        return dict(self.db.execute("SELECT chain_id, size FROM layers").fetchall())
 
     def disk_usage(self) -> dict[str, int]:
         layers = sum(r[0] for r in self.db.execute("SELECT COALESCE(SUM(size), 0) FROM layers"))
@@ -496,6 +551,13 @@ class Store:
             except FileNotFoundError:
                 pass
         return {"layers": layers, "blobs": blobs}
+
+
+_UNCHANGED = "WHERE id=? AND status=? AND pid=? AND pid_start=?"
+
+
+def _unchanged(rec: ContainerRecord) -> tuple[str, str, int, int]:
+    return rec.id, rec.status, rec.pid, rec.pid_start
 
 
 def _familiar(name: str) -> str:
