@@ -105,7 +105,10 @@ def error_message(response: httpx.Response, what: str) -> str:
 class Registry:
     """The registry serving one domain of image references."""
 
-    def __init__(self, domain: str, tls_verify: bool = True) -> None:
+    def __init__(self, domain: str, tls_verify: bool = True, *, transport: httpx.BaseTransport | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        """`transport` carries the requests (default: httpx's, over the network); `sleep` waits
+        out the back-off between retries. Tests pass an in-process registry and no wait."""
         import ssl
 
         import httpx
@@ -119,8 +122,9 @@ class Registry:
         # ~0.1 s, spared for a registry spoken to over plain HTTP.
         verify: Any = False if self._insecure or self._plain_http else ssl.create_default_context()
         self._http = httpx.Client(verify=verify, follow_redirects=False, http2=False,
-                                  timeout=httpx.Timeout(30.0, connect=10.0),
+                                  timeout=httpx.Timeout(30.0, connect=10.0), transport=transport,
                                   headers={"User-Agent": "rl (rootless containers)"})
+        self._sleep = sleep
         self._base: str | None = None
         self._challenge: tuple[str, dict[str, str]] | None = None
         self._creds: auth.Credentials | None = auth.lookup(domain)
@@ -184,7 +188,7 @@ class Registry:
                                               "trusted (--tls-verify=false skips the check)") from e
                 if last:
                     raise RegistryUnreachable(self._transport_failure(e, reason)) from e
-                time.sleep(BACKOFF * 2 ** attempt)
+                self._sleep(BACKOFF * 2 ** attempt)
                 continue
             if (r.status_code == 429 or r.status_code >= 500) and not last:
                 wait = BACKOFF * 2 ** attempt
@@ -193,7 +197,7 @@ class Registry:
                 except ValueError:
                     pass
                 r.close()
-                time.sleep(wait)
+                self._sleep(wait)
                 continue
             return r
         raise AssertionError("unreachable")
@@ -409,7 +413,7 @@ class Registry:
                     if attempt == ATTEMPTS - 1:
                         raise RegistryUnreachable(f"reading {what} from {self.host} failed: "
                                                   f"{str(e) or type(e).__name__}") from e
-            time.sleep(BACKOFF * 2 ** attempt)
+            self._sleep(BACKOFF * 2 ** attempt)
         raise AssertionError("unreachable")
 
     def get_blob_bytes(self, repo: str, digest: str, limit: int, what: str) -> bytes:
@@ -441,7 +445,7 @@ class Registry:
                     cause = e.__cause__ or e
                     raise RegistryUnreachable(f"downloading {desc.digest} from {self.host} failed: "
                                               f"{str(cause) or type(cause).__name__}") from cause
-                time.sleep(BACKOFF * 2 ** attempt)
+                self._sleep(BACKOFF * 2 ** attempt)
             except httpx.TransportError as e:
                 raise RegistryUnreachable(f"downloading {desc.digest} from {self.host} failed: "
                                           f"{str(e) or type(e).__name__}") from e
