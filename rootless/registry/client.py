@@ -47,6 +47,7 @@ TOKEN_SLACK = 10.0  # refresh a token this long before it expires
 DEFAULT_TOKEN_LIFE = 60.0  # what the token spec says when the reply has no expires_in
 CHUNK = 1 << 20
 _REDIRECTS = (301, 302, 303, 307, 308)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 _CHALLENGE_RE = re.compile(r'(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))')
 
 
@@ -300,7 +301,9 @@ class Registry:
         current = url
         for _ in range(MAX_REDIRECTS + 1):
             h = dict(headers)
-            if urlsplit(current).netloc == urlsplit(self.base).netloc:
+            # Credentials go to the registry's origin only: not to a CDN, nor in clear text to
+            # its host over plain HTTP.
+            if _origin(current) == _origin(self.base):
                 h.update(self._auth_header(scope))
             req = self._http.build_request(method, current, headers=h, content=body() if body else None)
             r = self._http.send(req, stream=stream)
@@ -460,11 +463,16 @@ class Registry:
                          stream=True)
         with closing(r):
             resumed = r.status_code == 206 and r.headers.get("content-range", "").startswith(f"bytes {sent}-")
+            if r.status_code == 206 and not resumed:
+                raise RegistryError(f"cannot get {what}: asked for it from byte {sent} on, the registry sent "
+                                    f"the range {r.headers.get('content-range', '(none)')!r}")
             if r.status_code != 200 and not resumed:
                 raise self.fail(r, f"cannot get {what}")
             skip = 0 if resumed else sent
             try:
-                for chunk in r.iter_raw(CHUNK):
+                # As they come, not gathered into CHUNKs: the bytes of a chunk that breaks off
+                # would be lost, and the download resumed from before them.
+                for chunk in r.iter_raw():
                     if skip:
                         cut = min(skip, len(chunk))
                         chunk, skip = chunk[cut:], skip - cut
@@ -608,6 +616,11 @@ def _http_url(text: str, base: str = "") -> str | None:
     except ValueError:
         return None
     return url if parts.scheme in ("http", "https") and parts.hostname else None
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port or _DEFAULT_PORTS.get(parts.scheme)
 
 
 def _with_digest(location: str, digest: str) -> str:
