@@ -170,6 +170,8 @@ class Registry:
                 # 400: Go's answer to plain HTTP on a TLS port; 404: not a registry on this scheme.
                 if r.status_code in (400, 404) and n < len(schemes) - 1:
                     continue
+                if r.status_code == 429 or r.status_code >= 500:
+                    raise RegistryError(error_message(r, f"the registry {self.host} fails (GET /v2/)"))
                 raise RegistryError(error_message(r, f"{self.host} is not an OCI registry (GET /v2/)"))
             return base
         assert first is not None
@@ -485,7 +487,10 @@ class Registry:
                     if progress is not None:
                         progress(sent)
             except httpx.TransportError as e:
-                raise _Interrupted(sent) from e
+                # A break after every byte the manifest promises loses nothing: the receiver's
+                # digest judges the bytes, whatever became of the connection.
+                if sent < desc.size:
+                    raise _Interrupted(sent) from e
         if sent != desc.size:
             raise RegistryError(f"{what} is {sent} bytes, its manifest says {desc.size}")
 

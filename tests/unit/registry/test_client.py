@@ -147,6 +147,28 @@ def test_connection_refused_up_to_the_limit_is_one_line() -> None:
     assert one_line(e) == f"cannot reach the registry {HOST}: [Errno 111] Connection refused"
 
 
+def test_a_registry_failing_its_ping_is_not_called_no_registry() -> None:
+    fake = Fake(lambda request: httpx.Response(503))
+    with fake.client() as reg, pytest.raises(RegistryError) as e:
+        reg.base  # noqa: B018 - the ping
+    assert len(fake.seen) == ATTEMPTS
+    assert one_line(e) == f"the registry {HOST} fails (GET /v2/): HTTP 503 Service Unavailable"
+
+
+def test_a_manifest_whose_body_breaks_off_is_asked_for_again() -> None:
+    breaks = iter([True, True])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if "/manifests/" in request.url.path and next(breaks, False):
+            return httpx.Response(200, stream=Body(MANIFEST[:10], breaks=True))
+        return open_registry(request)
+
+    fake = Fake(handler)
+    with fake.client() as reg:
+        assert reg.get_manifest("lib/x", "1").data == MANIFEST
+    assert len(fake.seen) == 1 + 3 and fake.slept == [BACKOFF, BACKOFF * 2]
+
+
 # ---- the scheme the ping settles on -----------------------------------------------------------
 
 def refusing(scheme: str) -> Handler:
@@ -431,6 +453,17 @@ def test_a_download_cut_part_way_resumes_where_it_stopped() -> None:
     assert progress == [1000, 2000, len(BLOB)]
     assert [r.headers.get("range") for r in fake.seen[1:]] == [None, "bytes=1000-", "bytes=2000-"]
     assert fake.slept == [BACKOFF, BACKOFF * 2]
+
+
+def test_a_break_after_the_last_byte_of_the_blob_loses_nothing() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, stream=Body(BLOB, breaks=True)) if blob_path(request) else open_registry(request)
+
+    fake = Fake(handler)
+    with fake.client() as reg:
+        got, progress = download(reg)
+    assert got == BLOB and progress == [len(BLOB)]
+    assert len(fake.seen) == 2 and not fake.slept
 
 
 def test_a_server_that_ignores_range_sends_it_all_again_and_the_rest_is_taken() -> None:
