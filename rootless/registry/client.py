@@ -4,7 +4,7 @@ One `Registry` per registry host and command. It learns the scheme and the auth 
 `GET /v2/`, then sends every request with the credentials the challenge asked for: none, Basic,
 or a Bearer token fetched from the challenge's realm for the request's scope and cached per scope
 until it expires. Redirects are followed by hand so `Authorization` never leaves the registry's
-host (blob downloads are often redirected to a CDN). 429, 5xx and dropped connections are retried
+origin (blob downloads are often redirected to a CDN). 429, 5xx and dropped connections are retried
 with backoff. Every digest is computed over the bytes received.
 """
 from __future__ import annotations
