@@ -82,7 +82,7 @@ def one_line(e: pytest.ExceptionInfo[BaseException]) -> str:
 
 
 @pytest.fixture(autouse=True)
-def no_stored_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def private_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Credentials and registries.conf of this test only: none unless it stores some."""
     monkeypatch.setenv("REGISTRY_AUTH_FILE", str(tmp_path / "auth.json"))
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker"))
