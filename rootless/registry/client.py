@@ -4,7 +4,7 @@ One `Registry` per registry host and command. It learns the scheme and the auth 
 `GET /v2/`, then sends every request with the credentials the challenge asked for: none, Basic,
 or a Bearer token fetched from the challenge's realm for the request's scope and cached per scope
 until it expires. Redirects are followed by hand so `Authorization` never leaves the registry's
-host (blob downloads are often redirected to a CDN). 429, 5xx and dropped connections are retried
+origin (blob downloads are often redirected to a CDN). 429, 5xx and dropped connections are retried
 with backoff. Every digest is computed over the bytes received.
 """
 from __future__ import annotations
@@ -41,6 +41,7 @@ TOKEN_SLACK = 10.0  # refresh a token this long before it expires
 DEFAULT_TOKEN_LIFE = 60.0  # what the token spec says when the reply has no expires_in
 CHUNK = 1 << 20
 _REDIRECTS = (301, 302, 303, 307, 308)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 _CHALLENGE_RE = re.compile(r'(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))')
 
 
@@ -99,7 +100,10 @@ def error_message(response: httpx.Response, what: str) -> str:
 class Registry:
     """The registry serving one domain of image references."""
 
-    def __init__(self, domain: str, tls_verify: bool = True) -> None:
+    def __init__(self, domain: str, tls_verify: bool = True, *, transport: httpx.BaseTransport | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        """`transport` carries the requests (default: httpx's, over the network); `sleep` waits
+        out the back-off between retries. Tests pass an in-process registry and no wait."""
         import ssl
 
         import httpx
@@ -113,8 +117,9 @@ class Registry:
         # ~0.1 s, spared for a registry spoken to over plain HTTP.
         verify: Any = False if self._insecure or self._plain_http else ssl.create_default_context()
         self._http = httpx.Client(verify=verify, follow_redirects=False, http2=False,
-                                  timeout=httpx.Timeout(30.0, connect=10.0),
+                                  timeout=httpx.Timeout(30.0, connect=10.0), transport=transport,
                                   headers={"User-Agent": "rl (rootless containers)"})
+        self._sleep = sleep
         self._base: str | None = None
         self._challenge: tuple[str, dict[str, str]] | None = None
         self._creds: auth.Credentials | None = auth.lookup(domain)
@@ -159,6 +164,8 @@ class Registry:
                 # 400: Go's answer to plain HTTP on a TLS port; 404: not a registry on this scheme.
                 if r.status_code in (400, 404) and n < len(schemes) - 1:
                     continue
+                if r.status_code == 429 or r.status_code >= 500:
+                    raise RegistryError(error_message(r, f"the registry {self.host} fails (GET /v2/)"))
                 raise RegistryError(error_message(r, f"{self.host} is not an OCI registry (GET /v2/)"))
             return base
         assert first is not None
@@ -178,7 +185,7 @@ class Registry:
                                               "trusted (--tls-verify=false skips the check)") from e
                 if last:
                     raise RegistryUnreachable(self._transport_failure(e, reason)) from e
-                time.sleep(BACKOFF * 2 ** attempt)
+                self._sleep(BACKOFF * 2 ** attempt)
                 continue
             if (r.status_code == 429 or r.status_code >= 500) and not last:
                 wait = BACKOFF * 2 ** attempt
@@ -187,7 +194,7 @@ class Registry:
                 except ValueError:
                     pass
                 r.close()
-                time.sleep(wait)
+                self._sleep(wait)
                 continue
             return r
         raise AssertionError("unreachable")
@@ -290,7 +297,9 @@ class Registry:
         current = url
         for _ in range(MAX_REDIRECTS + 1):
             h = dict(headers)
-            if urlsplit(current).netloc == urlsplit(self.base).netloc:
+            # Credentials go to the registry's origin only: not to a CDN, nor in clear text to
+            # its host over plain HTTP.
+            if _origin(current) == _origin(self.base):
                 h.update(self._auth_header(scope))
             req = self._http.build_request(method, current, headers=h, content=body() if body else None)
             r = self._http.send(req, stream=stream)
@@ -403,7 +412,7 @@ class Registry:
                     if attempt == ATTEMPTS - 1:
                         raise RegistryUnreachable(f"reading {what} from {self.host} failed: "
                                                   f"{str(e) or type(e).__name__}") from e
-            time.sleep(BACKOFF * 2 ** attempt)
+            self._sleep(BACKOFF * 2 ** attempt)
         raise AssertionError("unreachable")
 
     def get_blob_bytes(self, repo: str, digest: str, limit: int, what: str) -> bytes:
@@ -435,7 +444,7 @@ class Registry:
                     cause = e.__cause__ or e
                     raise RegistryUnreachable(f"downloading {desc.digest} from {self.host} failed: "
                                               f"{str(cause) or type(cause).__name__}") from cause
-                time.sleep(BACKOFF * 2 ** attempt)
+                self._sleep(BACKOFF * 2 ** attempt)
             except httpx.TransportError as e:
                 raise RegistryUnreachable(f"downloading {desc.digest} from {self.host} failed: "
                                           f"{str(e) or type(e).__name__}") from e
@@ -450,11 +459,16 @@ class Registry:
                          stream=True)
         with closing(r):
             resumed = r.status_code == 206 and r.headers.get("content-range", "").startswith(f"bytes {sent}-")
+            if r.status_code == 206 and not resumed:
+                raise RegistryError(f"cannot get {what}: asked for it from byte {sent} on, the registry sent "
+                                    f"the range {r.headers.get('content-range', '(none)')!r}")
             if r.status_code != 200 and not resumed:
                 raise self.fail(r, f"cannot get {what}")
             skip = 0 if resumed else sent
             try:
-                for chunk in r.iter_raw(CHUNK):
+                # As they come, not gathered into CHUNKs: the bytes of a chunk that breaks off
+                # would be lost, and the download resumed from before them.
+                for chunk in r.iter_raw():
                     if skip:
                         cut = min(skip, len(chunk))
                         chunk, skip = chunk[cut:], skip - cut
@@ -467,7 +481,10 @@ class Registry:
                     if progress is not None:
                         progress(sent)
             except httpx.TransportError as e:
-                raise _Interrupted(sent) from e
+                # A break after every byte the manifest promises loses nothing: the receiver's
+                # digest judges the bytes, whatever became of the connection.
+                if sent < desc.size:
+                    raise _Interrupted(sent) from e
         if sent != desc.size:
             raise RegistryError(f"{what} is {sent} bytes, its manifest says {desc.size}")
 
@@ -598,6 +615,11 @@ def _http_url(text: str, base: str = "") -> str | None:
     except ValueError:
         return None
     return url if parts.scheme in ("http", "https") and parts.hostname else None
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port or _DEFAULT_PORTS.get(parts.scheme)
 
 
 def _with_digest(location: str, digest: str) -> str:

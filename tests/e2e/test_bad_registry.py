@@ -175,15 +175,15 @@ def _index_naming_a_tag(reg: BadRegistry) -> None:
 
 
 def _cut_short(what: str) -> Callable[[BadRegistry], None]:
-    """The manifest, config or layer sent with a Content-Length past its end, then the connection
-    closed: the client finds the body broken off."""
+    """Half the manifest, config or layer sent under the Content-Length of all of it, then the
+    connection closed: the client finds the body broken off, each time at the same byte."""
     def setup(reg: BadRegistry) -> None:
         reg.image("bad/img", "1", GOOD)
         path, data = {"manifest": ("/v2/bad/img/manifests/1", GOOD.manifest),
                       "config": (f"/v2/bad/img/blobs/{digest_of(GOOD.config)}", GOOD.config),
                       "layer": (f"/v2/bad/img/blobs/{digest_of(GOOD.layer)}", GOOD.layer)}[what]
-        reg.routes[path] = Reply(200, (("Content-Type", OCI_MANIFEST), ("Content-Length", str(len(data) + 100)),
-                                       ("Connection", "close")), data)
+        reg.routes[path] = Reply(200, (("Content-Type", OCI_MANIFEST), ("Content-Length", str(len(data))),
+                                       ("Connection", "close")), data[:len(data) // 2])
     return setup
 
 
