@@ -13,11 +13,10 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
-from rootless.errors import DigestMismatch
+from rootless.errors import AuthError, DigestMismatch, RegistryError, RegistryUnreachable
 from rootless.image import oci
 from rootless.registry import auth
 from rootless.registry.client import ATTEMPTS, BACKOFF, MAX_REDIRECTS, MAX_RETRY_AFTER, Registry
-from rootless.registry.errors import AuthError, RegistryError, RegistryUnreachable
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
