@@ -149,6 +149,17 @@ def create_container(store: Store, opts: RunOptions) -> tuple[ContainerRecord, C
 
 
 def _create(store: Store, opts: RunOptions, mounts: list[Mount]) -> tuple[ContainerRecord, ContainerSpec, Path]:
+    """Everything a container is, decided before any process starts: its spec (the image's config
+    merged with the options, as `docker create` does), its record and its directory.
+
+    Every choice is made and checked here, in the rl process, so that a bad option fails with one
+    line and exit 125 before anything exists; the processes that start the container later only
+    carry the spec out. The spec is frozen JSON in the record: a restart, `rl exec` and a
+    supervisor that outlives this rl all read the same one. The directory (hostname, hosts,
+    resolv.conf, logs) is made after the name is taken; a failure while filling it removes both
+    (a kill -9 in between leaves a record `rl ps -a` shows and `rl rm` removes).
+    A container that goes with its rl (--rm, a build step) names this rl as its owner until its
+    supervisor takes over, so that the next command reaps it if this rl is killed first."""
     from rootless.runtime import caps, options, seccomp
     from rootless.runtime.storage import choose_driver, keep_id_layers, prepare_rootfs
     from rootless.userns import keepid

@@ -86,6 +86,16 @@ class _Report:
 
 def _supervise(root: Path, mapping: IdMapping, rec: ContainerRecord, spec: ContainerSpec, cdir: Path,
                report: _Report) -> int:
+    """The supervisor of a detached container: the process that outlives `rl run -d`.
+
+    It drops every descriptor of its caller first (a `$(rl run -d ...)` would otherwise wait for
+    the container's end), starts the namespace init (`launch.start`), records the running
+    container, answers the waiting rl through `report` ("ok", or the code and line of a start
+    that failed), then copies the container's output into its log until pid 1 exits, records
+    the exit code, and removes a --rm container. The store is opened only after the namespace
+    init is forked, so that no SQLite connection crosses a fork (`Store.detached`). If this
+    process dies, the container keeps running; the next rl command finds the supervisor gone
+    (`owner_gone`) and records what it can."""
     from rootless.runtime.logs import log_path, pump
 
     os.chdir("/")
