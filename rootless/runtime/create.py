@@ -155,10 +155,9 @@ def _create(store: Store, opts: RunOptions, mounts: list[Mount]) -> tuple[Contai
     Every choice is made and checked here, in the rl process, so that a bad option fails with one
     line and exit 125 before anything exists; the processes that start the container later only
     carry the spec out. The spec is frozen JSON in the record: a restart, `rl exec` and a
-    supervisor that outlives this rl all read the same one. The directory (hostname, hosts,
-    resolv.conf, logs) is made after the name is taken; a failure while filling it removes both
-    (a kill -9 in between leaves a record `rl ps -a` shows and `rl rm` removes).
-    A container that goes with its rl (--rm, a build step) names this rl as its owner until its
+    supervisor that outlives this rl all read the same one. The container's directory (hostname,
+    hosts, resolv.conf, the root file system) is filled before the record is added, and a
+    failure on the way removes it: no record names a half-made container. A container that goes with its rl (--rm, a build step) names this rl as its owner until its
     supervisor takes over, so that the next command reaps it if this rl is killed first."""
     from rootless.runtime import caps, options, seccomp
     from rootless.runtime.storage import choose_driver, keep_id_layers, prepare_rootfs
