@@ -2,7 +2,6 @@
 already has (whichever layer made it), the owners an archive of ADD carries."""
 from __future__ import annotations
 
-import io
 import json
 import tarfile
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import DRIVERS, Rl, has_subuid_range
+from tests.e2e.helpers import LONG, make_archive
 
 INTO_EXISTING = """\
 FROM busybox AS builder
@@ -99,18 +99,6 @@ def test_a_file_copied_over_an_existing_file_replaces_it(rl: Rl, busybox: str, t
     assert r.out == "replaced\nregular file\n", "a symlink to a file is replaced, not written through"
 
 
-def make_archive(path: Path, entries: list[tuple[str, bytes, int, int, int, str]]) -> None:
-    """A gzipped tar of (name, type, mode, uid, gid, content) entries."""
-    with tarfile.open(path, "w:gz", format=tarfile.PAX_FORMAT) as tf:
-        for name, kind, mode, uid, gid, content in entries:
-            ti = tarfile.TarInfo(name)
-            ti.type, ti.mode, ti.uid, ti.gid, ti.mtime = kind, mode, uid, gid, 1700000000
-            ti.uname = ti.gname = "someone"  # ids count, never names (as Docker)
-            ti.size = len(content) if kind == tarfile.REGTYPE else 0
-            tf.addfile(ti, io.BytesIO(content.encode()) if kind == tarfile.REGTYPE else None)
-
-
-LONG = "static/" + "n" * 120
 ADD_OWNERS = """\
 FROM busybox
 ADD rootfs.tar.gz /

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import re
-import signal
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -10,29 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import DRIVERS, Rl, has_subuid_range, wait_for
-from tests.e2e.test_lifecycle import run_in_terminal
-
-# pid 1 leaves on SIGTERM, which `rl run` forwards: the test can stop it cleanly.
-WAITING = "trap 'exit 0' TERM; echo ready; while true; do sleep 0.1; done"
-
-
-def start_container(rl: Rl, driver: str, name: str, *run_args: str, script: str = WAITING) -> subprocess.Popen[bytes]:
-    """A foreground `rl run` in the background, returned once `rl exec` can enter it."""
-    p = rl.popen("--storage-driver", driver, "run", "--name", name, *run_args, "busybox", "sh", "-c", script,
-                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert p.stdout is not None and p.stderr is not None
-    if p.stdout.readline() != b"ready\n":
-        p.kill()
-        raise AssertionError(f"rl run failed: {p.stderr.read().decode(errors='replace')}")
-    wait_for(lambda: rl("exec", name, "true", check=False).code == 0, 10, f"rl exec to enter {name}")
-    return p
-
-
-def stop_container(rl: Rl, p: subprocess.Popen[bytes], name: str) -> None:
-    p.send_signal(signal.SIGTERM)
-    p.communicate(timeout=30)
-    rl("rm", name)
-
+from tests.e2e.helpers import run_in_terminal, start_container, stop_container
 
 @pytest.fixture(params=DRIVERS)
 def container(request: pytest.FixtureRequest, rl: Rl, busybox: str) -> Iterator[Callable[..., str]]:

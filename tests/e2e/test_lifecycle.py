@@ -2,17 +2,12 @@
 rm -f, inspect, and what happens when a supervisor is killed."""
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import pty
 import re
-import select
 import signal
-import struct
 import subprocess
 import sys
-import termios
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import DRIVERS, Rl, wait_for
+from tests.e2e.helpers import run_in_terminal
 
 # sh as pid 1 gets only the signals it traps; the short sleeps let the trap run soon.
 LOOP = "while true; do sleep 0.1; done"
@@ -257,47 +253,6 @@ def test_inspect_fields(rl: Rl, detached: Callable[..., str], busybox: str) -> N
     s = state(rl, "insp")
     assert (s["Status"], s["Running"], s["ExitCode"], s["Pid"]) == ("exited", False, 137, 0)
     assert s["FinishedAt"] >= s["StartedAt"] > c["Created"]
-
-
-def run_in_terminal(rl: Rl, args: list[str], keys: tuple[bytes, ...] = (), size: tuple[int, int] = (33, 111),
-                    resize: tuple[int, int] | None = None) -> tuple[bytes, int]:
-    """Run `rl ARGS` with a real terminal of the given size as its stdio, typing keys a little apart
-    (and resizing the terminal before the last), and return what the terminal showed and the code."""
-    pid, fd = pty.fork()
-    if pid == 0:  # pragma: no cover - the child
-        try:
-            os.execve(sys.executable, [sys.executable, "-m", "rootless", *args], rl.env)
-        finally:
-            os._exit(127)
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", *size, 0, 0))
-    shown = b""
-
-    def read_for(seconds: float) -> bool:
-        nonlocal shown
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            if select.select([fd], [], [], 0.05)[0]:
-                try:
-                    data = os.read(fd, 4096)
-                except OSError:  # EIO: rl exited and closed the terminal
-                    return False
-                if not data:
-                    return False
-                shown += data
-        return True
-
-    for i, key in enumerate(keys):
-        read_for(1.0)
-        if resize and i == len(keys) - 1:
-            fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", *resize, 0, 0))
-            os.kill(pid, signal.SIGWINCH)  # what the terminal sends its foreground group
-            read_for(0.3)
-        os.write(fd, key)
-    while read_for(0.5):
-        pass
-    _, status = os.waitpid(pid, 0)
-    os.close(fd)
-    return shown, os.waitstatus_to_exitcode(status)
 
 
 def test_tty_is_the_container_s_own_terminal(rl: Rl, busybox: str) -> None:

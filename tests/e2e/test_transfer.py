@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import DRIVERS, Rl, has_subuid_range
-from tests.e2e.test_exec import start_container, stop_container
+from tests.e2e.helpers import start_container, stop_container
 
 RL = [sys.executable, "-m", "rootless"]
 # Changes of every kind: a new file with another owner, a deleted file, a replaced directory.

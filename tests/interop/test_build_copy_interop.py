@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Rl, has_subuid_range
-from tests.e2e.test_build_copy import LONG, make_archive
+from tests.e2e.helpers import LONG, make_archive
 from tests.interop.conftest import Podman, build_both
 from tests.interop.test_build_interop import BUILDAH_MOUNT_POINTS, LISTING
 

@@ -12,7 +12,7 @@ import pytest
 from rootless.build.copy import CopyJob, write_copy_layer
 from rootless.errors import DockerfileError
 from rootless.build.ignore import Ignore
-from tests.unit.runtime.test_vfs import layers_of, write
+from tests.unit.layers import layers_of, write
 
 
 def _copy(tmp_path: Path, layers: list[Path], command: str, patterns: list[str], dest: str,

@@ -5,7 +5,7 @@ import os
 from pathlib import Path
 
 from rootless.build import imagefs
-from tests.unit.runtime.test_vfs import layers_of, write
+from tests.unit.layers import layers_of, write
 
 
 def test_an_existing_directory_takes_the_copy_whichever_layer_made_it(tmp_path: Path) -> None:

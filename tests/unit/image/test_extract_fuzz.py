@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from rootless.errors import LayerError
 from rootless.image.extract import extract_layer
 from rootless.store.trees import remove_tree
-from tests.unit.image.test_extract import OneWay, snapshot
+from tests.unit.image.tars import OneWay, snapshot
 
 # Plain names weigh more, so that the hostile ones meet trees worth attacking; whiteout names
 # are mostly last, since anything under one is refused outright.

@@ -11,7 +11,7 @@ import pytest
 
 from rootless.errors import ArchiveCorrupt, LayerError
 from rootless.image.extract import extract_into
-from tests.unit.image.test_extract import make_tar, member
+from tests.unit.image.tars import make_tar, member
 
 
 def _into(dest: Path, data: bytes, owners: str = "self") -> None:

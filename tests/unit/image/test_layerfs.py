@@ -10,7 +10,7 @@ import pytest
 
 from fuse_overlay import merge, upperfmt
 from rootless.image import layerfs
-from tests.unit.runtime.test_vfs import layers_of, whiteout, write
+from tests.unit.layers import layers_of, whiteout, write
 
 
 def whiteout_device(path: Path) -> None:

@@ -21,7 +21,7 @@ from rootless.image.tarwrite import TarStats, write_tar
 from rootless.store.trees import remove_tree
 from rootless.userns.enter import run_in_userns
 from rootless.userns.idmap import detect_mapping
-from tests.unit.image.test_extract import OneWay, override
+from tests.unit.image.tars import OneWay, override
 
 T0 = 1_500_000_000
 

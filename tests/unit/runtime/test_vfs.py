@@ -26,6 +26,7 @@ from rootless.runtime.vfs import MergeStats, merge_layers
 from rootless.store.trees import remove_tree
 from rootless.userns.enter import run_in_userns
 from rootless.userns.idmap import detect_mapping
+from tests.unit.layers import layers_of, whiteout, write
 
 MAPPING = detect_mapping()
 needs_subuid = pytest.mark.skipif(MAPPING.mode != "subuid", reason="needs a subordinate id range in /etc/subuid")
@@ -123,22 +124,6 @@ def _cleanup(tmp_path: Path) -> Iterator[None]:
 # -- building layers -----------------------------------------------------------------------------
 
 
-def write(path: Path, data: bytes = b"", mode: int = 0o644) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    path.chmod(mode)
-    return path
-
-
-def whiteout(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        native.mknod_whiteout(fd, path.name)
-    finally:
-        os.close(fd)
-
-
 def opaque(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     os.setxattr(path, upperfmt.OPAQUE_XATTR, b"y")
@@ -159,14 +144,6 @@ def settle(*layers: Path) -> None:
     """Give every entry its own mtime (with nanoseconds), deepest first so parents keep theirs;
     in the namespace, where entries chowned to other ids can be touched."""
     run_in_userns(MAPPING, _settle, [str(p) for p in layers])
-
-
-def layers_of(tmp_path: Path, count: int) -> list[Path]:
-    out = []
-    for i in range(count):
-        (tmp_path / f"l{i}").mkdir()
-        out.append(tmp_path / f"l{i}")
-    return out
 
 
 # -- the merged view -----------------------------------------------------------------------------
