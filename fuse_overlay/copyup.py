@@ -25,15 +25,16 @@ def temp_name() -> str:
     return f"copyup-{os.getpid()}-{next(_counter)}"
 
 
-def copy_data(src_fd: int, dst_fd: int, size: int) -> None:
-    """Copy `size` bytes, sharing extents where the filesystem can (FICLONE) and keeping holes."""
+def copy_data(src_fd: int, dst_fd: int, size: int) -> int:
+    """Copy `size` bytes, sharing extents where the filesystem can (FICLONE) and keeping holes;
+    returns how many bytes of data it copied (the holes not counted)."""
     try:
         native.ficlone(dst_fd, src_fd)
-        return
+        return size
     except OSError as e:
         if e.errno not in _CLONE_REFUSED:
             raise
-    pos = 0
+    pos = copied = 0
     while pos < size:
         try:
             data = os.lseek(src_fd, pos, os.SEEK_DATA)
@@ -42,13 +43,15 @@ def copy_data(src_fd: int, dst_fd: int, size: int) -> None:
                 raise
             break  # only a hole is left
         hole = os.lseek(src_fd, data, os.SEEK_HOLE)
-        _copy_range(src_fd, dst_fd, data, min(hole, size) - data)
+        copied += _copy_range(src_fd, dst_fd, data, min(hole, size) - data)
         pos = hole
     os.ftruncate(dst_fd, size)
+    return copied
 
 
-def _copy_range(src_fd: int, dst_fd: int, offset: int, count: int) -> None:
-    end = offset + count
+def _copy_range(src_fd: int, dst_fd: int, offset: int, count: int) -> int:
+    """Copy in the kernel, without a trip through Python, where the file systems allow it."""
+    start, end = offset, offset + count
     while offset < end:
         try:
             n = os.copy_file_range(src_fd, dst_fd, end - offset, offset, offset)
@@ -57,8 +60,9 @@ def _copy_range(src_fd: int, dst_fd: int, offset: int, count: int) -> None:
                 raise
             n = _copy_range_by_read(src_fd, dst_fd, offset, end - offset)
         if n == 0:
-            return  # the source shrank under us
+            break  # the source shrank under us
         offset += n
+    return offset - start
 
 
 def _copy_range_by_read(src_fd: int, dst_fd: int, offset: int, count: int) -> int:

@@ -17,13 +17,13 @@ import stat
 from collections.abc import Sequence
 
 from fuse_overlay import merge
+from fuse_overlay.copyup import copy_data
 from rootless.errors import StoreError
 from rootless.values import field, valueclass
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-_CHUNK = 1 << 20
 # The overlay's own markers describe the storage, not the image; everything else a user may read
 # and set (user.*, including the owners kept in user.containers.override_stat) is content, and so
 # are file capabilities, which the kernel overlay shows too (e.g. ping's cap_net_raw).
@@ -32,8 +32,6 @@ _CAPABILITY_XATTR = "security.capability"
 # setxattr's answers for an xattr this kernel, filesystem or user may not set: skipped, not fatal.
 _XATTR_REFUSED = frozenset({errno.EPERM, errno.EACCES, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EINVAL,
                             errno.E2BIG, errno.ERANGE, errno.ENOSPC})
-# copy_file_range's answers where the filesystems cannot do it: copy with read/write instead.
-_NO_COPY_RANGE = frozenset({errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL})
 
 
 @valueclass
@@ -132,7 +130,6 @@ class _Merger:
         self.root_fd = -1
         # (st_dev, st_ino) of a layer file with several names -> the path of its copy in dest
         self.links: dict[tuple[int, int], str] = {}
-        self.copy_range = True
         self.files = self.directories = self.symlinks = self.special_files = self.hard_links = 0
         self.bytes_copied = self.whiteouts = self.opaque_dirs = self.owners_not_kept = 0
         self.skipped_xattrs: set[str] = set()
@@ -278,7 +275,7 @@ class _Merger:
             dst = os.open(name, _NEW_FILE_FLAGS, 0o600, dir_fd=dest_dir)
             try:
                 if st.st_size:
-                    self._copy_data(src, dst, st)
+                    self.bytes_copied += copy_data(src, dst, st.st_size)
                 # chown clears setuid and file capabilities, and user xattrs need write permission.
                 self._chown(dst, st)
                 self._write_xattrs(dst, self._read_xattrs(src))
@@ -288,49 +285,6 @@ class _Merger:
                 os.close(dst)
         finally:
             os.close(src)
-
-    def _copy_data(self, src: int, dst: int, st: os.stat_result) -> None:
-        size = st.st_size
-        if st.st_blocks * 512 >= size:
-            self._copy_range(src, dst, 0, size)
-            return
-        # Fewer blocks than bytes: copy the data regions only, so the holes stay holes.
-        pos = 0
-        while pos < size:
-            try:
-                start = os.lseek(src, pos, os.SEEK_DATA)
-            except OSError as e:
-                if e.errno != errno.ENXIO:  # no data after pos
-                    raise
-                break
-            pos = os.lseek(src, start, os.SEEK_HOLE)
-            self._copy_range(src, dst, start, pos)
-        os.ftruncate(dst, size)
-
-    def _copy_range(self, src: int, dst: int, start: int, end: int) -> None:
-        pos = start
-        if self.copy_range:
-            # In the kernel, without a trip through Python; a reflink where the filesystem can.
-            try:
-                while pos < end:
-                    n = os.copy_file_range(src, dst, end - pos, pos, pos)
-                    if n == 0:
-                        break
-                    pos += n
-            except OSError as e:
-                if e.errno not in _NO_COPY_RANGE:
-                    raise
-                self.copy_range = False
-        while pos < end:
-            data = os.pread(src, min(_CHUNK, end - pos), pos)
-            if not data:
-                break
-            view = memoryview(data)
-            while view:
-                written = os.pwrite(dst, view, pos)
-                view = view[written:]
-                pos += written
-        self.bytes_copied += pos - start
 
     # -- attributes ------------------------------------------------------------------------------
 

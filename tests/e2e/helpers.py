@@ -24,15 +24,18 @@ from tests.conftest import Rl, wait_for
 WAITING = "trap 'exit 0' TERM; echo ready; while true; do sleep 0.1; done"
 
 
-def start_container(rl: Rl, driver: str, name: str, *run_args: str, script: str = WAITING) -> subprocess.Popen[bytes]:
-    """A foreground `rl run` in the background, returned once `rl exec` can enter it."""
-    p = rl.popen("--storage-driver", driver, "run", "--name", name, *run_args, "busybox", "sh", "-c", script,
+def start_container(rl: Rl, driver: str | None, name: str, *run_args: str,
+                    script: str = WAITING) -> subprocess.Popen[bytes]:
+    """A foreground `rl run` in the background (on `driver`, or rl's default one), returned once
+    `rl exec` can enter it."""
+    chosen = ("--storage-driver", driver) if driver else ()
+    p = rl.popen(*chosen, "run", "--name", name, *run_args, "busybox", "sh", "-c", script,
                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert p.stdout is not None and p.stderr is not None
     if p.stdout.readline() != b"ready\n":
         p.kill()
         raise AssertionError(f"rl run failed: {p.stderr.read().decode(errors='replace')}")
-    wait_for(lambda: rl("exec", name, "true", check=False).code == 0, 10, f"rl exec to enter {name}")
+    wait_for(lambda: rl("exec", name, "true", check=False).code == 0, 60, f"rl exec to enter {name}")
     return p
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Rl, wait_for
+from tests.e2e.helpers import WAITING, start_container
 
 FILES = 400
 # Copies until the victim changes (the old code), as many as a slow machine needs for the race
@@ -45,7 +46,6 @@ while True:
         except OSError:
             pass
 """
-WAITING = "trap 'exit 0' TERM; echo ready; while true; do sleep 0.1; done"
 
 
 @contextmanager
@@ -67,13 +67,7 @@ def assert_one_line_result(code: int, err: str) -> None:
 
 @contextmanager
 def running(rl: Rl, name: str, *run_args: str) -> Iterator[None]:
-    p = rl.popen("run", "--name", name, *run_args, "busybox", "sh", "-c", WAITING,
-                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert p.stdout is not None and p.stderr is not None
-    if p.stdout.readline() != b"ready\n":
-        p.kill()
-        raise AssertionError(f"rl run failed: {p.stderr.read().decode(errors='replace')}")
-    wait_for(lambda: rl("exec", name, "true", check=False).code == 0, 60, f"rl exec to enter {name}")
+    p = start_container(rl, None, name, *run_args)
     try:
         yield
     finally:
