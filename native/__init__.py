@@ -68,6 +68,23 @@ PR_CAPBSET_DROP = lib.PR_CAPBSET_DROP
 PR_CAP_AMBIENT = lib.PR_CAP_AMBIENT
 PR_CAP_AMBIENT_CLEAR_ALL = lib.PR_CAP_AMBIENT_CLEAR_ALL
 
+# libseccomp's actions (ERRNO and TRACE without their 16-bit value) and argument comparisons.
+SCMP_ACT_KILL = lib.SCMP_ACT_KILL
+SCMP_ACT_KILL_THREAD = lib.SCMP_ACT_KILL_THREAD
+SCMP_ACT_KILL_PROCESS = lib.SCMP_ACT_KILL_PROCESS
+SCMP_ACT_TRAP = lib.SCMP_ACT_TRAP
+SCMP_ACT_ERRNO = lib.RL_SCMP_ACT_ERRNO
+SCMP_ACT_TRACE = lib.RL_SCMP_ACT_TRACE
+SCMP_ACT_LOG = lib.SCMP_ACT_LOG
+SCMP_ACT_ALLOW = lib.SCMP_ACT_ALLOW
+SCMP_CMP_NE = lib.SCMP_CMP_NE
+SCMP_CMP_LT = lib.SCMP_CMP_LT
+SCMP_CMP_LE = lib.SCMP_CMP_LE
+SCMP_CMP_EQ = lib.SCMP_CMP_EQ
+SCMP_CMP_GE = lib.SCMP_CMP_GE
+SCMP_CMP_GT = lib.SCMP_CMP_GT
+SCMP_CMP_MASKED_EQ = lib.SCMP_CMP_MASKED_EQ
+
 
 def _check(ret: int, operation: str, *paths: str | None) -> int:
     """`ret`, or the OSError of errno (FileNotFoundError and friends, as os raises them) when it

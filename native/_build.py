@@ -39,6 +39,9 @@ _CONSTANTS = """
     PR_SET_NO_NEW_PRIVS PR_SET_PDEATHSIG PR_SET_DUMPABLE PR_SET_KEEPCAPS PR_CAPBSET_DROP
     PR_CAP_AMBIENT PR_CAP_AMBIENT_CLEAR_ALL
     RL_FUSE_CACHE_DIR RL_FUSE_NO_CAPS RL_FUSE_C_FH
+    SCMP_ACT_KILL SCMP_ACT_KILL_THREAD SCMP_ACT_KILL_PROCESS SCMP_ACT_TRAP SCMP_ACT_LOG SCMP_ACT_ALLOW
+    RL_SCMP_ACT_ERRNO RL_SCMP_ACT_TRACE
+    SCMP_CMP_NE SCMP_CMP_LT SCMP_CMP_LE SCMP_CMP_EQ SCMP_CMP_GE SCMP_CMP_GT SCMP_CMP_MASKED_EQ
 """.split()
 _PREAMBLE = """
 #ifndef _GNU_SOURCE
@@ -51,7 +54,11 @@ _PREAMBLE = """
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <linux/openat2.h>
+#include <seccomp.h>
 #include "rl_native.h"
+/* The actions that carry a value in their low 16 bits, with none: Python adds it. */
+#define RL_SCMP_ACT_ERRNO SCMP_ACT_ERRNO(0)
+#define RL_SCMP_ACT_TRACE SCMP_ACT_TRACE(0)
 """
 
 ffibuilder = FFI()

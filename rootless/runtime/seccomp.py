@@ -39,15 +39,14 @@ except ImportError:  # Python 3.12 renamed it
 
 DEFAULT_PROFILE = Path(__file__).with_name("seccomp_default.json")
 
-# libseccomp's seccomp.h: an action's value, with the errno (or trace message) in its low 16 bits.
-_ACTIONS = {
-    "SCMP_ACT_KILL": 0x00000000, "SCMP_ACT_KILL_THREAD": 0x00000000, "SCMP_ACT_KILL_PROCESS": 0x80000000,
-    "SCMP_ACT_TRAP": 0x00030000, "SCMP_ACT_ERRNO": 0x00050000, "SCMP_ACT_TRACE": 0x7FF00000,
-    "SCMP_ACT_LOG": 0x7FFC0000, "SCMP_ACT_ALLOW": 0x7FFF0000,
-}
+# An action's value (libseccomp's, through native), with the errno (or trace message) in the low
+# 16 bits of those that take one.
+_ACTION_NAMES = ("SCMP_ACT_KILL", "SCMP_ACT_KILL_THREAD", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_TRAP",
+                 "SCMP_ACT_ERRNO", "SCMP_ACT_TRACE", "SCMP_ACT_LOG", "SCMP_ACT_ALLOW")
+_ACTIONS = {name: getattr(native, name) for name in _ACTION_NAMES}
 _WITH_ERRNO = ("SCMP_ACT_ERRNO", "SCMP_ACT_TRACE")
-_OPS = {"SCMP_CMP_NE": 1, "SCMP_CMP_LT": 2, "SCMP_CMP_LE": 3, "SCMP_CMP_EQ": 4, "SCMP_CMP_GE": 5,
-        "SCMP_CMP_GT": 6, "SCMP_CMP_MASKED_EQ": 7}
+_OPS = {name: getattr(native, name) for name in ("SCMP_CMP_NE", "SCMP_CMP_LT", "SCMP_CMP_LE", "SCMP_CMP_EQ",
+                                                 "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_MASKED_EQ")}
 # uname's machine -> (libseccomp's architecture, Go's name, which profiles' `arches` use)
 _MACHINES = {
     "x86_64": ("SCMP_ARCH_X86_64", "amd64"), "aarch64": ("SCMP_ARCH_AARCH64", "arm64"),
