@@ -42,6 +42,9 @@ DIFFERENCES = {
 # podman's failure is an expected failure: the day podman builds it, the test fails until the
 # entry is removed and the comparison runs.
 ORACLE_GAPS: dict[str, str] = {
+    "files-copy-link-from-stage": (
+        "COPY --link (Dockerfile 1.4): podman 4.3's builder (buildah 1.28) refuses the flag: "
+        "COPY only supports the --chmod=<permissions> --chown=<uid:gid> and the --from=<image|stage> flags"),
     "files-heredoc-run-bash-useradd": (
         "`RUN <<EOF` (Dockerfile 1.4 heredocs): podman 4.3's builder (buildah 1.28, imagebuilder) "
         "runs `<<EOF` as the whole command (bash warns of a here-document ended by end of file) and "
