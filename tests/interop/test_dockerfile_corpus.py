@@ -45,6 +45,11 @@ ORACLE_GAPS: dict[str, str] = {
     "files-copy-link-from-stage": (
         "COPY --link (Dockerfile 1.4): podman 4.3's builder (buildah 1.28) refuses the flag: "
         "COPY only supports the --chmod=<permissions> --chown=<uid:gid> and the --from=<image|stage> flags"),
+    "files-etherpad-chown-workdir": (
+        "`FROM build_${BUILD_ENV} AS production`, a stage named through a global ARG's default: "
+        "podman 4.3's builder (buildah 1.28) does not look the expanded name up among the stages "
+        "and tries to pull an image `build_copy` (buildah issue 4312: only a --build-arg given on "
+        "the command line makes it resolve)"),
     "files-heredoc-run-bash-useradd": (
         "`RUN <<EOF` (Dockerfile 1.4 heredocs): podman 4.3's builder (buildah 1.28, imagebuilder) "
         "runs `<<EOF` as the whole command (bash warns of a here-document ended by end of file) and "
