@@ -36,6 +36,12 @@ DIFFERENCES = {
         "one inode (link count 2, as BuildKit's overlay diff gives), podman build's (buildah 1.28, "
         "vfs driver) has two separate files (link count 1 each); taken as buildah's layer diff "
         "losing the hard link, not yet confirmed against its layer tar"),
+    "files-volume-then-run-webdata": (
+        "`RUN ... chown -R nobody:root /data/ && chmod -R g+w /data/` after `VOLUME /data`: rl's "
+        "image has /data 65534:0 775, as BuildKit's (a VOLUME does not change what RUN writes); "
+        "podman build's (buildah 1.28) keeps what the RUN made inside /data, chowned and chmodded, "
+        "but leaves /data itself 0:0 755: buildah runs the step with the volume path mounted from "
+        "a copy and copies only its contents back, losing the directory's own owner and mode"),
 }
 # Cases podman build cannot build at all, with the feature it lacks. rl's image is checked against
 # the case's `expected` file (the output of its run command, as BuildKit's would print it), and
@@ -50,6 +56,10 @@ ORACLE_GAPS: dict[str, str] = {
         "podman 4.3's builder (buildah 1.28) does not look the expanded name up among the stages "
         "and tries to pull an image `build_copy` (buildah issue 4312: only a --build-arg given on "
         "the command line makes it resolve)"),
+    "files-heredoc-copy-chmod-multiple": (
+        "`RUN <<EOF`, `COPY <<EOF`, two heredocs in one COPY (Dockerfile 1.3-labs/1.4): podman 4.3's "
+        "builder (buildah 1.28) takes the heredoc's first line for an instruction and fails: "
+        "Unknown instruction: \"LS\""),
     "files-heredoc-run-bash-useradd": (
         "`RUN <<EOF` (Dockerfile 1.4 heredocs): podman 4.3's builder (buildah 1.28, imagebuilder) "
         "runs `<<EOF` as the whole command (bash warns of a here-document ended by end of file) and "
