@@ -40,8 +40,8 @@ DIFFERENCES = {
         "`RUN ... chown -R nobody:root /data/ && chmod -R g+w /data/` after `VOLUME /data`: rl's "
         "image has /data 65534:0 775, as BuildKit's (a VOLUME does not change what RUN writes); "
         "podman build's (buildah 1.28) keeps what the RUN made inside /data, chowned and chmodded, "
-        "but leaves /data itself 0:0 755: buildah runs the step with the volume path mounted from "
-        "a copy and copies only its contents back, losing the directory's own owner and mode"),
+        "but leaves /data itself 0:0 755: buildah cannot change a declared volume's own owner and "
+        "mode in a later RUN, while BuildKit can (buildah issue 4407)"),
 }
 # Cases podman build cannot build at all, with the feature it lacks. rl's image is checked against
 # the case's `expected` file (the output of its run command, as BuildKit's would print it), and
