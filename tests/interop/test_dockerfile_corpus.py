@@ -36,6 +36,11 @@ DIFFERENCES = {
         "one inode (link count 2, as BuildKit's overlay diff gives), podman build's (buildah 1.28, "
         "vfs driver) has two separate files (link count 1 each); taken as buildah's layer diff "
         "losing the hard link, not yet confirmed against its layer tar"),
+    "files-add-plain-tar-dot-entry": (
+        "`ADD dist.tar /opt/yeoldwiz` of an archive whose first member is ./ (1000:1000, 0775): "
+        "rl's /opt/yeoldwiz stays root's 0755, as BuildKit's (it makes the target, then moby's "
+        "Untar skips the entry `.` of a directory that exists); podman build's (buildah 1.28) "
+        "gives the target the ./ entry's owner and mode"),
     "files-volume-then-run-webdata": (
         "`RUN ... chown -R nobody:root /data/ && chmod -R g+w /data/` after `VOLUME /data`: rl's "
         "image has /data 65534:0 775, as BuildKit's (a VOLUME does not change what RUN writes); "
