@@ -367,8 +367,11 @@ def _extract_into(tf: tarfile.TarFile, path: str, target: str, fixed: tuple[int,
             with tarfile.open(fileobj=stream, mode="r|") as src:
                 for m in src:
                     named = _inside(m.name, target, line)
-                    if m.isdev() or named == "/":
-                        continue  # no devices, and the image's root is no layer's to change
+                    # No devices; and no archive's own `.` (what `tar -C dir -cf a.tar .` lists
+                    # first): Docker's untar skips it, the target keeps the owner and mode ADD
+                    # made it with or the image gave it.
+                    if m.isdev() or named == target:
+                        continue
                     at = placed(named)
                     if m.isdir():
                         dirs.listed(named, at)

@@ -76,6 +76,20 @@ def test_add_keeps_the_archive_owners_unless_chown(tmp_path: Path) -> None:
         "home/user": (7, 8), "usr/bin/sg": (7, 8), LONG: (7, 8)}, "no ./ entry for the image's root"
 
 
+def test_add_leaves_the_directory_it_unpacks_into_to_the_image(tmp_path: Path) -> None:
+    # `tar -C dist -cf dist.tar .` lists ./ first, with dist's owner and mode: Docker's untar skips
+    # it, so the target keeps the owner and mode ADD made it with, or the image's.
+    _archive(tmp_path / "ctx/dist.tgz", [("./", 1000, 50), ("./main.js", 1000, 1000)])
+    (layer,) = layers_of(tmp_path, 1)
+    (layer / "etc").mkdir(mode=0o750)
+    got = _copy(tmp_path, [layer], "ADD", ["dist.tgz"], "/opt/app")
+    assert [(n, (m.uid, m.gid), m.mode) for n, m in got.items()] == [
+        ("opt", (0, 0), 0o755), ("opt/app", (0, 0), 0o755), ("opt/app/main.js", (1000, 1000), 0o755)]
+    got = _copy(tmp_path, [layer], "ADD", ["dist.tgz"], "/etc")
+    assert [(n, (m.uid, m.gid), m.mode) for n, m in got.items()] == [
+        ("etc", (os.getuid(), os.getgid()), 0o750), ("etc/main.js", (1000, 1000), 0o755)]
+
+
 def test_add_leaves_the_directories_of_the_image_as_they_are(tmp_path: Path) -> None:
     _archive(tmp_path / "ctx/a.tgz", [("tmp/x", 0, 0), ("bin/tool", 0, 0), ("bin/", 0, 0), ("bin/more", 0, 0),
                                       ("srv/new/f", 0, 0)])
