@@ -32,12 +32,11 @@ def match_sources(context_dir: str, patterns: Sequence[str], ignore: Ignore,
                   command: str = "COPY") -> list[str]:
     """The context paths COPY/ADD sources name: each source in the order given, the names a
     wildcard matches sorted; no duplicates. Wildcards follow Go's filepath.Match one path
-    component at a time, as Docker's do. `/x` is the context's x; a path leaving the context
-    through `..` is refused."""
+    component at a time, as Docker's do. `/x` is the context's x, and so is `../x`."""
     out: list[str] = []
     seen: set[str] = set()
     for pattern in patterns:
-        rel = _relative(pattern, command)
+        rel = _relative(pattern)
         if not has_wildcards(rel):
             if _resolve(context_dir, rel) is None or _excluded(context_dir, rel, ignore):
                 raise SourceError(f"{command} failed: file not found in build context or excluded "
@@ -177,12 +176,10 @@ def _walk_dir(context_dir: str, source: str, real: str, name: str, ignore: Ignor
             yield from _walk_dir(context_dir, source, child_real, child_name, ignore, pending)
 
 
-def _relative(pattern: str, command: str) -> str:
-    # Docker takes `/x` as the context's x; `..` may not climb out of the context.
-    rel = clean(pattern.lstrip("/") or ".")
-    if rel == ".." or rel.startswith("../"):
-        raise SourceError(f"{command} failed: forbidden path outside the build context: {pattern}")
-    return rel
+def _relative(pattern: str) -> str:
+    # BuildKit joins a source to the context's root: `/x` is the context's x, and `..` above the
+    # root stays at the root (moby/buildkit#2131), where the classic builder refused it.
+    return clean("/" + pattern).lstrip("/") or "."
 
 
 def _excluded(context_dir: str, rel: str, ignore: Ignore) -> bool:

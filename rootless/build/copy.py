@@ -88,7 +88,9 @@ def copy_step(builder: Builder, df: Dockerfile, state: StageState, instr: Instru
                               "must be a directory and end with a /", instr.line)
     section = state.config.get("config") or {}
     target = posixpath.normpath(posixpath.join(section.get("WorkingDir") or "/", dest))
+    # BuildKit expands ARGs and ENV in --chown (CopyCommand.Expand), not in --chmod.
     chown, chmod = instr.flag("chown"), instr.flag("chmod")
+    chown = expand(chown, env, df.escape) if chown is not None else None
     store = builder.store
     job = CopyJob(
         instr.command, instr.line, tuple(patterns), target, dest.endswith("/") or dest in (".", ".."), chown,

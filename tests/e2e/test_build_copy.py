@@ -99,6 +99,26 @@ def test_a_file_copied_over_an_existing_file_replaces_it(rl: Rl, busybox: str, t
     assert r.out == "replaced\nregular file\n", "a symlink to a file is replaced, not written through"
 
 
+CHOWN_EXPANDED = """\
+FROM busybox
+ARG UID=1000
+ARG GID=$UID
+ENV OWNER=app
+RUN echo 'app:x:1234:1234::/:/bin/sh' >> /etc/passwd && echo 'app:x:1234:' >> /etc/group
+COPY --chown=$UID:${GID} f /by-arg
+ADD --chown=$OWNER f /by-env
+"""
+
+
+def test_chown_expands_args_and_env(rl: Rl, busybox: str, tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("f\n")
+    (tmp_path / "Dockerfile").write_text(CHOWN_EXPANDED)
+    rl("build", "--build-arg", "UID=7", "-t", "expanded", str(tmp_path))
+    members = _layer_members(rl, "expanded", tmp_path)
+    assert {n: (members[n].uid, members[n].gid) for n in ("by-arg", "by-env")} == {
+        "by-arg": (7, 7), "by-env": (1234, 1234)}
+
+
 ADD_OWNERS = """\
 FROM busybox
 ADD rootfs.tar.gz /

@@ -88,7 +88,8 @@ LISTING = (f"{_FIND} -print0 | xargs -0 stat -c '%n|%F|%u:%g|%a|%h|%s'; echo '@l
 
 RUNTIME_FILES = ("/etc/hostname", "/etc/hosts")
 
-CONFIG_KEYS = ("Env", "Cmd", "Entrypoint", "WorkingDir", "User", "ExposedPorts", "Volumes", "Labels")
+CONFIG_KEYS = ("Env", "Cmd", "Entrypoint", "WorkingDir", "User", "ExposedPorts", "Volumes", "Labels", "StopSignal",
+               "Healthcheck")
 
 
 def _config(rl: Rl, image: str) -> dict[str, object]:

@@ -1,0 +1,1 @@
+// stand-in: the app's entry module

@@ -1,0 +1,1 @@
+stale build output, ignored by dist/

@@ -1,0 +1,2 @@
+const url: string = process.argv[2];
+console.log(url);

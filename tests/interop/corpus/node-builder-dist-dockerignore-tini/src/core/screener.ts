@@ -1,0 +1,3 @@
+export class Screener {
+  width: number = 1280;
+}

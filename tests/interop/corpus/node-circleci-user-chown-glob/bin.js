@@ -1,0 +1,1 @@
+// stand-in: the entry point the start script runs

@@ -1,0 +1,1 @@
+// stand-in: a test COPY *.js must not take (a subdirectory)

@@ -1,0 +1,2 @@
+# stand-in for the project's Flask app
+app = None

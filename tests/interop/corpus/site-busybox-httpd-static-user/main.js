@@ -1,0 +1,1 @@
+// stand-in: snaps the feed to one video at a time
