@@ -24,6 +24,7 @@ from rootless.build.dockerfile import (
     Instruction,
     Stage,
     argv,
+    global_args,
     read,
 )
 from rootless.build.expand import EXPANDED, expand, expand_words, parse_key_values
@@ -147,14 +148,8 @@ class Builder:
         return result
 
     def _global_args(self, df: Dockerfile) -> dict[str, str]:
-        env: dict[str, str] = {}
-        for instr in df.global_args:
-            for key, value in parse_key_values("ARG", instr.args, env, df.escape):
-                if key in self.build_args:
-                    env[key] = self.build_args[key]
-                    self.used_args.add(key)
-                elif value is not None:
-                    env[key] = value
+        env, used = global_args(df, self.build_args)
+        self.used_args |= used
         return env
 
     # ---- one stage ------------------------------------------------------------------------
