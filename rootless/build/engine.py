@@ -252,7 +252,7 @@ class Builder:
                 from rootless.build.copy import mkdir_layer
 
                 self.cached_or(state, key, lambda: self._derive(state, section, created_by,
-                                                                 mkdir_layer(self, state, section["WorkingDir"])))
+                                                                 mkdir_layer(self, state, _clean(section["WorkingDir"]))))
             elif instr.command == "VOLUME":
                 from rootless.build.copy import volume_layer
 
@@ -321,10 +321,12 @@ class Builder:
                 # Docker: an ENTRYPOINT drops the Cmd inherited from the base image.
                 section.pop("Cmd", None)
         elif cmd == "WORKDIR":
+            # As BuildKit records it: an absolute path as written (`/root/` keeps its slash), a
+            # relative one joined to the current directory and cleaned.
             path = words[0]
             if not path.startswith("/"):
-                path = os.path.join(section.get("WorkingDir") or "/", path)
-            section["WorkingDir"] = os.path.normpath(path).replace("//", "/")
+                path = _clean(os.path.join(section.get("WorkingDir") or "/", path))
+            section["WorkingDir"] = path
         elif cmd == "USER":
             section["User"] = words[0]
         elif cmd == "EXPOSE":
@@ -421,6 +423,11 @@ def _expand_at(text: str, env: dict[str, str], escape: str, line: int) -> str:
         return expand(text, env, escape)
     except DockerfileError as e:
         raise e.at(line) from None
+
+
+def _clean(path: str) -> str:
+    """Go's path.Clean of a path taken from /: normpath keeps a leading `//`, Clean does not."""
+    return "/" + os.path.normpath("/" + path).lstrip("/")
 
 
 def _one_line(text: str) -> str:

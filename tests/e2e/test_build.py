@@ -512,6 +512,16 @@ def test_platform_args_are_global_and_seen_by_a_stage_that_declares_them(rl: Rl,
     assert not any(e.startswith(("TARGET", "BUILD")) for e in env), "build args are not kept"
 
 
+def test_workdir_records_an_absolute_path_as_written(rl: Rl, busybox: str, tmp_path: Path) -> None:
+    # BuildKit (and podman build) keep `WORKDIR /srv/app/` verbatim in the config and join and
+    # clean only a relative one; the directory made is the clean path either way.
+    (tmp_path / "Dockerfile").write_text(
+        "FROM busybox\nWORKDIR srv/../data/./x/\nRUN pwd > /pwd\nWORKDIR /srv/app/\n")
+    rl("build", "-t", "wd", str(tmp_path))
+    assert json.loads(rl("inspect", "wd").out)[0]["Config"]["WorkingDir"] == "/srv/app/"
+    assert rl("run", "--rm", "wd", "sh", "-c", "cat /pwd; pwd; ls -d /srv/*").out == "/data/x\n/srv/app\n/srv/app\n"
+
+
 def test_format_docker_gives_docker_media_types(rl: Rl, busybox: str, context: Path, tmp_path: Path) -> None:
     for fmt, manifest_type in (("docker", "application/vnd.docker.distribution.manifest.v2+json"),
                                ("oci", "application/vnd.oci.image.manifest.v1+json")):
