@@ -41,7 +41,8 @@ DIFFERENCES = {
         "backslashes (C:\\BuildTools\\MSBuild\\15.0\\Bin\\Roslyn), as the Dockerfile reference says and "
         "BuildKit's lexer, made with the directive's escape token, does; podman build's (buildah 1.28) "
         "has C:BuildToolsMSBuild15.0BinRoslyn: imagebuilder's ProcessWord takes no escape token and "
-        "always treats a backslash as the escape, the bug Docker fixed in moby/moby#27644"),
+        "always treats a backslash as the escape, the bug Docker fixed in moby/moby#27644. The file "
+        "trees, SHELL and the rest of the config agree"),
 }
 # Cases podman build cannot build at all, with the feature it lacks. rl's image is checked against
 # the case's `expected` file (the output of its run command, as BuildKit's would print it), and
