@@ -6,5 +6,5 @@ echo "bootstrap nicctl: $(/usr/sbin/nicctl-bootstrap)"
 for f in /opt/nicctl-versions/*.gz; do
     echo "${f##*/}: $(gzip -dc "$f" | sh)"
 done
-ls -ln /lib64/ | grep libpci | cut -c1-10,35-
+stat -c "%n %F %a %s" /lib64/libpci*
 exec "$@"
