@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 import dockerfile as _bk
 
 from rootless.errors import DockerfileError
+from rootless.image import oci
 from rootless.values import replace, valueclass
 
 DEFAULT_SHELL: tuple[str, ...] = ("/bin/sh", "-c")
@@ -156,6 +157,35 @@ def read(path: str) -> Dockerfile:
     return parse(text)
 
 
+def platform_args() -> dict[str, str]:
+    """BuildKit's automatic platform ARGs, defined in the global scope of every build (a stage sees
+    one it declares with a bare `ARG TARGETARCH`). rl builds for the host, so the target and the
+    build platform are both the host's."""
+    os_name, arch = oci.host_platform()
+    variant = "v7" if arch == "arm" else ""
+    platform = f"{os_name}/{arch}" + (f"/{variant}" if variant else "")
+    return {f"{side}{key}": value for side in ("TARGET", "BUILD")
+            for key, value in (("PLATFORM", platform), ("OS", os_name), ("ARCH", arch), ("VARIANT", variant))}
+
+
+def global_args(df: Dockerfile, build_args: Mapping[str, str]) -> tuple[dict[str, str], set[str]]:
+    """The values in the global scope: the platform ARGs, then the ARGs before the first FROM
+    (a build arg overriding a default); and which build args those ARGs used."""
+    # Imported here: expand raises this module's DockerfileError.
+    from rootless.build.expand import parse_key_values
+
+    env = platform_args()
+    used: set[str] = set()
+    for instr in df.global_args:
+        for key, value in parse_key_values("ARG", instr.args, env, df.escape):
+            if key in build_args:
+                env[key] = build_args[key]
+                used.add(key)
+            elif value is not None:
+                env[key] = value
+    return env, used
+
+
 def stages_needed(df: Dockerfile, target: str | None,
                   build_args: Mapping[str, str] | None = None) -> list[int]:
     """Indexes, in build order, of the stages `target` (default: the last) depends on through
@@ -165,7 +195,7 @@ def stages_needed(df: Dockerfile, target: str | None,
     their defaults), as BuildKit does for FROM; a value naming no stage is an image.
     """
     # Imported here: expand raises this module's DockerfileError.
-    from rootless.build.expand import expand, parse_key_values
+    from rootless.build.expand import expand
 
     if target is None:
         goal = df.stages[-1]
@@ -175,14 +205,7 @@ def stages_needed(df: Dockerfile, target: str | None,
             names = ", ".join(s.name for s in df.stages if s.name) or "none are named"
             raise DockerfileError(f'target stage "{target}" could not be found (stages: {names})')
         goal = found
-    overrides = dict(build_args or {})
-    env: dict[str, str] = {}
-    for instr in df.global_args:
-        for key, value in parse_key_values("ARG", instr.args, env, df.escape):
-            if key in overrides:
-                env[key] = overrides[key]
-            elif value is not None:
-                env[key] = value
+    env, _ = global_args(df, build_args or {})
 
     def expand_at(text: str, line: int) -> str:
         try:

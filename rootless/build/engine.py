@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from rootless.build import cache, heredoc
-from rootless.build.dockerfile import DEFAULT_SHELL, Dockerfile, Instruction, Stage, argv, read
+from rootless.build.dockerfile import DEFAULT_SHELL, Dockerfile, Instruction, Stage, argv, global_args, read
 from rootless.errors import BuildFailed, DockerfileError, ImageNotFound, RlError
 from rootless.build.expand import EXPANDED, expand, expand_words, parse_key_values
 from rootless.image import oci
@@ -133,14 +133,8 @@ class Builder:
         return result
 
     def _global_args(self, df: Dockerfile) -> dict[str, str]:
-        env: dict[str, str] = {}
-        for instr in df.global_args:
-            for key, value in parse_key_values("ARG", instr.args, env, df.escape):
-                if key in self.build_args:
-                    env[key] = self.build_args[key]
-                    self.used_args.add(key)
-                elif value is not None:
-                    env[key] = value
+        env, used = global_args(df, self.build_args)
+        self.used_args |= used
         return env
 
     # ---- one stage ------------------------------------------------------------------------
@@ -248,7 +242,7 @@ class Builder:
                 from rootless.build.copy import mkdir_layer
 
                 self.cached_or(state, key, lambda: self._derive(state, section, created_by,
-                                                                 mkdir_layer(self, state, section["WorkingDir"])))
+                                                                 mkdir_layer(self, state, _clean(section["WorkingDir"]))))
             elif instr.command == "VOLUME":
                 from rootless.build.copy import volume_layer
 
@@ -317,10 +311,12 @@ class Builder:
                 # Docker: an ENTRYPOINT drops the Cmd inherited from the base image.
                 section.pop("Cmd", None)
         elif cmd == "WORKDIR":
+            # As BuildKit records it: an absolute path as written (`/root/` keeps its slash), a
+            # relative one joined to the current directory and cleaned.
             path = words[0]
             if not path.startswith("/"):
-                path = os.path.join(section.get("WorkingDir") or "/", path)
-            section["WorkingDir"] = os.path.normpath(path).replace("//", "/")
+                path = _clean(os.path.join(section.get("WorkingDir") or "/", path))
+            section["WorkingDir"] = path
         elif cmd == "USER":
             section["User"] = words[0]
         elif cmd == "EXPOSE":
@@ -417,6 +413,11 @@ def _expand_at(text: str, env: dict[str, str], escape: str, line: int) -> str:
         return expand(text, env, escape)
     except DockerfileError as e:
         raise e.at(line) from e
+
+
+def _clean(path: str) -> str:
+    """Go's path.Clean of a path taken from /: normpath keeps a leading `//`, Clean does not."""
+    return "/" + os.path.normpath("/" + path).lstrip("/")
 
 
 def _one_line(text: str) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from rootless.image import oci
 from tests.conftest import DRIVERS, Rl, has_subuid_range
 
 APP = """\
@@ -494,6 +495,33 @@ def test_flags_and_the_rest_of_the_config(rl: Rl, busybox: str, tmp_path: Path) 
     assert config["Healthcheck"] == {"Test": ["CMD-SHELL", "wget -q -O /dev/null http://localhost/ || exit 1"],
                                      "Interval": 90 * 10**9, "Retries": 2}
     assert not any(e.startswith(("VERSION=", "HTTP_PROXY=")) for e in config["Env"]), "build args are not kept"
+
+
+def test_platform_args_are_global_and_seen_by_a_stage_that_declares_them(rl: Rl, busybox: str,
+                                                                          tmp_path: Path) -> None:
+    # BuildKit's automatic platform ARGs: FROM may use them as they are; a stage sees one only
+    # through a bare ARG (as golang Dockerfiles do for GOOS=$TARGETOS GOARCH=$TARGETARCH).
+    os_name, arch = oci.host_platform()
+    rl("tag", "busybox", f"plat:{arch}")
+    (tmp_path / "Dockerfile").write_text(
+        "FROM plat:${TARGETARCH}\n"
+        "ARG TARGETPLATFORM\nARG TARGETOS\nARG TARGETARCH\nARG BUILDARCH=mine\n"
+        "RUN echo \"$TARGETPLATFORM $TARGETOS $TARGETARCH $BUILDARCH [$BUILDOS]\" > /platform\n")
+    rl("build", "-t", "plat-args", str(tmp_path))
+    assert rl("run", "--rm", "plat-args", "cat", "/platform").out == \
+        f"{os_name}/{arch} {os_name} {arch} mine []\n"
+    env = json.loads(rl("inspect", "plat-args").out)[0]["Config"]["Env"]
+    assert not any(e.startswith(("TARGET", "BUILD")) for e in env), "build args are not kept"
+
+
+def test_workdir_records_an_absolute_path_as_written(rl: Rl, busybox: str, tmp_path: Path) -> None:
+    # BuildKit (and podman build) keep `WORKDIR /srv/app/` verbatim in the config and join and
+    # clean only a relative one; the directory made is the clean path either way.
+    (tmp_path / "Dockerfile").write_text(
+        "FROM busybox\nWORKDIR srv/../data/./x/\nRUN pwd > /pwd\nWORKDIR /srv/app/\n")
+    rl("build", "-t", "wd", str(tmp_path))
+    assert json.loads(rl("inspect", "wd").out)[0]["Config"]["WorkingDir"] == "/srv/app/"
+    assert rl("run", "--rm", "wd", "sh", "-c", "cat /pwd; pwd; ls -d /srv/*").out == "/data/x\n/srv/app\n/srv/app\n"
 
 
 def test_format_docker_gives_docker_media_types(rl: Rl, busybox: str, context: Path, tmp_path: Path) -> None:

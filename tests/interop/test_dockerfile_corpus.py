@@ -47,6 +47,13 @@ DIFFERENCES = {
         "podman build's (buildah 1.28) keeps what the RUN made inside /data, chowned and chmodded, "
         "but leaves /data itself 0:0 755: buildah cannot change a declared volume's own owner and "
         "mode in a later RUN, while BuildKit can (buildah issue 4407)"),
+    "cbuild-vs-buildtools-escape-backtick": (
+        "`# escape=`` then `ENV ROSLYN_COMPILER_LOCATION C:\\BuildTools\\MSBuild\\...`: rl's Env keeps the "
+        "backslashes (C:\\BuildTools\\MSBuild\\15.0\\Bin\\Roslyn), as the Dockerfile reference says and "
+        "BuildKit's lexer, made with the directive's escape token, does; podman build's (buildah 1.28) "
+        "has C:BuildToolsMSBuild15.0BinRoslyn: imagebuilder's ProcessWord takes no escape token and "
+        "always treats a backslash as the escape, the bug Docker fixed in moby/moby#27644. The file "
+        "trees, SHELL and the rest of the config agree"),
 }
 # Cases podman build cannot build at all, with the feature it lacks. rl's image is checked against
 # the case's `expected` file (the output of its run command, as BuildKit's would print it), and
@@ -88,8 +95,8 @@ LISTING = (f"{_FIND} -print0 | xargs -0 stat -c '%n|%F|%u:%g|%a|%h|%s'; echo '@l
 
 RUNTIME_FILES = ("/etc/hostname", "/etc/hosts")
 
-CONFIG_KEYS = ("Env", "Cmd", "Entrypoint", "WorkingDir", "User", "ExposedPorts", "Volumes", "Labels", "StopSignal",
-               "Healthcheck")
+CONFIG_KEYS = ("Env", "Cmd", "Entrypoint", "WorkingDir", "User", "ExposedPorts", "Volumes", "Labels",
+               "StopSignal", "Healthcheck", "Shell", "OnBuild")
 
 
 def _config(rl: Rl, image: str) -> dict[str, object]:

@@ -1,0 +1,3 @@
+module tsubasaxzzz/aks-testpod
+
+go 1.13

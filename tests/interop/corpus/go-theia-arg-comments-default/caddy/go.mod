@@ -1,0 +1,3 @@
+module github.com/TeddyDD/theia/caddy
+
+go 1.14

@@ -1,0 +1,7 @@
+package io.snello;
+
+public class Application {
+    public static void main(String[] args) {
+        System.out.println("snello-api");
+    }
+}
