@@ -34,8 +34,10 @@ DIFFERENCES = {
     "busybox-file-type-mix": (
         "`RUN ln file-1.txt hardlink-1` on a file of a lower layer: rl's image keeps the two names "
         "one inode (link count 2, as BuildKit's overlay diff gives), podman build's (buildah 1.28, "
-        "vfs driver) has two separate files (link count 1 each); taken as buildah's layer diff "
-        "losing the hard link, not yet confirmed against its layer tar"),
+        "vfs driver) has two separate files (link count 1 each). buildah's layer diff loses the "
+        "link: the layer tar of that step holds `hardlink-1` alone, as a regular file "
+        "(`-rw-r--r-- 1/2 8 hardlink-1`), where Docker's holds the copied-up file-1.txt and "
+        "hardlink-1 as a link to it"),
     "files-add-plain-tar-dot-entry": (
         "`ADD dist.tar /opt/yeoldwiz` of an archive whose first member is ./ (1000:1000, 0775): "
         "rl's /opt/yeoldwiz stays root's 0755, as BuildKit's (it makes the target, then moby's "
