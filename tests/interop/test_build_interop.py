@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Rl, has_subuid_range
-from tests.interop.conftest import Podman, build_both, need, run
+from tests.interop.conftest import Podman, build_both, listing, need, run
 
 DOCKERFILE = """\
 FROM busybox
@@ -28,17 +28,6 @@ LABEL org.example.name="interop test"
 EXPOSE 8080/udp
 CMD ["sh", "-c", "ls"]
 """
-
-# The listing both images are compared by: every path outside the kernel file systems, with its
-# type, owner, mode, size (files) and link target.
-LISTING = ("find / -xdev \\( -path /proc -o -path /sys -o -path /dev \\) -prune -o -print | sort | "
-           "while read -r p; do stat -c '%n %F %u:%g %a' \"$p\"; "
-           "if [ -f \"$p\" ] && [ ! -L \"$p\" ]; then wc -c < \"$p\"; fi; "
-           "if [ -L \"$p\" ]; then readlink \"$p\"; fi; done")
-
-
-BUILDAH_MOUNT_POINTS = ("/run directory 0:0 755",)
-
 
 def _context(tmp_path: Path) -> Path:
     ctx = tmp_path / "ctx"
@@ -57,12 +46,7 @@ def test_same_tree_and_config_as_podman_build(rl: Rl, busybox: str, podman: Podm
     ctx = _context(tmp_path)
     theirs = build_both(rl, podman, ctx, tmp_path)
 
-    def listing(image: str) -> list[str]:
-        return rl("run", "--rm", "-u", "0", image, "sh", "-c", LISTING).out.splitlines()
-
-    mine_list = listing("mine")
-    # buildah leaves the mount points of its RUN containers in the image; BuildKit and rl do not.
-    theirs_list = [ln for ln in listing(theirs) if ln not in BUILDAH_MOUNT_POINTS]
+    mine_list, theirs_list = listing(rl, "mine"), listing(rl, theirs)
     assert mine_list == theirs_list, ("only rl: " + repr(sorted(set(mine_list) - set(theirs_list))) +
                                       "\nonly podman: " + repr(sorted(set(theirs_list) - set(mine_list))))
 

@@ -22,8 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Rl, has_subuid_range
-from tests.interop.conftest import Podman, build_both
-from tests.interop.test_build_interop import BUILDAH_MOUNT_POINTS
+from tests.interop.conftest import Podman, build_both, listing
 
 CORPUS = Path(__file__).parent / "corpus"
 BUSYBOX_TAGS = ("busybox", "busybox:1.35-musl")
@@ -87,16 +86,6 @@ CASES = [pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=DIFFEREN
          if name in DIFFERENCES else name
          for name in sorted(p.name for p in CORPUS.iterdir() if (p / "Dockerfile").is_file())]
 
-# Every path of the image but /proc, /sys and /dev, in three batches that run as fast on Debian's
-# ten thousand files as on busybox's hundred: the stat line of each, the target of each symlink,
-# the content hash of each regular file. Both tools' find, xargs, stat and md5sum understand them.
-_FIND = "find / -xdev \\( -path /proc -o -path /sys -o -path /dev \\) -prune -o"
-LISTING = (f"{_FIND} -print0 | xargs -0 stat -c '%n|%F|%u:%g|%a|%h|%s'; echo '@links'; "
-           f"{_FIND} -type l -print0 | xargs -0 -r stat -c '%n|%N'; echo '@hashes'; "
-           f"{_FIND} -type f -print0 | xargs -0 -r md5sum")
-
-RUNTIME_FILES = ("/etc/hostname", "/etc/hosts")
-
 CONFIG_KEYS = ("Env", "Cmd", "Entrypoint", "WorkingDir", "User", "ExposedPorts", "Volumes", "Labels",
                "StopSignal", "Healthcheck", "Shell", "OnBuild")
 
@@ -106,30 +95,6 @@ def _config(rl: Rl, image: str) -> dict[str, object]:
     config["Labels"] = {k: v for k, v in (config.get("Labels") or {}).items() if k != "io.buildah.version"}
     # An empty list or map and an absent one mean the same to a runtime.
     return {k: config.get(k) or None for k in CONFIG_KEYS}
-
-
-def listing(rl: Rl, image: str) -> list[str]:
-    """One line a path, `path type uid:gid mode`, then ` -> target` for a symlink and
-    ` links size md5` for a regular file. A directory's link count is left out: overlay file
-    systems report 1."""
-    out = rl("run", "--rm", "-u", "0", "--entrypoint", "sh", image, "-c", LISTING).out
-    stats, rest = out.split("@links\n", 1)
-    links, hashes = rest.split("@hashes\n", 1)
-    targets = dict(ln.split("|", 1) for ln in links.splitlines())
-    digests = {path: digest for digest, path in (ln.split("  ", 1) for ln in hashes.splitlines())}
-    lines = []
-    for ln in stats.splitlines():
-        path, kind, owner, mode, nlink, size = ln.split("|")
-        line = f"{path} {kind} {owner} {mode}"
-        if kind == "symbolic link":
-            line += f" -> {targets[path]}"
-        elif kind.startswith("regular"):
-            # The runtime writes these per container: their contents differ by design.
-            line += f" {nlink} {size}" + ("" if path in RUNTIME_FILES else f" {digests[path]}")
-        if line not in BUILDAH_MOUNT_POINTS:
-            lines.append(line)
-    assert any(ln.startswith("/ directory ") for ln in lines), f"no listing of {image}: {out[:500]}"
-    return sorted(lines)
 
 
 def _bases(rl: Rl, dockerfile: str, request: pytest.FixtureRequest) -> tuple[str, ...]:
